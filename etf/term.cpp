@@ -1,0 +1,350 @@
+#include "etf/term.hpp"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <stdexcept>
+
+namespace cnode::etf {
+namespace detail {
+
+void* allocate_node(std::size_t header, std::size_t trailing_bytes) { return ::operator new(header + trailing_bytes); }
+void free_node(void* p) noexcept { ::operator delete(p); }
+
+tuple_node* new_tuple_node(std::uint32_t arity) {
+  void* mem = allocate_node(sizeof(tuple_node), sizeof(term) * arity);
+  auto* n = new (mem) tuple_node(arity);
+  term* e = n->elems();
+  for (std::uint32_t i = 0; i < arity; ++i) new (e + i) term();
+  return n;
+}
+
+list_node* new_list_node(std::uint32_t count, term tail) {
+  void* mem = allocate_node(sizeof(list_node), sizeof(term) * count);
+  auto* n = new (mem) list_node(count, std::move(tail));
+  term* e = n->elems();
+  for (std::uint32_t i = 0; i < count; ++i) new (e + i) term();
+  return n;
+}
+
+map_node* new_map_node(std::uint32_t size) {
+  void* mem = allocate_node(sizeof(map_node), sizeof(term) * 2 * std::size_t{size});
+  auto* n = new (mem) map_node(size);
+  term* e = n->keys();
+  for (std::size_t i = 0; i < 2 * std::size_t{size}; ++i) new (e + i) term();
+  return n;
+}
+
+namespace {
+
+// Destroying a node releases its children; a child that reaches zero is queued rather than destroyed recursively,
+// so arbitrarily deep terms are freed with constant stack.
+thread_local std::vector<node*>* tl_pending = nullptr;
+thread_local bool tl_draining = false;
+
+void destroy_terms(term* t, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) t[i].~term();
+}
+
+void destroy(node* n) noexcept {
+  switch (n->kind) {
+    case node_kind::big:
+      static_cast<big_node*>(n)->~big_node();
+      break;
+    case node_kind::tuple: {
+      auto* t = static_cast<tuple_node*>(n);
+      destroy_terms(t->elems(), t->arity);
+      t->~tuple_node();
+      break;
+    }
+    case node_kind::list: {
+      auto* l = static_cast<list_node*>(n);
+      destroy_terms(l->elems(), l->count);
+      l->~list_node();
+      break;
+    }
+    case node_kind::map: {
+      auto* m = static_cast<map_node*>(n);
+      destroy_terms(m->keys(), 2 * std::size_t{m->size});
+      m->~map_node();
+      break;
+    }
+    case node_kind::binary: {
+      auto* b = static_cast<binary_node*>(n);
+      if (b->owner) release(b->owner);
+      b->~binary_node();
+      break;
+    }
+    case node_kind::bytes:
+      static_cast<bytes_node*>(n)->~bytes_node();
+      break;
+    case node_kind::pid:
+      static_cast<pid_node*>(n)->~pid_node();
+      break;
+    case node_kind::port:
+      static_cast<port_node*>(n)->~port_node();
+      break;
+    case node_kind::ref:
+      static_cast<ref_node*>(n)->~ref_node();
+      break;
+    case node_kind::export_:
+      static_cast<export_node*>(n)->~export_node();
+      break;
+    case node_kind::fun:
+      static_cast<fun_node*>(n)->~fun_node();
+      break;
+  }
+  free_node(n);
+}
+
+}  // namespace
+
+void release(node* n) noexcept {
+  if (n->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  if (tl_draining) {
+    tl_pending->push_back(n);
+    return;
+  }
+  if (!tl_pending) tl_pending = new std::vector<node*>();  // per thread, kept for the thread's life
+  tl_draining = true;
+  destroy(n);
+  while (!tl_pending->empty()) {
+    node* m = tl_pending->back();
+    tl_pending->pop_back();
+    destroy(m);
+  }
+  if (tl_pending->capacity() > 4096) std::vector<node*>().swap(*tl_pending);
+  tl_draining = false;
+}
+
+}  // namespace detail
+
+using detail::node;
+
+std::string_view to_string(term_type t) noexcept {
+  switch (t) {
+    case term_type::integer: return "integer";
+    case term_type::big_integer: return "big_integer";
+    case term_type::float_: return "float";
+    case term_type::atom: return "atom";
+    case term_type::reference: return "reference";
+    case term_type::fun: return "fun";
+    case term_type::export_: return "export";
+    case term_type::port: return "port";
+    case term_type::pid: return "pid";
+    case term_type::tuple: return "tuple";
+    case term_type::map: return "map";
+    case term_type::nil: return "nil";
+    case term_type::list: return "list";
+    case term_type::binary: return "bitstring";
+  }
+  return "?";
+}
+
+// ---- shared_bytes ----
+shared_bytes::shared_bytes(std::vector<std::uint8_t> bytes) {
+  void* mem = detail::allocate_node(sizeof(detail::bytes_node), 0);
+  n_ = new (mem) detail::bytes_node(std::move(bytes));
+}
+shared_bytes shared_bytes::copy(std::span<const std::uint8_t> bytes) {
+  return shared_bytes(std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
+}
+shared_bytes::shared_bytes(const shared_bytes& o) noexcept : n_(o.n_) {
+  if (n_) detail::retain(n_);
+}
+shared_bytes::~shared_bytes() {
+  if (n_) detail::release(n_);
+}
+const std::uint8_t* shared_bytes::data() const noexcept {
+  return n_ ? static_cast<const detail::bytes_node*>(n_)->bytes.data() : nullptr;
+}
+std::size_t shared_bytes::size() const noexcept {
+  return n_ ? static_cast<const detail::bytes_node*>(n_)->bytes.size() : 0;
+}
+
+bool operator==(const ref_value& a, const ref_value& b) noexcept {
+  return a.node == b.node && a.creation == b.creation && a.len == b.len &&
+         std::equal(a.ids, a.ids + a.len, b.ids);
+}
+
+bool operator==(const fun_value& a, const fun_value& b) noexcept {
+  return a.arity == b.arity && std::memcmp(a.uniq, b.uniq, 16) == 0 && a.index == b.index && a.module == b.module &&
+         exact_equal(a.old_index, b.old_index) && exact_equal(a.old_uniq, b.old_uniq) && exact_equal(a.pid, b.pid) &&
+         a.free_vars.size() == b.free_vars.size() &&
+         std::equal(a.free_vars.begin(), a.free_vars.end(), b.free_vars.begin(), exact_equal);
+}
+
+// ---- construction ----
+term term::from_big(big_int v) {
+  if (v >= INT64_MIN && v <= INT64_MAX) return term(static_cast<std::int64_t>(v));
+  void* mem = detail::allocate_node(sizeof(detail::big_node), 0);
+  return term(term_type::big_integer, 0, new (mem) detail::big_node(std::move(v)));
+}
+
+big_int term::big() const {
+  if (type_ == term_type::integer) return big_int(i_);
+  assert(type_ == term_type::big_integer);
+  return big_ref();
+}
+
+term term::tuple(std::span<const term> elems) {
+  auto* n = detail::new_tuple_node(static_cast<std::uint32_t>(elems.size()));
+  std::copy(elems.begin(), elems.end(), n->elems());
+  return term(term_type::tuple, 0, n);
+}
+
+term term::tuple(std::vector<term>&& elems) {
+  auto* n = detail::new_tuple_node(static_cast<std::uint32_t>(elems.size()));
+  std::move(elems.begin(), elems.end(), n->elems());
+  return term(term_type::tuple, 0, n);
+}
+
+term term::list(std::span<const term> elems) {
+  if (elems.empty()) return term();
+  auto* n = detail::new_list_node(static_cast<std::uint32_t>(elems.size()), term());
+  std::copy(elems.begin(), elems.end(), n->elems());
+  return term(term_type::list, 0, n);
+}
+
+term term::list(std::vector<term>&& elems) { return improper_list(std::move(elems), term()); }
+
+term term::improper_list(std::vector<term>&& elems, term tail) {
+  if (elems.empty()) return tail;
+  auto* n = detail::new_list_node(static_cast<std::uint32_t>(elems.size()), std::move(tail));
+  std::move(elems.begin(), elems.end(), n->elems());
+  return term(term_type::list, 0, n);
+}
+
+term term::cons(term head, term tail) {
+  auto* n = detail::new_list_node(1, std::move(tail));
+  n->elems()[0] = std::move(head);
+  return term(term_type::list, 0, n);
+}
+
+term term::string(std::string_view utf8) {
+  std::vector<term> cps;
+  cps.reserve(utf8.size());
+  const auto* p = reinterpret_cast<const unsigned char*>(utf8.data());
+  const auto* end = p + utf8.size();
+  while (p < end) {
+    std::uint32_t c = *p;
+    int n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
+    if (n > 1) c &= (0x7F >> n);
+    for (int i = 1; i < n && p + i < end; ++i) c = (c << 6) | (p[i] & 0x3F);
+    cps.emplace_back(static_cast<std::int64_t>(c));
+    p += n;
+  }
+  return list(std::move(cps));
+}
+
+term term::map(std::vector<std::pair<term, term>>&& kvs) {
+  // Stable sort so that among duplicate keys the last one given can be kept.
+  std::stable_sort(kvs.begin(), kvs.end(),
+                   [](const auto& a, const auto& b) { return compare_exact(a.first, b.first) < 0; });
+  std::size_t out = 0;
+  for (std::size_t i = 0; i < kvs.size(); ++i) {
+    if (out > 0 && compare_exact(kvs[out - 1].first, kvs[i].first) == 0) {
+      kvs[out - 1].second = std::move(kvs[i].second);
+    } else {
+      if (out != i) kvs[out] = std::move(kvs[i]);
+      ++out;
+    }
+  }
+  kvs.resize(out);
+  auto* n = detail::new_map_node(static_cast<std::uint32_t>(out));
+  for (std::size_t i = 0; i < out; ++i) {
+    n->keys()[i] = std::move(kvs[i].first);
+    n->values()[i] = std::move(kvs[i].second);
+  }
+  return term(term_type::map, 0, n);
+}
+
+term term::map(std::initializer_list<std::pair<term, term>> kvs) {
+  return map(std::vector<std::pair<term, term>>(kvs));
+}
+
+term term::bitstring(std::span<const std::uint8_t> bytes, std::uint8_t last_bits) {
+  if (last_bits < 1 || last_bits > 8) throw std::invalid_argument("bitstring: last_bits must be 1..8");
+  void* mem = detail::allocate_node(sizeof(detail::binary_node), bytes.size());
+  auto* n = new (mem) detail::binary_node(bytes.size(), nullptr, nullptr, bytes.empty() ? 8 : last_bits);
+  if (!bytes.empty()) std::memcpy(n->inline_bytes(), bytes.data(), bytes.size());
+  n->data = n->inline_bytes();
+  if (last_bits != 8 && !bytes.empty()) {
+    // Bits below the significant ones are zero, as the BEAM keeps them, so equal bitstrings have equal bytes.
+    n->inline_bytes()[bytes.size() - 1] &= static_cast<std::uint8_t>(0xFF << (8 - last_bits));
+  }
+  return term(term_type::binary, 0, n);
+}
+
+term term::binary(std::span<const std::uint8_t> bytes) { return bitstring(bytes, 8); }
+term term::binary(std::string_view bytes) {
+  return bitstring({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()}, 8);
+}
+
+term term::binary_ref(const shared_bytes& owner, std::size_t offset, std::size_t size, std::uint8_t last_bits) {
+  if (offset > owner.size() || size > owner.size() - offset) throw std::out_of_range("binary_ref: out of range");
+  if (size == 0) last_bits = 8;
+  if (last_bits != 8) {
+    // The last byte must be masked; copy instead of referring (rare: only bitstrings).
+    return bitstring(owner.span().subspan(offset, size), last_bits);
+  }
+  detail::retain(owner.node());
+  void* mem = detail::allocate_node(sizeof(detail::binary_node), 0);
+  auto* n = new (mem) detail::binary_node(size, owner.data() + offset, owner.node(), 8);
+  return term(term_type::binary, 0, n);
+}
+
+term term::pid(const struct pid_value& v) {
+  void* mem = detail::allocate_node(sizeof(detail::pid_node), 0);
+  return term(term_type::pid, 0, new (mem) detail::pid_node(v));
+}
+term term::port(const struct port_value& v) {
+  void* mem = detail::allocate_node(sizeof(detail::port_node), 0);
+  return term(term_type::port, 0, new (mem) detail::port_node(v));
+}
+term term::reference(const struct ref_value& v) {
+  if (v.len < 1 || v.len > ref_value::max_words) throw std::invalid_argument("reference: 1..5 id words");
+  void* mem = detail::allocate_node(sizeof(detail::ref_node), 0);
+  return term(term_type::reference, 0, new (mem) detail::ref_node(v));
+}
+term term::export_(const struct export_value& v) {
+  void* mem = detail::allocate_node(sizeof(detail::export_node), 0);
+  return term(term_type::export_, 0, new (mem) detail::export_node(v));
+}
+term term::fun(struct fun_value&& v) {
+  void* mem = detail::allocate_node(sizeof(detail::fun_node), 0);
+  return term(term_type::fun, 0, new (mem) detail::fun_node(std::move(v)));
+}
+
+// ---- inspection ----
+bool term::list_to_vector(std::vector<term>& out, term* tail_out) const {
+  const term* cur = this;
+  term hold;
+  while (cur->is_cons()) {
+    auto seg = cur->list_segment();
+    out.insert(out.end(), seg.begin(), seg.end());
+    hold = cur->list_segment_tail();
+    cur = &hold;
+  }
+  if (tail_out) *tail_out = *cur;
+  return cur->is_nil();
+}
+
+const term* term::map_find(const term& key) const noexcept {
+  auto keys = map_keys();
+  auto it = std::lower_bound(keys.begin(), keys.end(), key,
+                             [](const term& a, const term& b) { return compare_exact(a, b) < 0; });
+  if (it == keys.end() || compare_exact(*it, key) != 0) return nullptr;
+  return &map_values()[static_cast<std::size_t>(it - keys.begin())];
+}
+
+atom term::node_of() const noexcept {
+  switch (type_) {
+    case term_type::pid: return as_pid().node;
+    case term_type::port: return as_port().node;
+    case term_type::reference: return as_ref().node;
+    default: return atom::nonode();
+  }
+}
+
+}  // namespace cnode::etf

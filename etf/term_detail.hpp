@@ -1,0 +1,166 @@
+// Node layouts behind term. Included by term.hpp; not part of the public API.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <vector>
+
+namespace cnode::etf::detail {
+
+enum class node_kind : std::uint8_t { big, tuple, list, map, binary, bytes, pid, port, ref, export_, fun };
+
+struct alignas(8) node {
+  std::atomic<std::uint32_t> refs{1};
+  node_kind kind;
+  explicit node(node_kind k) noexcept : kind(k) {}
+};
+
+inline void retain(node* n) noexcept { n->refs.fetch_add(1, std::memory_order_relaxed); }
+
+struct big_node : node {
+  big_int value;
+  explicit big_node(big_int v) : node(node_kind::big), value(std::move(v)) {}
+};
+
+// Terms stored after a header: the header is padded to 8 bytes and terms are 8-aligned.
+template <typename Header>
+inline term* trailing_terms(Header* h) noexcept {
+  return std::launder(reinterpret_cast<term*>(reinterpret_cast<char*>(h) + sizeof(Header)));
+}
+template <typename Header>
+inline const term* trailing_terms(const Header* h) noexcept {
+  return std::launder(reinterpret_cast<const term*>(reinterpret_cast<const char*>(h) + sizeof(Header)));
+}
+
+struct tuple_node : node {
+  std::uint32_t arity;
+  explicit tuple_node(std::uint32_t n) noexcept : node(node_kind::tuple), arity(n) {}
+  term* elems() noexcept { return trailing_terms(this); }
+  const term* elems() const noexcept { return trailing_terms(this); }
+};
+
+struct list_node : node {
+  std::uint32_t count;  // elements stored here (≥ 1)
+  term tail;            // what follows the last stored element: [] for a proper list
+  list_node(std::uint32_t n, term t) noexcept : node(node_kind::list), count(n), tail(std::move(t)) {}
+  term* elems() noexcept { return trailing_terms(this); }
+  const term* elems() const noexcept { return trailing_terms(this); }
+};
+
+struct map_node : node {
+  std::uint32_t size;  // keys[0..size) sorted in map key order, then values[0..size)
+  explicit map_node(std::uint32_t n) noexcept : node(node_kind::map), size(n) {}
+  term* keys() noexcept { return trailing_terms(this); }
+  const term* keys() const noexcept { return trailing_terms(this); }
+  term* values() noexcept { return trailing_terms(this) + size; }
+  const term* values() const noexcept { return trailing_terms(this) + size; }
+};
+
+struct bytes_node : node {
+  std::vector<std::uint8_t> bytes;
+  explicit bytes_node(std::vector<std::uint8_t> b) noexcept : node(node_kind::bytes), bytes(std::move(b)) {}
+};
+
+struct binary_node : node {
+  std::size_t size;
+  const std::uint8_t* data;  // into owner's bytes, or into the inline bytes after this header
+  node* owner;               // a bytes_node kept alive, or nullptr when the bytes are inline
+  std::uint8_t last_bits;    // 1..8
+  binary_node(std::size_t n, const std::uint8_t* d, node* o, std::uint8_t lb) noexcept
+      : node(node_kind::binary), size(n), data(d), owner(o), last_bits(lb) {}
+  std::uint8_t* inline_bytes() noexcept { return reinterpret_cast<std::uint8_t*>(this) + sizeof(binary_node); }
+};
+
+struct pid_node : node {
+  pid_value v;
+  explicit pid_node(const pid_value& p) noexcept : node(node_kind::pid), v(p) {}
+};
+struct port_node : node {
+  port_value v;
+  explicit port_node(const port_value& p) noexcept : node(node_kind::port), v(p) {}
+};
+struct ref_node : node {
+  ref_value v;
+  explicit ref_node(const ref_value& r) noexcept : node(node_kind::ref), v(r) {}
+};
+struct export_node : node {
+  export_value v;
+  explicit export_node(const export_value& e) noexcept : node(node_kind::export_), v(e) {}
+};
+struct fun_node : node {
+  fun_value v;
+  explicit fun_node(fun_value&& f) noexcept : node(node_kind::fun), v(std::move(f)) {}
+};
+
+// Allocation of nodes with trailing terms: the caller placement-constructs exactly `n` terms after the header.
+void* allocate_node(std::size_t header, std::size_t trailing_bytes);
+void free_node(void* p) noexcept;
+
+tuple_node* new_tuple_node(std::uint32_t arity);     // elements default-constructed ([])
+list_node* new_list_node(std::uint32_t count, term tail);
+map_node* new_map_node(std::uint32_t size);
+
+}  // namespace cnode::etf::detail
+
+namespace cnode::etf {
+
+struct term_access {
+  static term make(term_type t, std::uint32_t aux, detail::node* p) noexcept { return term(t, aux, p); }
+  static detail::node* node(const term& t) noexcept { return t.p_; }
+};
+
+inline std::size_t term::tuple_size() const noexcept { return static_cast<const detail::tuple_node*>(p_)->arity; }
+inline const term& term::element(std::size_t i) const noexcept {
+  return static_cast<const detail::tuple_node*>(p_)->elems()[i];
+}
+inline std::span<const term> term::elements() const noexcept {
+  auto* n = static_cast<const detail::tuple_node*>(p_);
+  return {n->elems(), n->arity};
+}
+inline const term& term::head() const noexcept { return static_cast<const detail::list_node*>(p_)->elems()[aux_]; }
+inline term term::tail() const noexcept {
+  auto* n = static_cast<detail::list_node*>(p_);
+  if (aux_ + 1 < n->count) {
+    detail::retain(p_);
+    return term(term_type::list, aux_ + 1, p_);
+  }
+  return n->tail;
+}
+inline std::span<const term> term::list_segment() const noexcept {
+  auto* n = static_cast<const detail::list_node*>(p_);
+  return {n->elems() + aux_, n->count - aux_};
+}
+inline const term& term::list_segment_tail() const noexcept { return static_cast<const detail::list_node*>(p_)->tail; }
+inline std::size_t term::map_size() const noexcept { return static_cast<const detail::map_node*>(p_)->size; }
+inline std::span<const term> term::map_keys() const noexcept {
+  auto* n = static_cast<const detail::map_node*>(p_);
+  return {n->keys(), n->size};
+}
+inline std::span<const term> term::map_values() const noexcept {
+  auto* n = static_cast<const detail::map_node*>(p_);
+  return {n->values(), n->size};
+}
+inline std::span<const std::uint8_t> term::bytes() const noexcept {
+  auto* n = static_cast<const detail::binary_node*>(p_);
+  return {n->data, n->size};
+}
+inline std::size_t term::byte_size() const noexcept { return static_cast<const detail::binary_node*>(p_)->size; }
+inline std::uint8_t term::last_bits() const noexcept {
+  return static_cast<const detail::binary_node*>(p_)->last_bits;
+}
+inline std::size_t term::bit_size() const noexcept {
+  auto* n = static_cast<const detail::binary_node*>(p_);
+  return n->size == 0 ? 0 : (n->size - 1) * 8 + n->last_bits;
+}
+inline const big_int& term::big_ref() const noexcept { return static_cast<const detail::big_node*>(p_)->value; }
+inline const pid_value& term::as_pid() const noexcept { return static_cast<const detail::pid_node*>(p_)->v; }
+inline const port_value& term::as_port() const noexcept { return static_cast<const detail::port_node*>(p_)->v; }
+inline const ref_value& term::as_ref() const noexcept { return static_cast<const detail::ref_node*>(p_)->v; }
+inline const export_value& term::as_export() const noexcept {
+  return static_cast<const detail::export_node*>(p_)->v;
+}
+inline const fun_value& term::as_fun() const noexcept { return static_cast<const detail::fun_node*>(p_)->v; }
+
+}  // namespace cnode::etf
