@@ -1,0 +1,75 @@
+// The External Term Format codec (erl_ext_dist), OTP 25 forms.
+//
+// Decoding never throws on bad input, never reads out of bounds, never allocates from a length it has not checked
+// against the bytes left, and never inflates compressed data past decode_options::max_inflated_size. Errors carry
+// an etf::error and the byte offset at which the problem was found. Encoding appends to one growable buffer.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "etf/error.hpp"
+#include "etf/term.hpp"
+
+namespace cnode::etf {
+
+constexpr std::uint8_t version_magic = 131;
+
+struct decode_options {
+  // Upper bound for COMPRESSED_EXT's uncompressed size (bytes).
+  std::size_t max_inflated_size = std::size_t{256} << 20;
+  // Nesting deeper than this is refused with error::too_deep (the decoder itself needs no native stack).
+  std::size_t max_depth = 16'000'000;
+  // Atoms for ATOM_CACHE_REF (tag 82) indices, as resolved from a distribution header by the caller.
+  std::span<const atom> atom_cache_refs = {};
+  // When false, the input starts directly with a term tag (as after a distribution header).
+  bool expect_version = true;
+};
+
+struct decode_result {
+  term value;
+  std::error_code ec;
+  // On success: bytes consumed. On failure: offset of the offending byte, from the start of the input.
+  std::size_t offset = 0;
+  explicit operator bool() const noexcept { return !ec; }
+};
+
+// One complete term that must fill `bytes` exactly (trailing bytes are an error).
+decode_result decode(std::span<const std::uint8_t> bytes, const decode_options& opts = {});
+// One term at the start of `bytes`; result.offset is how many bytes it took.
+decode_result decode_prefix(std::span<const std::uint8_t> bytes, const decode_options& opts = {});
+// As decode_prefix from buf[start..], but binaries of 64 bytes or more refer into `buf` instead of being copied.
+decode_result decode_prefix(const shared_bytes& buf, std::size_t start, const decode_options& opts = {});
+// Throwing convenience: std::system_error with the code; what() names the offset.
+term decode_or_throw(std::span<const std::uint8_t> bytes, const decode_options& opts = {});
+
+struct encode_options {
+  // false: atoms as OTP 25's term_to_binary writes them (ATOM_EXT for Latin-1 atoms, SMALL_ATOM_UTF8_EXT/ATOM_UTF8_EXT
+  // otherwise); true: always SMALL_ATOM_UTF8_EXT/ATOM_UTF8_EXT, as OTP 25 sends on a connection with UTF8_ATOMS.
+  bool utf8_atoms = false;
+  // -1: no compression; 0..9: COMPRESSED_EXT with this zlib level, unless compressing does not make it smaller
+  // (term_to_binary's rule).
+  int compression_level = -1;
+  // Write the 131 version byte first.
+  bool version = true;
+};
+
+// Appends the encoding of t to out. Throws std::system_error(error::not_encodable) for unrepresentable terms.
+void encode(const term& t, std::vector<std::uint8_t>& out, const encode_options& opts = {});
+std::vector<std::uint8_t> encode(const term& t, const encode_options& opts = {});
+
+// Tags (erl_ext_dist).
+namespace tag {
+constexpr std::uint8_t new_float = 70, bit_binary = 77, compressed = 80, atom_cache_ref = 82, new_pid = 88,
+                       new_port = 89, newer_reference = 90, small_integer = 97, integer = 98, float_ = 99,
+                       atom = 100, reference = 101, port = 102, pid = 103, small_tuple = 104, large_tuple = 105,
+                       nil = 106, string = 107, list = 108, binary = 109, small_big = 110, large_big = 111,
+                       new_fun = 112, export_ = 113, new_reference = 114, small_atom = 115, map = 116,
+                       atom_utf8 = 118, small_atom_utf8 = 119, v4_port = 120;
+}  // namespace tag
+
+}  // namespace cnode::etf

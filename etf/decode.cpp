@@ -1,0 +1,597 @@
+// ETF decoding. Iterative: compound terms push a frame and the loop fills their slots in order, so nesting depth
+// costs heap, not native stack. Every length is checked against the bytes left before anything is allocated
+// (each element takes at least one byte), and compressed data is inflated in steps, never past the limit.
+#include <algorithm>
+#include <bit>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include <zlib.h>
+
+#include "etf/codec.hpp"
+
+namespace cnode::etf {
+namespace {
+
+constexpr std::size_t ref_binary_min = 64;  // binaries at least this large refer into a shared input buffer
+
+struct frame {
+  enum kind_t : std::uint8_t { tuple, list, map, fun } kind;
+  bool tail_done = false;
+  std::uint32_t next = 0;   // slot being filled
+  std::uint32_t count = 0;  // elements (map: pairs)
+  detail::node* n = nullptr;
+  std::size_t start = 0;     // offset of the tag (map errors) or of the fun's Size field
+  std::uint32_t fun_size = 0;
+};
+
+class decoder {
+ public:
+  decoder(std::span<const std::uint8_t> in, std::size_t pos, const decode_options& o, const shared_bytes* owner)
+      : p_(in.data()), size_(in.size()), pos_(pos), o_(o), owner_(owner) {}
+
+  bool run(term& root);
+  std::size_t pos() const noexcept { return pos_; }
+  error err() const noexcept { return err_; }
+  std::size_t err_offset() const noexcept { return err_off_; }
+
+ private:
+  std::size_t left() const noexcept { return size_ - pos_; }
+  std::uint8_t u8() noexcept { return p_[pos_++]; }
+  std::uint16_t u16() noexcept {
+    std::uint16_t v = static_cast<std::uint16_t>((p_[pos_] << 8) | p_[pos_ + 1]);
+    pos_ += 2;
+    return v;
+  }
+  std::uint32_t u32() noexcept {
+    std::uint32_t v = (std::uint32_t{p_[pos_]} << 24) | (std::uint32_t{p_[pos_ + 1]} << 16) |
+                      (std::uint32_t{p_[pos_ + 2]} << 8) | std::uint32_t{p_[pos_ + 3]};
+    pos_ += 4;
+    return v;
+  }
+  std::uint64_t u64() noexcept {
+    std::uint64_t hi = u32();
+    return (hi << 32) | u32();
+  }
+  bool fail(error e, std::size_t off) noexcept {
+    err_ = e;
+    err_off_ = off;
+    return false;
+  }
+  bool need(std::size_t n) noexcept { return left() >= n || fail(error::truncated, size_); }
+  // A length (in units of at least `unit` bytes each) that the input cannot hold: a length field that is negative
+  // when read as signed can never be right (bad_length, at the field); otherwise the input was cut short.
+  bool too_long(std::size_t n, std::size_t field_at) noexcept {
+    return n > INT32_MAX ? fail(error::bad_length, field_at) : fail(error::truncated, size_);
+  }
+
+  bool read_one(term*& dest);
+  bool read_atom(atom& out);
+  bool read_atom_body(std::uint8_t tag, std::size_t at, atom& out);
+  bool read_integer(term& out);  // SMALL_INTEGER_EXT / INTEGER_EXT / bigs (for fun fields)
+  bool read_pid(term& out);
+  bool read_big(std::uint8_t tag, term& out);
+  bool read_compressed(term& out, std::size_t at);
+  bool finish_map(frame& f);
+  term* slot(frame& f) noexcept;
+
+  const std::uint8_t* p_;
+  std::size_t size_;
+  std::size_t pos_;
+  const decode_options& o_;
+  const shared_bytes* owner_;
+  std::vector<frame> stack_;
+  error err_ = error::ok;
+  std::size_t err_off_ = 0;
+  bool first_ = true;
+};
+
+term* decoder::slot(frame& f) noexcept {
+  switch (f.kind) {
+    case frame::tuple: return static_cast<detail::tuple_node*>(f.n)->elems() + f.next;
+    case frame::list: {
+      auto* l = static_cast<detail::list_node*>(f.n);
+      return f.tail_done ? &l->tail : l->elems() + f.next;
+    }
+    case frame::map: {
+      auto* m = static_cast<detail::map_node*>(f.n);
+      return (f.next & 1) ? m->values() + f.next / 2 : m->keys() + f.next / 2;
+    }
+    case frame::fun: return static_cast<detail::fun_node*>(f.n)->v.free_vars.data() + f.next;
+  }
+  return nullptr;
+}
+
+bool decoder::run(term& root) {
+  term* dest = &root;
+  for (;;) {
+    if (!read_one(dest)) return false;
+    while (!dest) {
+      if (stack_.empty()) return true;
+      frame& f = stack_.back();
+      const std::uint32_t slots = f.kind == frame::map ? 2 * f.count : f.count;
+      if (++f.next < slots) {
+        dest = slot(f);
+      } else if (f.kind == frame::list && !f.tail_done) {
+        f.tail_done = true;
+        dest = slot(f);
+      } else {
+        if (f.kind == frame::map && !finish_map(f)) return false;
+        if (f.kind == frame::fun && pos_ - f.start != f.fun_size) return fail(error::bad_fun, f.start);
+        stack_.pop_back();
+      }
+    }
+  }
+}
+
+bool decoder::finish_map(frame& f) {
+  auto* m = static_cast<detail::map_node*>(f.n);
+  const std::uint32_t n = m->size;
+  term* k = m->keys();
+  term* v = m->values();
+  bool sorted = true;
+  for (std::uint32_t i = 1; i < n; ++i) {
+    int c = compare_exact(k[i - 1], k[i]);
+    if (c == 0) return fail(error::bad_map, f.start);
+    if (c > 0) sorted = false;
+  }
+  if (sorted) return true;
+  // Maps above 32 keys arrive in the BEAM's hash order: sort keys and values together.
+  std::vector<std::uint32_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0u);
+  std::sort(idx.begin(), idx.end(), [k](std::uint32_t a, std::uint32_t b) { return compare_exact(k[a], k[b]) < 0; });
+  std::vector<term> ks(n), vs(n);
+  for (std::uint32_t i = 0; i < n; ++i) {
+    ks[i] = std::move(k[idx[i]]);
+    vs[i] = std::move(v[idx[i]]);
+  }
+  for (std::uint32_t i = 0; i < n; ++i) {
+    if (i > 0 && compare_exact(ks[i - 1], ks[i]) == 0) return fail(error::bad_map, f.start);
+    k[i] = std::move(ks[i]);
+    v[i] = std::move(vs[i]);
+  }
+  return true;
+}
+
+bool decoder::read_atom_body(std::uint8_t t, std::size_t at, atom& out) {
+  std::size_t len;
+  switch (t) {
+    case tag::atom:
+    case tag::atom_utf8:
+      if (!need(2)) return false;
+      len = u16();
+      break;
+    case tag::small_atom:
+    case tag::small_atom_utf8:
+      if (!need(1)) return false;
+      len = u8();
+      break;
+    case tag::atom_cache_ref: {
+      if (!need(1)) return false;
+      std::size_t i = u8();
+      if (i >= o_.atom_cache_refs.size()) return fail(error::atom_cache_miss, at);
+      out = o_.atom_cache_refs[i];
+      return true;
+    }
+    default: return fail(error::unknown_tag, at);
+  }
+  if (!need(len)) return false;
+  std::string_view text(reinterpret_cast<const char*>(p_ + pos_), len);
+  pos_ += len;
+  atom_status st = atom_status::ok;
+  auto a = (t == tag::atom || t == tag::small_atom) ? atom::from_latin1(text, &st) : atom::from_utf8(text, &st);
+  if (!a) return fail(st == atom_status::table_full ? error::atom_table_full : error::invalid_atom, at);
+  out = *a;
+  return true;
+}
+
+bool decoder::read_atom(atom& out) {
+  if (!need(1)) return false;
+  std::size_t at = pos_;
+  return read_atom_body(u8(), at, out);
+}
+
+bool decoder::read_big(std::uint8_t t, term& out) {
+  std::size_t at = pos_ - 1;
+  std::size_t n;
+  if (t == tag::small_big) {
+    if (!need(2)) return false;
+    n = u8();
+  } else {
+    if (!need(5)) return false;
+    n = u32();
+  }
+  const bool negative = u8() != 0;
+  if (n > left()) return too_long(n, at + 1);
+  const std::uint8_t* d = p_ + pos_;
+  pos_ += n;
+  std::size_t sig = n;
+  while (sig > 0 && d[sig - 1] == 0) --sig;
+  if (sig <= 8) {
+    std::uint64_t mag = 0;
+    for (std::size_t i = sig; i-- > 0;) mag = (mag << 8) | d[i];
+    if (!negative && mag <= static_cast<std::uint64_t>(INT64_MAX)) {
+      out = term(static_cast<std::int64_t>(mag));
+      return true;
+    }
+    if (negative && mag <= static_cast<std::uint64_t>(INT64_MAX) + 1) {
+      out = term(static_cast<std::int64_t>(0 - mag));
+      return true;
+    }
+  }
+  big_int v;
+  boost::multiprecision::import_bits(v, d, d + sig, 8, false);
+  if (negative) v = -v;
+  out = term::from_big(std::move(v));
+  return true;
+}
+
+bool decoder::read_integer(term& out) {
+  if (!need(1)) return false;
+  std::uint8_t t = u8();
+  switch (t) {
+    case tag::small_integer:
+      if (!need(1)) return false;
+      out = term(std::int64_t{u8()});
+      return true;
+    case tag::integer:
+      if (!need(4)) return false;
+      out = term(std::int64_t{static_cast<std::int32_t>(u32())});
+      return true;
+    case tag::small_big:
+    case tag::large_big: return read_big(t, out);
+    default: return fail(error::bad_fun, pos_ - 1);
+  }
+}
+
+bool decoder::read_pid(term& out) {
+  if (!need(1)) return false;
+  std::size_t at = pos_;
+  std::uint8_t t = u8();
+  if (t != tag::new_pid && t != tag::pid) return fail(error::bad_fun, at);
+  pid_value v;
+  if (!read_atom(v.node) || !need(t == tag::new_pid ? 12 : 9)) return false;
+  v.id = u32();
+  v.serial = u32();
+  v.creation = t == tag::new_pid ? u32() : u8();
+  out = term::pid(v);
+  return true;
+}
+
+bool decoder::read_compressed(term& out, std::size_t at) {
+  if (!need(4)) return false;
+  const std::size_t announced = u32();
+  if (announced > o_.max_inflated_size) return fail(error::compressed_too_large, at);
+  z_stream zs{};
+  if (inflateInit(&zs) != Z_OK) return fail(error::bad_compression, at);
+  std::vector<std::uint8_t> buf(std::min<std::size_t>(announced, std::size_t{64} << 10));
+  zs.next_in = const_cast<Bytef*>(p_ + pos_);
+  zs.avail_in = static_cast<uInt>(std::min<std::size_t>(left(), UINT32_MAX));
+  std::size_t produced = 0;
+  int rc = Z_OK;
+  for (;;) {
+    if (produced == buf.size()) {
+      if (buf.size() == announced) {
+        // Full: the stream must end now; one more byte of output would be too much.
+        std::uint8_t extra;
+        zs.next_out = &extra;
+        zs.avail_out = 1;
+        rc = inflate(&zs, Z_NO_FLUSH);
+        if (rc != Z_STREAM_END || zs.avail_out == 0) rc = Z_DATA_ERROR;
+        break;
+      }
+      buf.resize(std::min(announced, buf.size() * 2));
+    }
+    zs.next_out = buf.data() + produced;
+    zs.avail_out = static_cast<uInt>(buf.size() - produced);
+    rc = inflate(&zs, Z_NO_FLUSH);
+    produced = buf.size() - zs.avail_out;
+    if (rc == Z_STREAM_END) break;
+    if (rc != Z_OK) break;
+  }
+  const std::size_t consumed = zs.total_in;
+  inflateEnd(&zs);
+  if (rc != Z_STREAM_END || produced != announced) return fail(error::bad_compression, at);
+  pos_ += consumed;
+  shared_bytes inner(std::move(buf));
+  decode_options io = o_;
+  io.expect_version = false;
+  decode_result r = decode_prefix(inner, 0, io);
+  if (!r) return fail(static_cast<error>(r.ec.value()), r.offset);  // offset is within the inflated data
+  if (r.offset != announced) return fail(error::trailing_bytes, r.offset);
+  out = std::move(r.value);
+  return true;
+}
+
+bool decoder::read_one(term*& dest) {
+  for (;;) {
+    if (!need(1)) return false;
+    const std::size_t at = pos_;
+    const std::uint8_t t = u8();
+    const bool first = first_;
+    first_ = false;
+    switch (t) {
+      case tag::small_integer:
+        if (!need(1)) return false;
+        *dest = term(std::int64_t{u8()});
+        dest = nullptr;
+        return true;
+      case tag::integer:
+        if (!need(4)) return false;
+        *dest = term(std::int64_t{static_cast<std::int32_t>(u32())});
+        dest = nullptr;
+        return true;
+      case tag::small_big:
+      case tag::large_big:
+        if (!read_big(t, *dest)) return false;
+        dest = nullptr;
+        return true;
+      case tag::new_float: {
+        if (!need(8)) return false;
+        double d = std::bit_cast<double>(u64());
+        if (!std::isfinite(d)) return fail(error::bad_float, at);
+        *dest = term(d);
+        dest = nullptr;
+        return true;
+      }
+      case tag::float_: {
+        if (!need(31)) return false;
+        const char* s = reinterpret_cast<const char*>(p_ + pos_);
+        std::size_t n = 0;
+        while (n < 31 && s[n] != '\0') ++n;
+        std::size_t b = 0;
+        while (b < n && s[b] == ' ') ++b;
+        const char* first = s + b;
+        if (b < n && s[b] == '+') ++first;
+        double d = 0;
+        auto [ptr, ec] = std::from_chars(first, s + n, d);
+        if (ec != std::errc() || ptr != s + n || !std::isfinite(d)) return fail(error::bad_float, at);
+        pos_ += 31;
+        *dest = term(d);
+        dest = nullptr;
+        return true;
+      }
+      case tag::atom:
+      case tag::small_atom:
+      case tag::atom_utf8:
+      case tag::small_atom_utf8:
+      case tag::atom_cache_ref: {
+        atom a;
+        if (!read_atom_body(t, at, a)) return false;
+        *dest = term(a);
+        dest = nullptr;
+        return true;
+      }
+      case tag::nil:
+        *dest = term();
+        dest = nullptr;
+        return true;
+      case tag::string: {
+        if (!need(2)) return false;
+        std::size_t n = u16();
+        if (!need(n)) return false;
+        if (n == 0) {
+          *dest = term();
+        } else {
+          auto* l = detail::new_list_node(static_cast<std::uint32_t>(n), term());
+          term* e = l->elems();
+          for (std::size_t i = 0; i < n; ++i) e[i] = term(std::int64_t{p_[pos_ + i]});
+          *dest = term_access::make(term_type::list, 0, l);
+        }
+        pos_ += n;
+        dest = nullptr;
+        return true;
+      }
+      case tag::binary:
+      case tag::bit_binary: {
+        if (!need(t == tag::binary ? 4 : 5)) return false;
+        std::size_t n = u32();
+        std::uint8_t bits = 8;
+        if (t == tag::bit_binary) {
+          bits = u8();
+          // A non-empty bitstring has 1..8 bits in its last byte; an empty one has 0.
+          if (bits > 8 || (bits == 0) != (n == 0)) return fail(error::bad_bit_length, at + 5);
+          if (n == 0) bits = 8;
+        }
+        if (n > left()) return too_long(n, at + 1);
+        if (owner_ && n >= ref_binary_min && bits == 8) {
+          *dest = term::binary_ref(*owner_, pos_, n);
+        } else {
+          *dest = term::bitstring({p_ + pos_, n}, bits);
+        }
+        pos_ += n;
+        dest = nullptr;
+        return true;
+      }
+      case tag::new_pid:
+      case tag::pid: {
+        pid_value v;
+        if (!read_atom(v.node) || !need(t == tag::new_pid ? 12 : 9)) return false;
+        v.id = u32();
+        v.serial = u32();
+        v.creation = t == tag::new_pid ? u32() : u8();
+        *dest = term::pid(v);
+        dest = nullptr;
+        return true;
+      }
+      case tag::new_port:
+      case tag::port:
+      case tag::v4_port: {
+        port_value v;
+        if (!read_atom(v.node) || !need(t == tag::v4_port ? 12 : t == tag::new_port ? 8 : 5)) return false;
+        v.id = t == tag::v4_port ? u64() : u32();
+        v.creation = t == tag::port ? u8() : u32();
+        *dest = term::port(v);
+        dest = nullptr;
+        return true;
+      }
+      case tag::reference: {
+        ref_value v;
+        if (!read_atom(v.node) || !need(5)) return false;
+        v.len = 1;
+        v.ids[0] = u32();
+        v.creation = u8();
+        *dest = term::reference(v);
+        dest = nullptr;
+        return true;
+      }
+      case tag::new_reference:
+      case tag::newer_reference: {
+        if (!need(2)) return false;
+        std::size_t n = u16();
+        if (n < 1 || n > ref_value::max_words) return fail(error::bad_reference, at + 1);
+        ref_value v;
+        v.len = static_cast<std::uint8_t>(n);
+        if (!read_atom(v.node) || !need((t == tag::newer_reference ? 4 : 1) + 4 * n)) return false;
+        v.creation = t == tag::newer_reference ? u32() : u8();
+        for (std::size_t i = 0; i < n; ++i) v.ids[i] = u32();
+        *dest = term::reference(v);
+        dest = nullptr;
+        return true;
+      }
+      case tag::export_: {
+        export_value v;
+        if (!read_atom(v.module) || !read_atom(v.function)) return false;
+        if (!need(2)) return false;
+        if (u8() != tag::small_integer) return fail(error::bad_fun, pos_ - 1);
+        v.arity = u8();
+        *dest = term::export_(v);
+        dest = nullptr;
+        return true;
+      }
+      case tag::small_tuple:
+      case tag::large_tuple: {
+        if (!need(t == tag::small_tuple ? 1 : 4)) return false;
+        std::size_t n = t == tag::small_tuple ? u8() : u32();
+        if (n > left()) return too_long(n, at + 1);
+        auto* tn = detail::new_tuple_node(static_cast<std::uint32_t>(n));
+        *dest = term_access::make(term_type::tuple, 0, tn);
+        if (n == 0) {
+          dest = nullptr;
+          return true;
+        }
+        if (stack_.size() >= o_.max_depth) return fail(error::too_deep, at);
+        stack_.push_back({frame::tuple, false, 0, static_cast<std::uint32_t>(n), tn, at, 0});
+        dest = tn->elems();
+        return true;
+      }
+      case tag::list: {
+        if (!need(4)) return false;
+        std::size_t n = u32();
+        if (n >= left()) return too_long(n, at + 1);
+        if (n == 0) continue;  // a LIST_EXT of no elements is just its tail
+        auto* ln = detail::new_list_node(static_cast<std::uint32_t>(n), term());
+        *dest = term_access::make(term_type::list, 0, ln);
+        if (stack_.size() >= o_.max_depth) return fail(error::too_deep, at);
+        stack_.push_back({frame::list, false, 0, static_cast<std::uint32_t>(n), ln, at, 0});
+        dest = ln->elems();
+        return true;
+      }
+      case tag::map: {
+        if (!need(4)) return false;
+        std::size_t n = u32();
+        if (n > left() / 2) return too_long(n, at + 1);
+        auto* mn = detail::new_map_node(static_cast<std::uint32_t>(n));
+        *dest = term_access::make(term_type::map, 0, mn);
+        if (n == 0) {
+          dest = nullptr;
+          return true;
+        }
+        if (stack_.size() >= o_.max_depth) return fail(error::too_deep, at);
+        stack_.push_back({frame::map, false, 0, static_cast<std::uint32_t>(n), mn, at, 0});
+        dest = mn->keys();
+        return true;
+      }
+      case tag::new_fun: {
+        const std::size_t size_at = pos_;
+        if (!need(4 + 1 + 16 + 4 + 4)) return false;
+        fun_value v;
+        const std::uint32_t fun_size = u32();
+        v.arity = u8();
+        std::memcpy(v.uniq, p_ + pos_, 16);
+        pos_ += 16;
+        v.index = u32();
+        const std::size_t num_free = u32();
+        if (fun_size > left() + 29) return too_long(fun_size, size_at);
+        if (num_free > left()) return too_long(num_free, size_at + 25);
+        if (!read_atom(v.module) || !read_integer(v.old_index) || !read_integer(v.old_uniq) || !read_pid(v.pid))
+          return false;
+        v.free_vars.resize(num_free);
+        *dest = term::fun(std::move(v));
+        detail::node* fn = term_access::node(*dest);
+        if (num_free == 0) {
+          if (pos_ - size_at != fun_size) return fail(error::bad_fun, size_at);
+          dest = nullptr;
+          return true;
+        }
+        if (stack_.size() >= o_.max_depth) return fail(error::too_deep, at);
+        stack_.push_back({frame::fun, false, 0, static_cast<std::uint32_t>(num_free), fn, size_at, fun_size});
+        dest = static_cast<detail::fun_node*>(fn)->v.free_vars.data();
+        return true;
+      }
+      case tag::compressed:
+        if (!first) return fail(error::unknown_tag, at);  // only a whole term is compressed
+        if (!read_compressed(*dest, at)) return false;
+        dest = nullptr;
+        return true;
+      default: return fail(error::unknown_tag, at);
+    }
+  }
+}
+
+decode_result run_decoder(std::span<const std::uint8_t> in, std::size_t start, const decode_options& opts,
+                          const shared_bytes* owner) {
+  decode_result r;
+  std::size_t pos = start;
+  if (opts.expect_version) {
+    if (pos >= in.size()) {
+      r.ec = error::truncated;
+      r.offset = in.size();
+      return r;
+    }
+    if (in[pos] != version_magic) {
+      r.ec = error::bad_version;
+      r.offset = pos;
+      return r;
+    }
+    ++pos;
+  }
+  decoder d(in, pos, opts, owner);
+  if (!d.run(r.value)) {
+    r.value = term();
+    r.ec = d.err();
+    r.offset = d.err_offset();
+    return r;
+  }
+  r.offset = d.pos() - start;
+  return r;
+}
+
+}  // namespace
+
+decode_result decode_prefix(std::span<const std::uint8_t> bytes, const decode_options& opts) {
+  return run_decoder(bytes, 0, opts, nullptr);
+}
+
+decode_result decode_prefix(const shared_bytes& buf, std::size_t start, const decode_options& opts) {
+  return run_decoder(buf.span(), start, opts, &buf);
+}
+
+decode_result decode(std::span<const std::uint8_t> bytes, const decode_options& opts) {
+  decode_result r = run_decoder(bytes, 0, opts, nullptr);
+  if (r && r.offset != bytes.size()) {
+    r.value = term();
+    r.ec = error::trailing_bytes;
+  }
+  return r;
+}
+
+term decode_or_throw(std::span<const std::uint8_t> bytes, const decode_options& opts) {
+  decode_result r = decode(bytes, opts);
+  if (!r) throw std::system_error(r.ec, "at byte " + std::to_string(r.offset));
+  return std::move(r.value);
+}
+
+}  // namespace cnode::etf
