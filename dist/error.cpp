@@ -27,6 +27,7 @@ class category final : public std::error_category {
       case error::disconnected: return "disconnected";
       case error::packet_too_large: return "packet larger than the configured maximum";
       case error::send_timeout: return "write made no progress during net_ticktime";
+      case error::handler_failed: return "the packet handler failed";
       case error::cookie_file_access: return "cookie file must be accessible by owner only";
       case error::cookie_file_io: return "cannot read or create the cookie file";
       case error::bad_cookie_characters: return "bad characters in cookie";
@@ -63,6 +64,7 @@ std::string_view reason_name(std::error_code ec) noexcept {
     case error::disconnected: return "disconnected";
     case error::packet_too_large: return "packet_too_large";
     case error::send_timeout: return "send_timeout";
+    case error::handler_failed: return "handler_failed";
     case error::cookie_file_access: return "cookie_file_access";
     case error::cookie_file_io: return "cookie_file_io";
     case error::bad_cookie_characters: return "bad_cookie_characters";

@@ -28,6 +28,7 @@ enum class error {
   disconnected,             // closed on our side (explicit close)
   packet_too_large,         // a 4-byte framed packet over the configured maximum
   send_timeout,             // a write made no progress during net_ticktime
+  handler_failed,           // the upper layer threw from on_packet: the connection is dropped, not the node
   // cookie (auth.erl's reasons for refusing to start)
   cookie_file_access,       // the cookie file is readable or writable by group/others, or not a regular file
   cookie_file_io,           // could not read or create the cookie file

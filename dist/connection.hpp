@@ -1,0 +1,164 @@
+#pragma once
+// An established distribution connection: 4-byte framed packets over TCP, one reader and one writer coroutine,
+// ticks, and a bounded outbound queue whose senders wait for room (the BEAM's +zdbbl busy_dist_port).
+//
+// Threading: everything runs on the connection's strand; async_send, try_send, close and stats may be called
+// from any thread. The handler is called on the strand, one call at a time, in arrival order.
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "dist/error.hpp"
+#include "dist/framing.hpp"
+#include "dist/handshake.hpp"
+
+namespace cnode::dist {
+
+struct connection_options {
+  std::chrono::milliseconds net_ticktime{60'000};  // kernel net_ticktime: down after this long without a byte
+  unsigned tick_intensity = 4;                     // ticks per net_ticktime (kernel net_tickintensity)
+  std::size_t outbound_limit = 1024 * 1024;        // queued bytes past which senders wait (erl +zdbbl)
+  std::size_t max_packet = 128 * 1024 * 1024;      // a longer packet from the peer closes the connection
+  // Answer a tick with a tick when we have written nothing since the last one, like ei-based C nodes do, so a
+  // peer with a shorter net_ticktime than ours still hears from us in time. Never ping-pongs.
+  bool answer_ticks = true;
+};
+
+struct connection_stats {
+  std::uint64_t bytes_in = 0, bytes_out = 0;      // everything, headers and ticks included
+  std::uint64_t packets_in = 0, packets_out = 0;  // non-tick packets
+  std::uint64_t ticks_in = 0, ticks_out = 0;
+  std::size_t queued_bytes = 0;                   // payload bytes waiting to be written
+  std::size_t waiting_senders = 0;                // senders suspended for room
+};
+
+class connection;
+
+// The upper layer (control messages) plugs in here.
+class connection_handler {
+ public:
+  virtual ~connection_handler() = default;
+  // One non-tick packet, without its length: for a connection without DIST_HDR_ATOM_CACHE/FRAGMENTS that is
+  // 'p' (112), 131, ControlTerm[, 131, Payload]. The bytes are only valid during the call.
+  virtual void on_packet(connection& c, std::span<const std::byte> packet) = 0;
+  // Called exactly once, after which the connection sends and delivers nothing. reason_name(reason) gives the
+  // BEAM's nodedown reason (connection_closed, net_tick_timeout, disconnected, ...).
+  virtual void on_down(connection& c, std::error_code reason) = 0;
+};
+
+class connection : public std::enable_shared_from_this<connection> {
+ public:
+  using executor_type = boost::asio::strand<boost::asio::any_io_executor>;
+  using clock = std::chrono::steady_clock;
+
+  // `leftover`: bytes the handshake read past its last message (handshake::leftover()).
+  static std::shared_ptr<connection> create(boost::asio::ip::tcp::socket socket, peer_info peer,
+                                            std::string this_node, connection_options options,
+                                            std::shared_ptr<connection_handler> handler,
+                                            std::span<const std::byte> leftover = {});
+  ~connection();
+
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  // Starts the reader, writer and ticker. Call once.
+  void start();
+
+  // Queues one packet (without its length header; empty is not allowed: that is a tick). Completes with no
+  // error once queued, after waiting while more than outbound_limit bytes are queued; with the down reason if
+  // the connection is or goes down first. Senders are served in order.
+  template <typename Token>
+  auto async_send(std::vector<std::byte> packet, Token&& token) {
+    return boost::asio::async_initiate<Token, void(std::error_code)>(
+        [this](auto handler, std::vector<std::byte> p) {
+          initiate_send(std::move(p), boost::asio::any_completion_handler<void(std::error_code)>(std::move(handler)));
+        },
+        token, std::move(packet));
+  }
+  // The same as a coroutine.
+  boost::asio::awaitable<std::error_code> send(std::vector<std::byte> packet);
+  // Queues without waiting if there is room and nobody is waiting; false (packet untouched) otherwise.
+  bool try_send(std::vector<std::byte>& packet);
+
+  // Takes the connection down at once (reason disconnected, or the given one). Pending data is dropped, as
+  // erlang:disconnect_node/1 does.
+  void close(std::error_code reason = error::disconnected);
+
+  bool is_up() const noexcept { return !down_.load(std::memory_order_acquire); }
+  const peer_info& peer() const noexcept { return peer_; }
+  const std::string& this_node() const noexcept { return this_node_; }
+  connection_stats stats() const;
+  executor_type get_executor() const noexcept { return strand_; }
+  const connection_options& options() const noexcept { return options_; }
+
+ private:
+  struct waiter {
+    std::uint64_t id;
+    std::vector<std::byte> packet;
+    boost::asio::any_completion_handler<void(std::error_code)> handler;
+  };
+
+  connection(boost::asio::ip::tcp::socket socket, peer_info peer, std::string this_node,
+             connection_options options, std::shared_ptr<connection_handler> handler,
+             std::span<const std::byte> leftover);
+
+  void initiate_send(std::vector<std::byte> packet,
+                     boost::asio::any_completion_handler<void(std::error_code)> handler);
+  void enqueue_locked(std::vector<std::byte> packet);  // mu_ held; wakes the writer if idle
+  void cancel_waiter(std::uint64_t id);
+  void complete(boost::asio::any_completion_handler<void(std::error_code)> handler, std::error_code ec);
+  bool drain_packets();  // false once down
+  boost::asio::awaitable<void> reader(std::shared_ptr<connection> self);
+  boost::asio::awaitable<void> writer(std::shared_ptr<connection> self);
+  boost::asio::awaitable<void> tick_loop(std::shared_ptr<connection> self);
+  void shutdown(std::error_code reason);  // on the strand
+
+  executor_type strand_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::asio::steady_timer wake_;       // the writer sleeps on it; cancelled to wake it
+  boost::asio::steady_timer tick_timer_;
+  peer_info peer_;
+  std::string this_node_;
+  connection_options options_;
+  std::shared_ptr<connection_handler> handler_;
+  frame_buffer in_;
+  ticker ticker_;
+
+  // Shared with senders on other threads.
+  mutable std::mutex mu_;
+  std::deque<std::vector<std::byte>> queue_;  // an empty vector is a tick
+  std::size_t queued_bytes_ = 0;
+  std::deque<waiter> waiters_;
+  bool writer_sleeping_ = false;
+  std::error_code down_reason_;
+  std::atomic<bool> down_{false};
+  bool started_ = false;
+
+  // Strand-only state.
+  bool wrote_since_tick_in_ = false;
+  bool writing_ = false;
+  clock::time_point write_started_{};
+  std::uint64_t data_queued_total_ = 0;  // under mu_: non-tick packets ever queued (the ticker's "written")
+  std::uint64_t next_waiter_id_ = 0;     // under mu_
+
+  std::atomic<std::uint64_t> bytes_in_{0}, bytes_out_{0}, packets_in_{0}, packets_out_{0}, ticks_in_{0},
+      ticks_out_{0};
+};
+
+}  // namespace cnode::dist

@@ -1,0 +1,147 @@
+#include "dist/handshake_driver.hpp"
+
+#include <array>
+#include <variant>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <fmt/format.h>
+
+namespace cnode::dist {
+
+namespace asio = boost::asio;
+using asio::as_tuple;
+using asio::use_awaitable;
+using namespace asio::experimental::awaitable_operators;
+using clock = std::chrono::steady_clock;
+
+namespace {
+
+handshake_result failed(std::error_code ec, std::string detail) {
+  handshake_result r;
+  r.ec = ec;
+  r.detail = std::move(detail);
+  return r;
+}
+
+std::error_code io_reason(const boost::system::error_code& ec) {
+  if (ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe)
+    return error::connection_closed;
+  return ec;
+}
+
+// Write everything or fail; the timer bounds the step.
+asio::awaitable<std::error_code> timed_write(asio::ip::tcp::socket& socket, asio::steady_timer& timer,
+                                             std::vector<std::byte> bytes) {
+  auto r = co_await (asio::async_write(socket, asio::buffer(bytes), as_tuple(use_awaitable)) ||
+                     timer.async_wait(as_tuple(use_awaitable)));
+  if (r.index() == 1) co_return error::setup_timeout;
+  auto [ec, n] = std::get<0>(r);
+  co_return ec ? io_reason(ec) : std::error_code{};
+}
+
+}  // namespace
+
+asio::awaitable<handshake_result> run_handshake(asio::ip::tcp::socket& socket, handshake& hs,
+                                                handshake_policy& policy, std::chrono::milliseconds setup_time) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  std::array<std::byte, 4096> buf;
+  auto deadline = clock::now() + setup_time;
+  const auto peer_label = [&] { return hs.peer().node.empty() ? std::string("unknown node") : hs.peer().node; };
+
+  for (;;) {
+    if (hs.has_output()) {
+      timer.expires_at(deadline);
+      if (auto ec = co_await timed_write(socket, timer, hs.take_output()); ec) {
+        if (hs.current() == handshake::state::failed) break;  // report the handshake's own reason
+        co_return failed(ec, fmt::format("Handshake with {}: write failed: {}", peer_label(), ec.message()));
+      }
+      deadline = clock::now() + setup_time;  // our step is done: the peer gets a fresh net_setuptime
+    }
+    switch (hs.current()) {
+      case handshake::state::done: {
+        handshake_result r;
+        r.peer = hs.peer();
+        r.this_node = hs.this_node();
+        r.this_creation = hs.this_creation();
+        r.leftover.assign(hs.leftover().begin(), hs.leftover().end());
+        co_return r;
+      }
+      case handshake::state::failed: co_return failed(hs.error(), hs.detail());
+      case handshake::state::asking:
+        switch (hs.asked()) {
+          case handshake::question::accept_pending:
+            hs.answer_accept(policy.accept_pending(hs.question_node(), hs.question_dynamic(), hs.question_published()));
+            break;
+          case handshake::question::is_pending: hs.answer_is_pending(policy.is_pending(hs.question_node())); break;
+          case handshake::question::wait_pending: {
+            timer.expires_after(setup_time);
+            auto r = co_await (policy.wait_pending(hs.question_node()) || timer.async_wait(as_tuple(use_awaitable)));
+            if (r.index() == 1)
+              co_return failed(error::setup_timeout,
+                               fmt::format("Connection attempt from node {}: the old connection did not go down",
+                                           hs.question_node()));
+            hs.answer_wait_pending();
+            break;
+          }
+          case handshake::question::none: break;
+        }
+        deadline = clock::now() + setup_time;
+        continue;
+      case handshake::state::running: break;
+    }
+    timer.expires_at(deadline);
+    auto r = co_await (socket.async_read_some(asio::buffer(buf), as_tuple(use_awaitable)) ||
+                       timer.async_wait(as_tuple(use_awaitable)));
+    if (r.index() == 1)
+      co_return failed(error::setup_timeout,
+                       fmt::format("Handshake with {} timed out after {} ms", peer_label(), setup_time.count()));
+    auto [ec, n] = std::get<0>(r);
+    if (ec)
+      co_return failed(io_reason(ec), fmt::format("Handshake with {}: {}", peer_label(), io_reason(ec).message()));
+    hs.feed(std::span<const std::byte>(buf.data(), n));
+  }
+  co_return failed(hs.error(), hs.detail());
+}
+
+asio::awaitable<handshake_result> accept_handshake(asio::ip::tcp::socket& socket, handshake_config config,
+                                                   handshake_policy& policy, std::chrono::milliseconds setup_time) {
+  randomize(config);
+  auto hs = handshake::acceptor(std::move(config));
+  co_return co_await run_handshake(socket, hs, policy, setup_time);
+}
+
+asio::awaitable<handshake_result> connect_handshake(asio::ip::tcp::socket& socket, std::string host,
+                                                    std::uint16_t port, std::string peer_node,
+                                                    handshake_config config, handshake_policy& policy,
+                                                    std::chrono::milliseconds setup_time) {
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer timer(ex);
+  asio::ip::tcp::resolver resolver(ex);
+  timer.expires_after(setup_time);
+  auto rr = co_await (resolver.async_resolve(host, std::to_string(port), as_tuple(use_awaitable)) ||
+                      timer.async_wait(as_tuple(use_awaitable)));
+  if (rr.index() == 1)
+    co_return failed(error::setup_timeout, fmt::format("Resolving {} timed out", host));
+  auto [rec, endpoints] = std::get<0>(rr);
+  if (rec) co_return failed(rec, fmt::format("Cannot resolve {}: {}", host, rec.message()));
+  timer.expires_after(setup_time);
+  auto cr = co_await (asio::async_connect(socket, endpoints, as_tuple(use_awaitable)) ||
+                      timer.async_wait(as_tuple(use_awaitable)));
+  if (cr.index() == 1)
+    co_return failed(error::setup_timeout, fmt::format("Connecting to {}:{} timed out", host, port));
+  auto [cec, ep] = std::get<0>(cr);
+  if (cec) co_return failed(cec, fmt::format("Cannot connect to {} at {}:{}: {}", peer_node, host, port, cec.message()));
+  boost::system::error_code ignored;
+  socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+  randomize(config);
+  auto hs = handshake::initiator(std::move(config), std::move(peer_node));
+  co_return co_await run_handshake(socket, hs, policy, setup_time);
+}
+
+}  // namespace cnode::dist

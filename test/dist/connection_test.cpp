@@ -1,0 +1,309 @@
+// The Asio side over real loopback sockets with short times: handshake driver, framing, ticks, tick timeout,
+// the outbound limit, close.
+#include <doctest.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "dist/connection.hpp"
+#include "dist/handshake_driver.hpp"
+
+using namespace cnode::dist;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+struct socket_pair {
+  asio::io_context& io;
+  tcp::socket a, b;
+  explicit socket_pair(asio::io_context& ioc) : io(ioc), a(ioc), b(ioc) {
+    tcp::acceptor acc(ioc, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    a.connect(acc.local_endpoint());
+    b = acc.accept();
+  }
+};
+
+bool run_until(asio::io_context& io, const std::function<bool()>& done, std::chrono::milliseconds limit) {
+  const auto deadline = clock_type::now() + limit;
+  while (!done() && clock_type::now() < deadline) {
+    io.restart();
+    io.run_for(5ms);
+  }
+  return done();
+}
+
+struct recorder : connection_handler {
+  std::vector<std::vector<std::byte>> packets;
+  std::optional<std::error_code> down;
+  void on_packet(connection&, std::span<const std::byte> p) override { packets.emplace_back(p.begin(), p.end()); }
+  void on_down(connection&, std::error_code reason) override { down = reason; }
+};
+
+std::vector<std::byte> payload(std::size_t n, unsigned char fill) { return std::vector<std::byte>(n, std::byte{fill}); }
+
+peer_info visible_peer(std::string node) {
+  peer_info p;
+  p.node = std::move(node);
+  p.effective = default_flags(false);
+  return p;
+}
+
+struct simple_policy : handshake_policy {
+  accept_answer answer = accept_answer::ok;
+  accept_answer accept_pending(std::string_view, bool, bool) override { return answer; }
+  bool is_pending(std::string_view) override { return true; }
+  asio::awaitable<void> wait_pending(std::string_view) override { co_return; }
+};
+
+handshake_config cfg(std::string node, std::string cookie) {
+  handshake_config c;
+  c.this_node = std::move(node);
+  c.creation = 42;
+  c.cookies.cookie = std::move(cookie);
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("handshake driver: accept and connect over loopback, then packets flow both ways") {
+  asio::io_context io;
+  tcp::acceptor acc(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  const auto port = acc.local_endpoint().port();
+  simple_policy policy;
+  std::optional<handshake_result> acc_r, ini_r;
+  tcp::socket acc_sock(io), ini_sock(io);
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    acc_sock = co_await acc.async_accept(asio::use_awaitable);
+    acc_r = co_await accept_handshake(acc_sock, cfg("b@localhost", "k"), policy, 2000ms);
+  }, asio::detached);
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    ini_r = co_await connect_handshake(ini_sock, "127.0.0.1", port, "b@localhost", cfg("a@localhost", "k"), policy,
+                                       2000ms);
+  }, asio::detached);
+  REQUIRE(run_until(io, [&] { return acc_r && ini_r; }, 5000ms));
+  REQUIRE_FALSE(acc_r->ec);
+  REQUIRE_FALSE(ini_r->ec);
+  CHECK(acc_r->peer.node == "a@localhost");
+  CHECK(ini_r->peer.node == "b@localhost");
+  CHECK(ini_r->peer.creation == 42);
+
+  connection_options opt;
+  opt.net_ticktime = 400ms;
+  auto ha = std::make_shared<recorder>(), hb = std::make_shared<recorder>();
+  auto ca = connection::create(std::move(ini_sock), ini_r->peer, "a@localhost", opt, ha, ini_r->leftover);
+  auto cb = connection::create(std::move(acc_sock), acc_r->peer, "b@localhost", opt, hb, acc_r->leftover);
+  ca->start();
+  cb->start();
+  bool sent = false;
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    for (int i = 1; i <= 50; ++i) CHECK_FALSE(co_await ca->send(payload(static_cast<std::size_t>(i), 'x')));
+    std::vector<std::byte> p = payload(7, 'y');
+    CHECK(cb->try_send(p));
+    sent = true;
+  }, asio::detached);
+  REQUIRE(run_until(io, [&] { return sent && hb->packets.size() == 50 && ha->packets.size() == 1; }, 3000ms));
+  for (std::size_t i = 0; i < 50; ++i) CHECK(hb->packets[i].size() == i + 1);
+  // Idle for well over net_ticktime: ticks keep both ends up.
+  run_until(io, [] { return false; }, 1200ms);
+  CHECK(ca->is_up());
+  CHECK(cb->is_up());
+  CHECK(ca->stats().ticks_out + cb->stats().ticks_out >= 2);
+  CHECK(ca->stats().packets_out == 50);
+  CHECK(cb->stats().packets_in == 50);
+  // An explicit close: disconnected here, connection_closed there.
+  ca->close();
+  REQUIRE(run_until(io, [&] { return ha->down && hb->down; }, 2000ms));
+  CHECK(*ha->down == error::disconnected);
+  CHECK(*hb->down == error::connection_closed);
+  CHECK_FALSE(ca->is_up());
+}
+
+TEST_CASE("handshake driver: a stalled peer is dropped after net_setuptime; wrong cookie and refusal reported") {
+  asio::io_context io;
+  simple_policy policy;
+  SUBCASE("silent initiator") {
+    socket_pair sp(io);
+    std::optional<handshake_result> r;
+    const auto t0 = clock_type::now();
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> { r = co_await accept_handshake(sp.b, cfg("b@h", "k"), policy, 300ms); },
+                   asio::detached);
+    REQUIRE(run_until(io, [&] { return r.has_value(); }, 3000ms));
+    CHECK(r->ec == error::setup_timeout);
+    CHECK(clock_type::now() - t0 < 1000ms);
+  }
+  SUBCASE("half a message") {
+    socket_pair sp(io);
+    asio::write(sp.a, asio::buffer("\x00\x20N\x00\x00", 5));
+    std::optional<handshake_result> r;
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> { r = co_await accept_handshake(sp.b, cfg("b@h", "k"), policy, 300ms); },
+                   asio::detached);
+    REQUIRE(run_until(io, [&] { return r.has_value(); }, 3000ms));
+    CHECK(r->ec == error::setup_timeout);
+  }
+  SUBCASE("peer closes mid-handshake") {
+    socket_pair sp(io);
+    asio::write(sp.a, asio::buffer("\x00\x20N", 3));
+    sp.a.close();
+    std::optional<handshake_result> r;
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> { r = co_await accept_handshake(sp.b, cfg("b@h", "k"), policy, 2000ms); },
+                   asio::detached);
+    REQUIRE(run_until(io, [&] { return r.has_value(); }, 3000ms));
+    CHECK(r->ec == error::connection_closed);
+  }
+  SUBCASE("wrong cookie, both sides") {
+    tcp::acceptor acc(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    std::optional<handshake_result> ar, ir;
+    tcp::socket as(io), is(io);
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      as = co_await acc.async_accept(asio::use_awaitable);
+      ar = co_await accept_handshake(as, cfg("b@h", "one"), policy, 1000ms);
+      as.close();  // what the node does with a failed handshake
+    }, asio::detached);
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      ir = co_await connect_handshake(is, "127.0.0.1", acc.local_endpoint().port(), "b@h", cfg("a@h", "two"), policy, 1000ms);
+    }, asio::detached);
+    REQUIRE(run_until(io, [&] { return ar && ir; }, 3000ms));
+    CHECK(ar->ec == error::bad_cookie);
+    CHECK(ar->detail == "Connection attempt from node a@h rejected. Invalid challenge reply.");
+    CHECK(ir->ec == error::connection_closed);
+  }
+  SUBCASE("not_allowed is written before the failure is reported") {
+    policy.answer = accept_answer::not_allowed;
+    tcp::acceptor acc(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    std::optional<handshake_result> ar, ir;
+    tcp::socket as(io), is(io);
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      as = co_await acc.async_accept(asio::use_awaitable);
+      ar = co_await accept_handshake(as, cfg("b@h", "k"), policy, 1000ms);
+    }, asio::detached);
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      ir = co_await connect_handshake(is, "127.0.0.1", acc.local_endpoint().port(), "b@h", cfg("a@h", "k"), policy, 1000ms);
+    }, asio::detached);
+    REQUIRE(run_until(io, [&] { return ar && ir; }, 3000ms));
+    CHECK(ar->ec == error::not_allowed);
+    CHECK(ir->ec == error::not_allowed);
+  }
+}
+
+TEST_CASE("connection: a silent peer is declared down with net_tick_timeout within net_ticktime") {
+  asio::io_context io;
+  socket_pair sp(io);
+  connection_options opt;
+  opt.net_ticktime = 400ms;
+  auto h = std::make_shared<recorder>();
+  auto c = connection::create(std::move(sp.a), visible_peer("peer@h"), "me@h", opt, h);
+  const auto t0 = clock_type::now();
+  c->start();
+  REQUIRE(run_until(io, [&] { return h->down.has_value(); }, 3000ms));
+  const auto took = clock_type::now() - t0;
+  CHECK(*h->down == error::net_tick_timeout);
+  CHECK(reason_name(*h->down) == "net_tick_timeout");
+  CHECK(took >= 400ms);
+  CHECK(took < 700ms);  // intensity + 1 intervals at most, plus scheduling
+}
+
+TEST_CASE("connection: ticks are answered once, received packets in order, leftover first") {
+  asio::io_context io;
+  socket_pair sp(io);
+  connection_options opt;
+  opt.net_ticktime = 60s;  // our own ticker stays out of the way
+  auto h = std::make_shared<recorder>();
+  std::vector<std::byte> leftover = {std::byte{0}, std::byte{0}, std::byte{0}, std::byte{1}, std::byte{'L'}};
+  auto c = connection::create(std::move(sp.a), visible_peer("peer@h"), "me@h", opt, h, leftover);
+  c->start();
+  // A tick then a packet from the raw peer.
+  asio::write(sp.b, asio::buffer(std::string("\0\0\0\0\0\0\0\2PQ", 10)));
+  REQUIRE(run_until(io, [&] { return h->packets.size() == 2; }, 2000ms));
+  CHECK(h->packets[0] == std::vector<std::byte>{std::byte{'L'}});
+  CHECK(h->packets[1].size() == 2);
+  // The tick was answered with one tick.
+  std::array<std::byte, 4> got{};
+  std::size_t n = 0;
+  sp.b.non_blocking(true);
+  run_until(io, [&] {
+    boost::system::error_code ec;
+    n += sp.b.read_some(asio::buffer(got.data() + n, 4 - n), ec);
+    return n == 4;
+  }, 2000ms);
+  CHECK(n == 4);
+  CHECK(got == std::array<std::byte, 4>{});
+  CHECK(c->stats().ticks_in == 1);
+  CHECK(c->stats().ticks_out == 1);
+  c->close();
+  run_until(io, [&] { return h->down.has_value(); }, 1000ms);
+}
+
+TEST_CASE("connection: a packet over max_packet closes the connection") {
+  asio::io_context io;
+  socket_pair sp(io);
+  connection_options opt;
+  opt.max_packet = 1000;
+  auto h = std::make_shared<recorder>();
+  auto c = connection::create(std::move(sp.a), visible_peer("peer@h"), "me@h", opt, h);
+  c->start();
+  asio::write(sp.b, asio::buffer(std::string("\x00\x01\x00\x00", 4)));
+  REQUIRE(run_until(io, [&] { return h->down.has_value(); }, 2000ms));
+  CHECK(*h->down == error::packet_too_large);
+}
+
+TEST_CASE("connection: senders wait past the outbound limit, never an unbounded queue") {
+  asio::io_context io;
+  socket_pair sp(io);
+  // Small socket buffers so that the peer not reading fills them quickly.
+  sp.a.set_option(asio::socket_base::send_buffer_size(16 * 1024));
+  sp.b.set_option(asio::socket_base::receive_buffer_size(16 * 1024));
+  connection_options opt;
+  opt.outbound_limit = 256 * 1024;
+  auto h = std::make_shared<recorder>();
+  auto c = connection::create(std::move(sp.a), visible_peer("peer@h"), "me@h", opt, h);
+  c->start();
+  constexpr int total = 200;  // 200 x 64 KiB = 12.5 MiB, far more than the limit and the socket buffers
+  int sent = 0;
+  std::size_t max_queued = 0;
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < total; ++i) {
+      REQUIRE_FALSE(co_await c->send(payload(64 * 1024, static_cast<unsigned char>(i))));
+      ++sent;
+      max_queued = std::max(max_queued, c->stats().queued_bytes);
+    }
+  }, asio::detached);
+  run_until(io, [&] { return false; }, 300ms);
+  CHECK(sent < total);  // the sender is suspended
+  CHECK(c->stats().waiting_senders == 1);
+  CHECK(c->stats().queued_bytes <= opt.outbound_limit + 64 * 1024);
+  std::vector<std::byte> p = payload(10, 'q');
+  CHECK_FALSE(c->try_send(p));  // busy
+  // Now the peer reads: every packet arrives, the sender finishes.
+  std::size_t received = 0;
+  std::vector<std::byte> sink(256 * 1024);
+  sp.b.non_blocking(true);
+  REQUIRE(run_until(io, [&] {
+    boost::system::error_code ec;
+    received += sp.b.read_some(asio::buffer(sink), ec);
+    return sent == total && received == static_cast<std::size_t>(total) * (4 + 64 * 1024);
+  }, 20000ms));
+  CHECK(max_queued <= opt.outbound_limit + 64 * 1024);
+  CHECK(c->stats().packets_out == total);
+  // A waiting sender learns about the connection going down.
+  c->close();
+  run_until(io, [&] { return h->down.has_value(); }, 1000ms);
+  std::optional<std::error_code> late;
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> { late = co_await c->send(payload(1, 'z')); }, asio::detached);
+  REQUIRE(run_until(io, [&] { return late.has_value(); }, 1000ms));
+  CHECK(*late == error::disconnected);
+}
