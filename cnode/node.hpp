@@ -1,0 +1,122 @@
+// The node runtime: the process table, registered names, aliases, references, and the routing of signals to local
+// processes or, through the distribution layer, to other nodes.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+
+#include "cnode/process.hpp"
+#include "cnode/signal.hpp"
+
+namespace cnode {
+
+// What the node needs from the distribution layer to reach other nodes.
+class remote_router {
+ public:
+  virtual ~remote_router() = default;
+  // A signal for a process on another node. `to` is a pid, or for signal_kind::message / monitor a name atom
+  // (REG_SEND / MONITOR_P by name) with `node` naming its node; an alias reference for a message (ALIAS_SEND).
+  virtual void route_remote(atom node, const term& to, signal s) = 0;
+};
+
+struct spawn_options {
+  std::optional<term> link;  // link the new process with this pid at once
+  bool trap_exit = false;
+};
+
+// Counters for cnode:info/0 and metrics.
+struct node_counters {
+  std::atomic<std::uint64_t> messages_in{0}, messages_out{0}, local_messages{0};
+  std::atomic<std::uint64_t> processes_spawned{0};
+};
+
+class node {
+ public:
+  node(asio::any_io_executor ex, std::string name, std::uint32_t creation);
+  ~node();
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  const std::string& name() const noexcept { return name_; }
+  atom name_atom() const noexcept { return name_atom_; }
+  std::uint32_t creation() const noexcept { return creation_; }
+  // The name and creation may change once, before any process exists (EPMD registration, NAME_ME).
+  void set_identity(std::string name, std::uint32_t creation);
+  asio::any_io_executor get_executor() const noexcept { return ex_; }
+  void set_router(remote_router* r) noexcept { router_ = r; }
+  node_counters& counters() noexcept { return counters_; }
+  std::chrono::steady_clock::time_point started() const noexcept { return started_; }
+
+  // ---- processes ----
+  term spawn(process::body_type body, spawn_options opts = {});
+  std::shared_ptr<process> find(const term& pid) const;  // a live local process, or null
+  std::vector<term> processes() const;
+  std::size_t process_count() const;
+  bool is_local(const term& pid_port_or_ref) const noexcept;
+
+  // ---- names ----
+  bool register_name(atom name, const term& pid);  // false if the name or the pid is taken, or pid not alive
+  bool unregister_name(atom name);
+  std::optional<term> whereis(atom name) const;
+  std::vector<atom> registered() const;
+
+  // ---- aliases ----
+  void add_alias(const term& ref, std::uint64_t process_number);
+  void remove_alias(const term& ref);
+
+  // ---- signals ----
+  // Sends a message from `from` (a pid, or [] for the node itself) to a pid, name, {Name, Node} or alias.
+  void send(const term& from, const term& dest, term msg);
+  // Delivers a signal to a pid, local or remote. A signal for a local process that does not exist is answered as
+  // the BEAM answers it: a link with an exit `noproc`, a monitor with 'DOWN' `noproc`, an unlink with its ack.
+  void route(const term& to, signal s);
+  // A signal that arrived from another node for a local pid, name or alias (used by the distribution layer).
+  void deliver_local(const term& to, signal s);
+  // A signal for the process registered as `name` here (REG_SEND, MONITOR_P by name, DEMONITOR_P by name).
+  void deliver_to_name(atom name, signal s);
+  // A signal for the process registered as `name` on node `where` (local or remote).
+  void send_named_signal(atom name, atom where, signal s);
+
+  term make_ref();
+  term make_pid(std::uint64_t number) const;
+
+  // Runs fn for every live process (snapshot).
+  void for_each_process(const std::function<void(process&)>& fn) const;
+
+  // Called by process on exit.
+  void remove_process(std::uint64_t number, const std::vector<atom>& names);
+
+ private:
+  void answer_dead(const term& to, signal& s);
+
+  asio::any_io_executor ex_;
+  std::string name_;
+  atom name_atom_;
+  std::uint32_t creation_;
+  remote_router* router_ = nullptr;
+  node_counters counters_;
+  std::chrono::steady_clock::time_point started_;
+
+  mutable std::shared_mutex mu_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<process>> table_;
+  std::unordered_map<atom, std::shared_ptr<process>> names_;
+  std::unordered_map<term, std::uint64_t> aliases_;
+  std::atomic<std::uint64_t> next_pid_{1};
+  std::atomic<std::uint64_t> next_ref_{1};
+  std::uint32_t ref_salt_;
+};
+
+// Helpers for building terms.
+inline term tuple(std::initializer_list<term> elems) { return term::tuple(elems); }
+inline term a(std::string_view name) { return term(atom(name)); }
+
+}  // namespace cnode

@@ -1,0 +1,358 @@
+#include "cnode/process.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "cnode/node.hpp"
+
+namespace cnode {
+
+namespace {
+struct atoms {
+  atom normal{"normal"}, kill{"kill"}, killed{"killed"}, noproc{"noproc"}, exit_tag{"EXIT"}, down_tag{"DOWN"},
+      process{"process"}, cpp_exception{"cpp_exception"}, noconnection{"noconnection"};
+};
+const atoms& at() {
+  static const atoms a;
+  return a;
+}
+}  // namespace
+
+process::process(class node& n, term pid, std::uint64_t number, body_type body)
+    : node_(n), pid_(std::move(pid)), number_(number), body_(std::move(body)),
+      strand_(asio::make_strand(n.get_executor())), wake_(strand_) {}
+
+process::~process() = default;
+
+bool process::alive() const noexcept {
+  std::lock_guard lock(inbox_mu_);
+  return !dead_;
+}
+
+void process::start() {
+  auto self = shared_from_this();
+  asio::co_spawn(
+      strand_, [self]() -> asio::awaitable<void> { co_await self->body_(*self); },
+      asio::bind_executor(strand_, [self](std::exception_ptr e) { self->on_body_done(e); }));
+}
+
+void process::deliver(signal s) {
+  {
+    std::unique_lock lock(inbox_mu_);
+    if (!dead_) {
+      inbox_.push_back(std::move(s));
+      if (drain_posted_) return;
+      drain_posted_ = true;
+      lock.unlock();
+      asio::post(strand_, [self = shared_from_this()] { self->drain(); });
+      return;
+    }
+  }
+  handle_after_death(s);
+}
+
+void process::drain() {
+  std::vector<signal> batch;
+  {
+    std::lock_guard lock(inbox_mu_);
+    batch.swap(inbox_);
+    drain_posted_ = false;
+    if (dead_) return;  // finish() answered them
+  }
+  for (auto& s : batch) handle(s);
+  if (waiting_ && !batch.empty()) wake_.cancel();
+}
+
+void process::handle(signal& s) {
+  switch (s.kind) {
+    case signal_kind::message:
+      if (!s.ref.is_nil() && !aliases_.count(s.ref)) return;  // sent to an alias no longer active
+      mailbox_.push_back(std::move(s.data));
+      return;
+    case signal_kind::link:
+      if (s.from != pid_) links_[s.from] = 0;
+      return;
+    case signal_kind::unlink: {
+      auto it = links_.find(s.from);
+      if (it != links_.end() && (s.id == 0 || it->second == 0)) links_.erase(it);
+      // The ack goes out before any other signal from us to that process (we are on our strand).
+      if (s.id != 0) node_.route(s.from, signal{signal_kind::unlink_ack, pid_, {}, {}, {}, s.id});
+      return;
+    }
+    case signal_kind::unlink_ack: {
+      auto it = links_.find(s.from);
+      if (it != links_.end() && it->second == s.id) links_.erase(it);
+      return;
+    }
+    case signal_kind::link_exit: {
+      auto it = links_.find(s.from);
+      if (it == links_.end() || it->second != 0) return;  // not linked, or unlinking: no exit through it
+      links_.erase(it);
+      handle_exit_signal(s.from, s.data, true);
+      return;
+    }
+    case signal_kind::exit: handle_exit_signal(s.from, s.data, false); return;
+    case signal_kind::monitor:
+      monitored_by_[s.ref] = monitor_in{s.from, s.extra.is_nil() ? pid_ : s.extra};
+      return;
+    case signal_kind::demonitor: monitored_by_.erase(s.ref); return;
+    case signal_kind::down: {
+      auto it = monitors_.find(s.ref);
+      if (it == monitors_.end()) return;  // demonitored meanwhile
+      term object = it->second.object;
+      monitors_.erase(it);
+      mailbox_.push_back(term::tuple({term(at().down_tag), s.ref, term(at().process), object, s.data}));
+      return;
+    }
+    case signal_kind::node_down: {
+      const atom lost = s.extra.atom_value();
+      std::vector<term> dead_links;
+      for (auto it = links_.begin(); it != links_.end();) {
+        if (it->first.node_of() == lost) {
+          if (it->second == 0) dead_links.push_back(it->first);
+          it = links_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      for (auto it = monitors_.begin(); it != monitors_.end();) {
+        const term& t = it->second.target;
+        const bool on_lost = t.is_pid() ? t.node_of() == lost
+                                        : (t.is_tuple(2) && t.element(1).is_atom(lost));
+        if (on_lost) {
+          mailbox_.push_back(term::tuple({term(at().down_tag), it->first, term(at().process), it->second.object,
+                                          term(at().noconnection)}));
+          it = monitors_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      for (auto it = monitored_by_.begin(); it != monitored_by_.end();) {
+        if (it->second.watcher.node_of() == lost) it = monitored_by_.erase(it);
+        else ++it;
+      }
+      for (const auto& pid : dead_links) handle_exit_signal(pid, term(at().noconnection), true);
+      return;
+    }
+    case signal_kind::run: return;
+  }
+}
+
+void process::handle_exit_signal(const term& from, const term& reason, bool via_link) {
+  if (!via_link && reason.is_atom(at().kill)) {
+    die(term(at().killed));  // exit(Pid, kill) cannot be trapped
+    return;
+  }
+  if (trap_exit_) {
+    mailbox_.push_back(term::tuple({term(at().exit_tag), from, reason}));
+    return;
+  }
+  if (reason.is_atom(at().normal)) {
+    if (!via_link && from == pid_) die(reason);  // exit(self(), normal) ends the caller
+    return;
+  }
+  die(reason);
+}
+
+void process::die(term reason) {
+  if (!kill_reason_) kill_reason_ = std::move(reason);
+  if (waiting_) wake_.cancel();
+}
+
+asio::awaitable<std::optional<term>> process::receive(std::chrono::milliseconds timeout) {
+  co_return co_await receive_impl(nullptr, timeout);
+}
+
+asio::awaitable<std::optional<term>> process::receive(std::function<bool(const term&)> pred,
+                                                      std::chrono::milliseconds timeout) {
+  co_return co_await receive_impl(&pred, timeout);
+}
+
+asio::awaitable<std::optional<term>> process::receive_impl(const std::function<bool(const term&)>* pred,
+                                                           std::chrono::milliseconds timeout) {
+  const auto deadline = timeout == infinity ? clock::time_point::max() : clock::now() + timeout;
+  std::size_t scanned = 0;
+  for (;;) {
+    drain();
+    if (kill_reason_) throw process_exit(*kill_reason_);
+    for (; scanned < mailbox_.size(); ++scanned) {
+      if (!pred || (*pred)(mailbox_[scanned])) {
+        term m = std::move(mailbox_[scanned]);
+        mailbox_.erase(mailbox_.begin() + static_cast<std::ptrdiff_t>(scanned));
+        co_return m;
+      }
+    }
+    if (clock::now() >= deadline) co_return std::nullopt;
+    waiting_ = true;
+    wake_.expires_at(deadline);
+    co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
+    waiting_ = false;
+  }
+}
+
+void process::send(const term& dest, term msg) { node_.send(pid_, dest, std::move(msg)); }
+
+void process::link(const term& pid) {
+  if (!pid.is_pid() || pid == pid_) return;
+  auto it = links_.find(pid);
+  if (it != links_.end() && it->second == 0) return;
+  links_[pid] = 0;
+  node_.route(pid, signal{signal_kind::link, pid_, {}, {}, {}, 0});
+}
+
+void process::unlink(const term& pid) {
+  auto it = links_.find(pid);
+  if (it == links_.end() || it->second != 0) return;
+  // Until the ack, exit signals through this link are ignored (the UNLINK_ID protocol).
+  it->second = next_unlink_id_++;
+  node_.route(pid, signal{signal_kind::unlink, pid_, {}, {}, {}, it->second});
+}
+
+bool process::trap_exit(bool on) {
+  bool old = trap_exit_;
+  trap_exit_ = on;
+  return old;
+}
+
+void process::exit(const term& pid, term reason) {
+  node_.route(pid, signal{signal_kind::exit, pid_, std::move(reason), {}, {}, 0});
+}
+
+void process::exit(term reason) { throw process_exit(std::move(reason)); }
+
+term process::make_ref() { return node_.make_ref(); }
+
+term process::monitor(const term& target) {
+  term ref = node_.make_ref();
+  if (target.is_pid()) {
+    monitors_[ref] = monitor_out{target, target};
+    node_.route(target, signal{signal_kind::monitor, pid_, {}, ref, target, 0});
+    return ref;
+  }
+  atom name, where = node_.name_atom();
+  if (target.is_atom()) {
+    name = target.atom_value();
+  } else if (target.is_tuple(2) && target.element(0).is_atom() && target.element(1).is_atom()) {
+    name = target.element(0).atom_value();
+    where = target.element(1).atom_value();
+  } else {
+    throw std::invalid_argument("monitor: target must be a pid, a name or {Name, Node}");
+  }
+  term object = term::tuple({term(name), term(where)});
+  monitors_[ref] = monitor_out{object, object};
+  signal s{signal_kind::monitor, pid_, {}, ref, term(name), 0};
+  if (where == node_.name_atom()) node_.deliver_to_name(name, std::move(s));
+  else node_.send_named_signal(name, where, std::move(s));
+  return ref;
+}
+
+bool process::demonitor(const term& ref, bool flush) {
+  auto it = monitors_.find(ref);
+  bool active = it != monitors_.end();
+  if (active) {
+    const term target = it->second.target;
+    monitors_.erase(it);
+    signal s{signal_kind::demonitor, pid_, {}, ref, {}, 0};
+    if (target.is_pid()) {
+      node_.route(target, std::move(s));
+    } else {
+      const atom name = target.element(0).atom_value(), where = target.element(1).atom_value();
+      if (where == node_.name_atom()) node_.deliver_to_name(name, std::move(s));
+      else node_.send_named_signal(name, where, std::move(s));
+    }
+  }
+  if (flush) {
+    drain();
+    for (auto m = mailbox_.begin(); m != mailbox_.end();) {
+      if (m->is_tuple(5) && m->element(0).is_atom(at().down_tag) && m->element(1) == ref) m = mailbox_.erase(m);
+      else ++m;
+    }
+  }
+  return active;
+}
+
+term process::alias() {
+  term ref = node_.make_ref();
+  aliases_.insert(ref);
+  node_.add_alias(ref, number_);
+  return ref;
+}
+
+bool process::unalias(const term& ref) {
+  if (!aliases_.erase(ref)) return false;
+  node_.remove_alias(ref);
+  return true;
+}
+
+bool process::has_alias(const term& ref) const { return aliases_.count(ref) > 0; }
+
+bool process::register_name(atom name) { return node_.register_name(name, pid_); }
+bool process::unregister_name(atom name) {
+  auto where = node_.whereis(name);
+  return where && *where == pid_ && node_.unregister_name(name);
+}
+
+void process::on_body_done(std::exception_ptr e) {
+  term reason(at().normal);
+  if (e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const process_exit& x) {
+      reason = x.reason;
+    } catch (const std::exception& x) {
+      reason = term::tuple({term(at().cpp_exception), term::binary(std::string_view(x.what()))});
+    } catch (...) {
+      reason = term::tuple({term(at().cpp_exception), term::binary(std::string_view("unknown"))});
+    }
+  }
+  if (kill_reason_) reason = *kill_reason_;
+  finish(std::move(reason));
+}
+
+void process::finish(term reason) {
+  std::vector<signal> rest;
+  {
+    std::lock_guard lock(inbox_mu_);
+    dead_ = true;
+    rest.swap(inbox_);
+  }
+  node_.remove_process(number_, {});
+  for (auto& s : rest) handle_after_death(s);
+  for (const auto& [pid, state] : links_) {
+    if (state == 0) node_.route(pid, signal{signal_kind::link_exit, pid_, reason, {}, {}, 0});
+  }
+  links_.clear();
+  for (const auto& [ref, m] : monitored_by_) {
+    node_.route(m.watcher, signal{signal_kind::down, pid_, reason, ref, m.object, 0});
+  }
+  monitored_by_.clear();
+  for (auto it = monitors_.begin(); it != monitors_.end();) {
+    const term ref = it->first;
+    ++it;
+    demonitor(ref, false);
+  }
+  aliases_.clear();
+  mailbox_.clear();
+  body_ = nullptr;  // the body's captures may hold references to us
+}
+
+void process::handle_after_death(signal& s) {
+  switch (s.kind) {
+    case signal_kind::link:
+      node_.route(s.from, signal{signal_kind::link_exit, pid_, term(at().noproc), {}, {}, 0});
+      break;
+    case signal_kind::monitor:
+      node_.route(s.from, signal{signal_kind::down, pid_, term(at().noproc), s.ref,
+                                 s.extra.is_nil() ? pid_ : s.extra, 0});
+      break;
+    case signal_kind::unlink:
+      if (s.id != 0) node_.route(s.from, signal{signal_kind::unlink_ack, pid_, {}, {}, {}, s.id});
+      break;
+    default: break;
+  }
+}
+
+}  // namespace cnode

@@ -1,0 +1,151 @@
+// A C++ process: a coroutine with a mailbox, serialized on its own strand, honouring the BEAM's signals.
+//
+//   node.spawn([](process& self) -> asio::awaitable<void> {
+//     self.register_name(atom("echo"));
+//     for (;;) {
+//       auto msg = co_await self.receive();          // or receive(pred, timeout): selective receive
+//       ...
+//     }
+//   });
+//
+// Exit rules are Erlang's: a process dies when its body returns (reason normal), calls exit(reason) (or throws
+// process_exit), throws another exception (reason {cpp_exception, What}), or receives an exit signal it does not
+// trap. A C++ process cannot be interrupted in the middle of its own code: a kill takes effect at its next receive
+// (every blocking call of this API is a receive), where process_exit is thrown; do not swallow process_exit.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "cnode/signal.hpp"
+
+namespace cnode {
+
+namespace asio = boost::asio;
+class node;
+
+inline constexpr std::chrono::milliseconds infinity = std::chrono::milliseconds::max();
+
+// exit/1 from inside a process body, and how a killed process's body is unwound.
+struct process_exit : std::exception {
+  term reason;
+  explicit process_exit(term r) : reason(std::move(r)) {}
+  const char* what() const noexcept override { return "process exit"; }
+};
+
+class process : public std::enable_shared_from_this<process> {
+ public:
+  using executor_type = asio::strand<asio::any_io_executor>;
+  using body_type = std::function<asio::awaitable<void>(process&)>;
+  using clock = std::chrono::steady_clock;
+
+  process(class node& n, term pid, std::uint64_t number, body_type body);
+  ~process();
+  process(const process&) = delete;
+  process& operator=(const process&) = delete;
+
+  const term& pid() const noexcept { return pid_; }
+  std::uint64_t number() const noexcept { return number_; }
+  class node& node() const noexcept { return node_; }
+  executor_type get_executor() const noexcept { return strand_; }
+  bool alive() const noexcept;
+
+  // ---- messages (from the process's own coroutine) ----
+  // dest: a pid, a registered name (atom), {Name, Node}, or an alias reference.
+  void send(const term& dest, term msg);
+  // The first message, or nullopt after the timeout.
+  asio::awaitable<std::optional<term>> receive(std::chrono::milliseconds timeout = infinity);
+  // The first message for which pred returns true (selective receive); others stay in the mailbox, in order.
+  asio::awaitable<std::optional<term>> receive(std::function<bool(const term&)> pred,
+                                               std::chrono::milliseconds timeout = infinity);
+  std::size_t message_queue_len() const noexcept { return mailbox_.size(); }
+
+  // ---- links, exits, monitors ----
+  void link(const term& pid);
+  void unlink(const term& pid);
+  bool trap_exit(bool on);  // the old value
+  bool trapping_exits() const noexcept { return trap_exit_; }
+  void exit(const term& pid, term reason);  // exit/2
+  [[noreturn]] void exit(term reason);      // exit/1
+  // A monitor on a pid, a registered name (atom, local), or {Name, Node}; returns its reference. A target that
+  // does not exist gives {'DOWN', Ref, process, Object, noproc} at once.
+  term monitor(const term& target);
+  // Removes the monitor; with flush also any {'DOWN', Ref, ...} already in the mailbox. False if it was not active.
+  bool demonitor(const term& ref, bool flush = false);
+  term make_ref();
+  // An alias: messages sent to this reference reach this process until unalias.
+  term alias();
+  bool unalias(const term& ref);
+  bool has_alias(const term& ref) const;
+
+  // ---- names ----
+  bool register_name(atom name);
+  bool unregister_name(atom name);
+
+  // ---- runtime (node-internal) ----
+  // Enqueues a signal from any thread; it is handled on the process's strand.
+  void deliver(signal s);
+  void start();
+  // Run on the strand for the body's life (gen_server-like bases use it to stash state).
+  const std::unordered_map<term, std::uint64_t>& links() const noexcept { return links_; }
+
+ private:
+  asio::awaitable<std::optional<term>> receive_impl(const std::function<bool(const term&)>* pred,
+                                                    std::chrono::milliseconds timeout);
+  void drain();
+  void handle(signal& s);
+  void handle_exit_signal(const term& from, const term& reason, bool via_link);
+  void die(term reason);  // mark for death; takes effect at the next receive
+  void on_body_done(std::exception_ptr e);
+  void finish(term reason);
+  void handle_after_death(signal& s);
+
+  class node& node_;
+  term pid_;
+  std::uint64_t number_;
+  body_type body_;
+  executor_type strand_;
+  asio::steady_timer wake_;
+
+  // Shared with other threads.
+  mutable std::mutex inbox_mu_;
+  std::vector<signal> inbox_;
+  bool drain_posted_ = false;
+  bool dead_ = false;  // under inbox_mu_: signals arriving now are answered as for a dead process
+
+  // Strand-only.
+  std::deque<term> mailbox_;
+  bool waiting_ = false;
+  bool trap_exit_ = false;
+  std::optional<term> kill_reason_;
+  std::unordered_map<term, std::uint64_t> links_;      // linked pid -> 0, or the id of an unlink in progress
+  struct monitor_out {
+    term target;  // pid we monitor (or the remote pid/name target)
+    term object;  // what a 'DOWN' names: the pid, or {Name, Node}
+  };
+  std::unordered_map<term, monitor_out> monitors_;     // ref -> a monitor this process holds
+  struct monitor_in {
+    term watcher;
+    term object;  // what the watcher monitored: our pid, or the name atom
+  };
+  std::unordered_map<term, monitor_in> monitored_by_;  // ref -> a monitor held on this process
+  std::unordered_set<term> aliases_;
+  std::vector<atom> names_;
+  std::uint64_t next_unlink_id_ = 1;
+};
+
+}  // namespace cnode
