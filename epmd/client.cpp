@@ -113,6 +113,9 @@ class exchange {
   std::string connected_;
 };
 
+// Note: packets are built in named variables before a co_await, never as temporaries inside one: GCC 12 destroys
+// such temporaries wrongly (a double free was seen with a std::variant temporary).
+
 // Reads until the peer closes, at most max_response_bytes.
 asio::awaitable<result<bytes>> read_to_end(exchange& x, std::string_view what) {
   bytes buf;
@@ -244,7 +247,8 @@ asio::awaitable<result<registration>> try_register_node(epmd_endpoint epmd, node
 
   exchange x(co_await asio::this_coro::executor, epmd, opts);
   if (auto f = co_await x.connect()) co_return *f;
-  if (auto f = co_await x.send(encode_request(alive2_request{info}))) co_return *f;
+  const bytes packet = encode_request(alive2_request{info});
+  if (auto f = co_await x.send(packet)) co_return *f;
   bytes buf;
   for (;;) {
     auto p = parse_alive2_response(buf);
@@ -280,7 +284,8 @@ asio::awaitable<result<node_info>> try_port_please(epmd_endpoint epmd, std::stri
   if (name.empty()) co_return make_failure(error::invalid_argument, "cannot look up an empty node name");
   exchange x(co_await asio::this_coro::executor, epmd, opts);
   if (auto f = co_await x.connect()) co_return *f;
-  if (auto f = co_await x.send(encode_request(port_please2_request{name}))) co_return *f;
+  const bytes packet = encode_request(port_please2_request{name});
+  if (auto f = co_await x.send(packet)) co_return *f;
   bytes buf;
   for (;;) {
     auto p = parse_port2_response(buf);
@@ -311,7 +316,8 @@ asio::awaitable<node_info> port_please(epmd_endpoint epmd, std::string name, cli
 asio::awaitable<result<std::vector<name_entry>>> try_names(epmd_endpoint epmd, client_options opts) {
   exchange x(co_await asio::this_coro::executor, epmd, opts);
   if (auto f = co_await x.connect()) co_return *f;
-  if (auto f = co_await x.send(encode_request(names_request{}))) co_return *f;
+  const bytes packet = encode_request(names_request{});
+  if (auto f = co_await x.send(packet)) co_return *f;
   auto all = co_await read_to_end(x, "NAMES response");
   if (!all) co_return all.error();
   auto p = parse_names_response(*all);
@@ -332,7 +338,8 @@ asio::awaitable<result<node_address>> try_lookup_node(std::string full_name, std
                                                       client_options opts) {
   auto n = parse_node_name(full_name);
   if (!n) co_return n.error();
-  auto info = co_await try_port_please(epmd_endpoint{n->host, epmd_port}, n->alive, opts);
+  epmd_endpoint at(n->host, epmd_port);
+  auto info = co_await try_port_please(std::move(at), n->alive, opts);
   if (!info) co_return info.error();
   co_return node_address{n->host, info->port};
 }
@@ -344,7 +351,8 @@ asio::awaitable<node_address> lookup_node(std::string full_name, std::uint16_t e
 asio::awaitable<bool> epmd_answering(epmd_endpoint epmd, client_options opts) {
   exchange x(co_await asio::this_coro::executor, epmd, opts);
   if (co_await x.connect()) co_return false;
-  if (co_await x.send(encode_request(names_request{}))) co_return false;
+  const bytes packet = encode_request(names_request{});
+  if (co_await x.send(packet)) co_return false;
   bytes buf;
   while (buf.size() < 4) {
     auto r = co_await x.read_more(buf);
@@ -366,7 +374,8 @@ bool epmd_answering_sync(const epmd_endpoint& epmd, std::chrono::milliseconds ti
 asio::awaitable<result<bytes>> try_raw_request(epmd_endpoint epmd, request r, client_options opts) {
   exchange x(co_await asio::this_coro::executor, epmd, opts);
   if (auto f = co_await x.connect()) co_return *f;
-  if (auto f = co_await x.send(encode_request(r))) co_return *f;
+  const bytes packet = encode_request(r);
+  if (auto f = co_await x.send(packet)) co_return *f;
   co_return co_await read_to_end(x, "response");
 }
 

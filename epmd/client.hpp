@@ -2,7 +2,7 @@
 //
 //   using namespace cnode::epmd;
 //   epmd_endpoint epmd{"localhost", epmd_port_from_env()};
-//   registration reg = co_await register_node(epmd, {.name = "cnode", .port = 9100});  // throws epmd_exception
+//   registration reg = co_await register_node(epmd, node_registration("cnode", 9100));  // throws epmd_exception
 //   reg.creation();                       // use in every pid/ref/port of this node
 //   node_info peer = co_await port_please(epmd, "a");
 //   node_address a = co_await lookup_node("a@localhost");  // NAME@HOST -> {host, distribution port}
@@ -48,9 +48,13 @@ class result {
   bool has_value() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }
   T& value() & { return check(), std::get<0>(v_); }
+  const T& value() const& { return check(), std::get<0>(v_); }
   T&& value() && { return check(), std::get<0>(std::move(v_)); }
   T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T&& operator*() && { return std::move(*this).value(); }
   T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
   const failure& error() const { return std::get<1>(v_); }
 
  private:
@@ -60,8 +64,14 @@ class result {
   std::variant<T, failure> v_;
 };
 
+// GCC 12 destroys a brace-initialised *aggregate* temporary inside a co_await expression twice (seen as a double
+// free; `co_await f(agg{...})` or `co_await f(g(agg{...}))`). The argument types below therefore have constructors
+// (they are not aggregates), and code that awaits should build aggregates in named variables first.
+
 // Where an EPMD listens.
 struct epmd_endpoint {
+  epmd_endpoint() = default;
+  epmd_endpoint(std::string h, std::uint16_t p) : host(std::move(h)), port(p) {}
   std::string host = "localhost";
   std::uint16_t port = default_port;
 };
@@ -93,6 +103,9 @@ result<node_address> parse_node_address(std::string_view s);
 
 // What a node registers.
 struct node_registration {
+  node_registration() = default;
+  node_registration(std::string n, std::uint16_t p, node_type t = node_type::normal)
+      : name(std::move(n)), port(p), type(t) {}
   std::string name;             // the alive part
   std::uint16_t port = 0;       // distribution port
   node_type type = node_type::normal;
