@@ -383,7 +383,8 @@ class parser {
     token m = lex();
     if (m.kind == tok::lparen) fail(parse_error::not_a_literal, pos);
     token c = lex();
-    if (m.kind != tok::atom || c.kind != tok::colon) fail(m.kind == tok::atom ? parse_error::not_a_literal : bad(m), c.pos);
+    if (m.kind != tok::atom) fail(bad(m), m.pos);
+    if (c.kind != tok::colon) fail(parse_error::not_a_literal, pos);  // fun f/1: a local fun
     token f = lex();
     if (f.kind != tok::atom) fail(bad(f), f.pos);
     token sl = lex();
@@ -607,7 +608,8 @@ class parser {
         return single(stop ? tok::dot : tok::other);
       }
       default:
-        if (!is_unicode(c)) fail(parse_error::illegal_character, start);
+        // erl_scan makes a one-character token of any other Latin-1 character; beyond, nothing.
+        if (c > 0xFF) fail(parse_error::illegal_character, start);
         return single(tok::other);
     }
   }
@@ -706,8 +708,9 @@ class parser {
       std::size_t at = pos_;
       std::uint32_t c = next_char();
       if (c == static_cast<std::uint32_t>(q)) return out;
+      // erl_scan refuses a raw U+FFFE/U+FFFF here, which leaves atoms holding them with no text at all; io_lib
+      // prints them raw, and so do we, so accept them to read such atoms back.
       if (c == '\\') c = escape(at);
-      else if (!is_unicode(c)) fail(parse_error::illegal_character, at);
       out.push_back(c);
     }
   }

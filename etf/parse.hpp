@@ -11,6 +11,8 @@
 // A term may be followed by a `.` (as erl_parse wants); `%` comments and white space are skipped. Funs
 // (`#Fun<...>`, `fun (X) -> X end`), variables, operators and records are not literals and are refused.
 //
+// One deliberate difference from erl_scan: a raw U+FFFE or U+FFFF inside quotes is accepted (erl_scan refuses it, so
+// an atom holding one has no text in Erlang at all; io_lib and etf::print write it raw).
 // Positions: line and column as erl_scan counts them (from 1; columns in code points), plus the byte offset.
 // Parsing never recurses: a 1 000 000-deep `[[[...]]]` parses with an explicit stack, up to options.max_depth.
 // Invalid input never throws through parse(); parse_or_throw() throws std::system_error naming the position.
