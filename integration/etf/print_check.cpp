@@ -4,7 +4,8 @@
 //                                line with etf::print, then `@@END <count>`
 //   etf-print-check --parse F    frames on stdin and one line of Erlang text per frame in F: parses each line with
 //                                etf::parse and compares it (=:=) with the decoded frame; prints `@@MISMATCH ...`
-//                                for every difference, then `@@END <count> <mismatches>`
+//                                for every difference, then `@@END <count> <mismatches> <skipped>`; a line that
+//                                starts with `%` (an Erlang comment) stands for a term not to check
 //
 // A frame that does not decode prints `@@DECODE_ERROR <index> <offset> <message>` in place of its line.
 #include <cstdio>
@@ -55,7 +56,7 @@ int main(int argc, char** argv) {
   }
   std::vector<std::uint8_t> frame;
   std::string out, line;
-  std::size_t count = 0, mismatches = 0;
+  std::size_t count = 0, mismatches = 0, skipped = 0;
   try {
     while (next_frame(frame)) {
       decode_result d = decode(frame);
@@ -67,8 +68,10 @@ int main(int argc, char** argv) {
         out += '\n';
       } else {
         if (!std::getline(text, line)) throw std::runtime_error("fewer text lines than frames");
-        parse_result p = parse(line);
-        if (!p) {
+        parse_result p;
+        if (line.starts_with('%')) {
+          ++skipped;
+        } else if (p = parse(line); !p) {
           out += fmt::format("@@MISMATCH {} parse error {} in: {}\n", count, describe(p), line);
           ++mismatches;
         } else if (!(p.value == d.value)) {
@@ -86,7 +89,7 @@ int main(int argc, char** argv) {
     out += fmt::format("@@INPUT_ERROR {}\n", e.what());
     ++mismatches;
   }
-  out += parse_mode ? fmt::format("@@END {} {}\n", count, mismatches) : fmt::format("@@END {}\n", count);
+  out += parse_mode ? fmt::format("@@END {} {} {}\n", count, mismatches, skipped) : fmt::format("@@END {}\n", count);
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fflush(stdout);
   return mismatches ? 1 : 0;
