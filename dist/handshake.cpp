@@ -190,6 +190,20 @@ std::vector<std::byte> handshake::take_output() {
   return out;
 }
 
+const char* handshake::step_name() const noexcept {
+  switch (step_) {
+    case step::recv_name: return "recv_name";
+    case step::recv_status: return "recv_status";
+    case step::recv_alive_reply: return "recv_alive_reply";
+    case step::recv_challenge: return "recv_challenge";
+    case step::recv_complement: return "recv_complement";
+    case step::recv_reply: return "recv_challenge_reply";
+    case step::recv_ack: return "recv_challenge_ack";
+    case step::finished: return "finished";
+  }
+  return "?";
+}
+
 const std::string& handshake::cookie() const { return config_.cookies.for_node(peer_.node); }
 
 void handshake::send(std::span<const std::byte> msg) {

@@ -120,6 +120,8 @@ class handshake {
   // "Connection attempt from node a@h rejected since it cannot handle [\"BIG_CREATION\"]."
   const std::string& detail() const noexcept { return detail_; }
 
+  // Which message the machine waits for ("recv_name", "recv_status", ..., "recv_ack"): for log lines.
+  const char* step_name() const noexcept;
   const peer_info& peer() const noexcept { return peer_; }
   // Our node name and creation: as configured, or as assigned by the peer ("named:").
   const std::string& this_node() const noexcept { return this_node_; }

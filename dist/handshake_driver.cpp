@@ -52,6 +52,12 @@ asio::awaitable<handshake_result> run_handshake(asio::ip::tcp::socket& socket, h
   asio::steady_timer timer(co_await asio::this_coro::executor);
   std::array<std::byte, 4096> buf;
   auto deadline = clock::now() + setup_time;
+  // Whatever the machine learnt about the peer before failing goes into the result, for the log line.
+  const auto with_peer = [&](handshake_result r) {
+    r.peer = hs.peer();
+    r.this_node = hs.this_node();
+    return r;
+  };
   const auto peer_label = [&] { return hs.peer().node.empty() ? std::string("unknown node") : hs.peer().node; };
 
   for (;;) {
@@ -59,7 +65,7 @@ asio::awaitable<handshake_result> run_handshake(asio::ip::tcp::socket& socket, h
       timer.expires_at(deadline);
       if (auto ec = co_await timed_write(socket, timer, hs.take_output()); ec) {
         if (hs.current() == handshake::state::failed) break;  // report the handshake's own reason
-        co_return failed(ec, fmt::format("Handshake with {}: write failed: {}", peer_label(), ec.message()));
+        co_return with_peer(failed(ec, fmt::format("Handshake with {}: write failed: {}", peer_label(), ec.message())));
       }
       deadline = clock::now() + setup_time;  // our step is done: the peer gets a fresh net_setuptime
     }
@@ -72,7 +78,7 @@ asio::awaitable<handshake_result> run_handshake(asio::ip::tcp::socket& socket, h
         r.leftover.assign(hs.leftover().begin(), hs.leftover().end());
         co_return r;
       }
-      case handshake::state::failed: co_return failed(hs.error(), hs.detail());
+      case handshake::state::failed: co_return with_peer(failed(hs.error(), hs.detail()));
       case handshake::state::asking:
         switch (hs.asked()) {
           case handshake::question::accept_pending:
@@ -83,9 +89,9 @@ asio::awaitable<handshake_result> run_handshake(asio::ip::tcp::socket& socket, h
             timer.expires_after(setup_time);
             auto r = co_await (policy.wait_pending(hs.question_node()) || timer.async_wait(as_tuple(use_awaitable)));
             if (r.index() == 1)
-              co_return failed(error::setup_timeout,
+              co_return with_peer(failed(error::setup_timeout,
                                fmt::format("Connection attempt from node {}: the old connection did not go down",
-                                           hs.question_node()));
+                                           hs.question_node())));
             hs.answer_wait_pending();
             break;
           }
@@ -99,14 +105,22 @@ asio::awaitable<handshake_result> run_handshake(asio::ip::tcp::socket& socket, h
     auto r = co_await (socket.async_read_some(asio::buffer(buf), as_tuple(use_awaitable)) ||
                        timer.async_wait(as_tuple(use_awaitable)));
     if (r.index() == 1)
-      co_return failed(error::setup_timeout,
-                       fmt::format("Handshake with {} timed out after {} ms", peer_label(), setup_time.count()));
+      co_return with_peer(failed(error::setup_timeout,
+                       fmt::format("Handshake with {} timed out after {} ms", peer_label(), setup_time.count())));
     auto [ec, n] = std::get<0>(r);
-    if (ec)
-      co_return failed(io_reason(ec), fmt::format("Handshake with {}: {}", peer_label(), io_reason(ec).message()));
+    if (ec) {
+      const auto reason = io_reason(ec);
+      // A BEAM acceptor that dislikes our digest closes without a word (dist_util.erl:946): say what it means.
+      if (reason == error::connection_closed && hs.which() == handshake::role::initiator &&
+          std::string_view(hs.step_name()) == "recv_challenge_ack")
+        co_return with_peer(failed(reason, fmt::format("Connection attempt to node {}: closed by the peer after our challenge "
+                                             "reply (wrong cookie?)", peer_label())));
+      co_return with_peer(failed(reason, fmt::format("Handshake with {} ({}): {}", peer_label(), hs.step_name(),
+                                           reason.message())));
+    }
     hs.feed(std::span<const std::byte>(buf.data(), n));
   }
-  co_return failed(hs.error(), hs.detail());
+  co_return with_peer(failed(hs.error(), hs.detail()));
 }
 
 asio::awaitable<handshake_result> accept_handshake(asio::ip::tcp::socket& socket, handshake_config config,
