@@ -15,7 +15,8 @@
 -define(REPLY_TIMEOUT, 30000).
 -define(MAX_DETAILS, 5).
 
-%% Opts: #{tool := Path, seed := integer(), count := integer(), other := node() | undefined}
+%% Opts: #{tool := Path, seed := integer(), count := integer(), other => node(), dump_dir => Dir}; with dump_dir,
+%% the input bytes of every failing frame are written there as fail-<index>.etf (readable with cnode-etf print).
 run(#{tool := Tool, seed := Seed, count := Count} = Opts) ->
     rand:seed(exsss, Seed),
     T0 = erlang:monotonic_time(millisecond),
@@ -24,7 +25,7 @@ run(#{tool := Tool, seed := Seed, count := Count} = Opts) ->
     Malformed = malformed(Catalogue),
     Port = open_tool(Tool, ["roundtrip", "--packet", "4"]),
     Source = {Catalogue ++ Malformed, Ctx, max(0, Count - length(Catalogue) - length(Malformed))},
-    St = pump(Port, Source, queue:new(), 0, #{checked => 0, failures => 0, details => [], kinds => #{},
+    St = pump(Port, Source, queue:new(), 0, #{dump_dir => maps:get(dump_dir, Opts, undefined), checked => 0, failures => 0, details => [], kinds => #{},
                                              bytes_in => 0, bytes_out => 0}),
     catch port_close(Port),
     Ms = erlang:monotonic_time(millisecond) - T0,
@@ -126,7 +127,11 @@ record(St, {Idx, Name, _, T, O} = Item, Out, Why) ->
                   true -> [detail(Item, Out, lists:flatten(Why)) | maps:get(details, St)];
                   false -> maps:get(details, St)
               end,
-    _ = {Idx, O},
+    _ = O,
+    case maps:get(dump_dir, St) of
+        undefined -> ok;
+        Dir -> file:write_file(filename:join(Dir, io_lib:format("fail-~7..0B.etf", [Idx])), element(3, Item))
+    end,
     St#{failures := maps:get(failures, St) + 1, kinds := Kinds, details := Details}.
 
 detail({Idx, Name, In, T, O}, Out, Why) ->
@@ -181,7 +186,7 @@ summarise(Seed, Ms, #{failures := 0} = St) ->
                                       Ms]))};
 summarise(Seed, Ms, St) ->
     {fail, lists:flatten(
-             [io_lib:format("seed ~p: ~p failures in ~p frames (~p ms)~s; failures by kind: ~tp~n",
+             [io_lib:format("seed ~p: ~p failures in ~p frames (~p ms)~s; failures by kind: ~0tp~n",
                             [Seed, maps:get(failures, St), maps:get(checked, St), Ms,
                              case maps:is_key(aborted, St) of true -> ", ABORTED"; false -> "" end,
                              maps:get(kinds, St)]),
@@ -193,7 +198,9 @@ summarise(Seed, Ms, St) ->
 print_check(#{tool := Tool, seed := Seed, count := Count} = Opts) ->
     rand:seed(exsss, Seed),
     Ctx = etf_gen:new_ctx(maps:get(other, Opts, undefined)),
-    Terms = [T || {_, T, _} <- etf_gen:catalogue(Ctx), printable(T), erts_debug:flat_size(T) < 200000]
+    % erl_scan takes seconds for a few megabytes of text: the huge catalogue terms are the roundtrip's business.
+    Terms = [T || {_, T, _} <- etf_gen:catalogue(Ctx), erts_debug:flat_size(T) < 200000,
+                  byte_size(term_to_binary(T)) < 65536, printable(T)]
         ++ lists:filter(fun printable/1, [etf_gen:term(Ctx) || _ <- lists:seq(1, Count)]),
     Port = open_tool(Tool, ["print", "--packet", "4"]),
     {N, Fails} = lists:foldl(fun(T, {I, F}) -> {I + 1, print_one(Port, T, F)} end, {0, []}, Terms),
