@@ -174,12 +174,19 @@ class bit_writer {
 };
 
 // One pending container of the explicit parsing stack.
+// Elements wait on one shared value stack, so opening a container allocates nothing.
 struct frame {
   enum kind_t : std::uint8_t { list, list_tail, tuple, map_key, map_value } kind;
-  std::size_t pos;  // where it opened, for errors
-  std::vector<term> items;
-  std::vector<std::pair<term, term>> pairs;
+  std::size_t start;  // where its elements (map: keys and values alternating) begin on the value stack
 };
+
+// Moves values[start..] out, leaving values as it was before them.
+std::vector<term> take(std::vector<term>& values, std::size_t start) {
+  std::vector<term> out(std::make_move_iterator(values.begin() + static_cast<std::ptrdiff_t>(start)),
+                        std::make_move_iterator(values.end()));
+  values.resize(start);
+  return out;
+}
 
 class parser {
  public:
@@ -194,6 +201,7 @@ class parser {
 
   term parse_term() {
     std::vector<frame> stack;
+    std::vector<term> values;
     term value;
     for (;;) {
       token t = lex();
@@ -205,7 +213,7 @@ class parser {
             break;
           }
           unread(std::move(n));
-          push(stack, frame::list, t.pos);
+          push(stack, frame::list, values.size(), t.pos);
           continue;
         }
         case tok::lbrace: {
@@ -215,7 +223,7 @@ class parser {
             break;
           }
           unread(std::move(n));
-          push(stack, frame::tuple, t.pos);
+          push(stack, frame::tuple, values.size(), t.pos);
           continue;
         }
         case tok::hash: {
@@ -227,7 +235,7 @@ class parser {
               break;
             }
             unread(std::move(m));
-            push(stack, frame::map_key, t.pos);
+            push(stack, frame::map_key, values.size(), t.pos);
             continue;
           }
           value = hash_form(t, n);
@@ -243,11 +251,11 @@ class parser {
         bool closed = false;
         switch (f.kind) {
           case frame::list:
-            f.items.push_back(std::move(value));
+            values.push_back(std::move(value));
             if (n.kind == tok::bar) {
               f.kind = frame::list_tail;
             } else if (n.kind == tok::rbracket) {
-              value = term::list(std::move(f.items));
+              value = term::list(take(values, f.start));
               closed = true;
             } else {
               expect(n, tok::comma);
@@ -255,27 +263,33 @@ class parser {
             break;
           case frame::list_tail:
             expect(n, tok::rbracket);
-            value = term::improper_list(std::move(f.items), std::move(value));
+            value = term::improper_list(take(values, f.start), std::move(value));
             closed = true;
             break;
           case frame::tuple:
-            f.items.push_back(std::move(value));
+            values.push_back(std::move(value));
             if (n.kind == tok::rbrace) {
-              value = term::tuple(std::move(f.items));
+              value = term::tuple(take(values, f.start));
               closed = true;
             } else {
               expect(n, tok::comma);
             }
             break;
           case frame::map_key:
-            f.pairs.emplace_back(std::move(value), term());
+            values.push_back(std::move(value));
             expect(n, tok::arrow);
             f.kind = frame::map_value;
             break;
           case frame::map_value:
-            f.pairs.back().second = std::move(value);
+            values.push_back(std::move(value));
             if (n.kind == tok::rbrace) {
-              value = term::map(std::move(f.pairs));
+              std::vector<std::pair<term, term>> kvs((values.size() - f.start) / 2);
+              for (std::size_t i = 0; i < kvs.size(); ++i) {
+                kvs[i].first = std::move(values[f.start + 2 * i]);
+                kvs[i].second = std::move(values[f.start + 2 * i + 1]);
+              }
+              values.resize(f.start);
+              value = term::map(std::move(kvs));
               closed = true;
             } else {
               expect(n, tok::comma);
@@ -324,9 +338,9 @@ class parser {
     if (t.kind != kind) fail(t.kind == tok::end ? parse_error::unexpected_end : parse_error::unexpected_token, t.pos);
   }
 
-  void push(std::vector<frame>& stack, frame::kind_t kind, std::size_t pos) const {
+  void push(std::vector<frame>& stack, frame::kind_t kind, std::size_t start, std::size_t pos) const {
     if (stack.size() >= opts_.max_depth) fail(parse_error::too_deep, pos);
-    stack.push_back(frame{kind, pos, {}, {}});
+    stack.push_back(frame{kind, start});
   }
 
   // A value that opens no container.
