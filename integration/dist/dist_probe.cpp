@@ -5,6 +5,8 @@
 //   down <node> reason=<nodedown reason>
 //   refused <node|?> reason=<reason> detail=<log line>
 //   packet <node> len=<n>
+//   alive <node> answer=<bool>      (we dialled, the peer still had a connection from us)
+//   replacing <node>                (a node came back while we held its old connection)
 //   stats <node> bytes_in=.. bytes_out=.. packets_in=.. packets_out=.. ticks_in=.. ticks_out=..
 // Commands on stdin, one a line: connect <node> <host> <port> | close <node> | stats <node> | quit
 // Options: --name N --cookie C --hidden --listen PORT --ticktime S --setuptime S --creation N --name-me HOST
@@ -131,12 +133,15 @@ class probe {
     }
     bool is_pending(std::string_view node) override {
       auto it = p_.nodes.find(node);
-      return it != p_.nodes.end() && it->second.owner == id_ && it->second.state == connection_state::pending;
+      const bool mine = it != p_.nodes.end() && it->second.owner == id_ && it->second.state == connection_state::pending;
+      say("alive {} answer={}", node, mine);
+      return mine;
     }
     asio::awaitable<void> wait_pending(std::string_view node) override {
       auto it = p_.nodes.find(node);
       if (it == p_.nodes.end() || !it->second.conn) co_return;
       auto old = it->second.conn;
+      say("replacing {}", node);
       old->close(error::disconnected);
       asio::steady_timer t(co_await asio::this_coro::executor);
       while (old->is_up() || p_.nodes[std::string(node)].conn == old) {  // bounded by the driver's setup time

@@ -31,6 +31,7 @@ def _simultaneous(c, erl_name):
     p.wait_for_line(f"stats {node} bytes_in")
     assert len(p.lines(f"up {node}")) == 1, p.proc.output()
     assert not p.lines(f"down {node}"), p.proc.output()
+    print(f"  {node}: losing attempts: {p.lines('refused ') or 'none (no overlap this time)'}", flush=True)
     return p, a
 
 
@@ -50,6 +51,7 @@ def test_simultaneous_connect_repeated(c):
     a = c.erl("a")
     z = c.erl("zz")
     ports = {"a": erl_port(c, "a"), "zz": erl_port(c, "zz")}
+    overlaps = 0
     for rnd in range(6):
         p = Probe(c, name=f"p{rnd}")
         for n, node in ((a, "a"), (z, "zz")):
@@ -63,10 +65,12 @@ def test_simultaneous_connect_repeated(c):
             harness.wait_until(lambda: n.eval(f"lists:member('p{rnd}@localhost', nodes())") == "true", 10)
         harness.wait_until(lambda: len(p.lines("up ")) == 2 and not p.lines("down "), 5,
                            f"round {rnd}: one connection each, none dropped")
+        overlaps += len(p.lines("refused "))
         p.proc.stop()
         p.unregister()
         for n in (a, z):
             harness.wait_until(lambda: n.eval(f"lists:member('p{rnd}@localhost', nodes())") == "false", 10)
+    print(f"  {overlaps} of 12 rounds really overlapped (an attempt lost on our side)", flush=True)
 
 
 def test_we_come_back_while_erl_holds_the_old_connection(c):
@@ -85,6 +89,7 @@ def test_we_come_back_while_erl_holds_the_old_connection(c):
         new.connect("a@localhost", port)
         line = new.wait_for_line("up a@localhost", 15)
         assert "published=true" in line
+        assert new.lines("alive a@localhost answer=true"), new.proc.output()
         harness.wait_until(lambda: a.eval("nodes()") == "[probe@localhost]", 10)
         # erl really uses the new connection: it answers over it.
         new.send("stats a@localhost")
@@ -114,6 +119,7 @@ def test_erl_comes_back_while_we_hold_the_old_connection(c):
         down = p.wait_for_new_line("down a@localhost", n)
         up = p.wait_for_new_line("up a@localhost", n)
         assert "reason=disconnected" in down, down
+        assert p.lines("replacing a@localhost"), p.proc.output()
         assert a2.eval("nodes()") == "[probe@localhost]"
         out = p.proc.output().splitlines()[n:]
         assert out.index(down) < out.index(up), out  # the old one went first
