@@ -830,7 +830,7 @@ term parser::binary() {
     }
     // /Type-Specifiers
     enum { t_integer, t_float, t_utf8, t_utf16, t_utf32 } type = t_integer;
-    bool type_set = false, little = false, endian_set = false, sign_set = false;
+    bool type_set = false, little = false, endian_set = false;
     std::optional<std::uint64_t> unit;
     if (n.kind == tok::slash) {
       do {
@@ -852,14 +852,13 @@ term parser::binary() {
           if (endian_set && l != little) fail(parse_error::bad_binary, spec.pos);
           little = l, endian_set = true;
         } else if (w == "signed" || w == "unsigned") {
-          sign_set = true;  // matters only when matching, not when building
+          // Signedness matters only when matching, not when building.
         } else {
           fail(parse_error::bad_binary, spec.pos);  // binary, bytes, bitstring, bits need a binary value
         }
         n = lex();
       } while (n.kind == tok::minus);
     }
-    (void)sign_set;
     const bool utf = type == t_utf8 || type == t_utf16 || type == t_utf32;
     if (utf && (size || unit)) fail(parse_error::bad_binary, seg_pos);
     if (type == t_float && is_string) fail(parse_error::bad_binary, seg_pos);
