@@ -1,5 +1,6 @@
 #include "epmd/server.hpp"
 
+#include <array>
 #include <atomic>
 #include <ctime>
 #include <unordered_map>
@@ -75,7 +76,8 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
     bool kill = false;  // run the kill handler after the reply
     bool close_without_reply = false;
   };
-  outcome handle(const request& req, connection_id id, int fd, bool local, const std::string& who);
+  outcome handle(const request& req, connection_id id, int fd, const std::function<bool()>& is_local,
+                 const std::function<std::string()>& peer);
 };
 
 bool server::impl::open_listeners(failure& f) {
@@ -149,9 +151,14 @@ asio::awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor) {
   }
 }
 
-server::impl::outcome server::impl::handle(const request& req, connection_id id, int fd, bool local,
-                                           const std::string& who) {
+server::impl::outcome server::impl::handle(const request& req, connection_id id, int fd,
+                                           const std::function<bool()>& is_local,
+                                           const std::function<std::string()>& peer) {
   outcome out;
+  const bool needs_local = !std::holds_alternative<port_please2_request>(req) &&
+                           !std::holds_alternative<names_request>(req);
+  const bool local = needs_local && is_local();
+  const std::string who = needs_local ? peer() : std::string();
   auto refuse_remote = [&](const char* what) {
     log(log_level::warning, "{} from non-local address {}", what, who);
     out.close_without_reply = true;
@@ -226,16 +233,24 @@ asio::awaitable<void> server::impl::session(tcp::socket socket) {
     }
   } guard{this, id};
 
-  error_code ec;
-  tcp::endpoint peer = socket.remote_endpoint(ec), me = socket.local_endpoint(ec);
-  if (ec) co_return;
-  const std::string who = describe(peer);
-  const bool local = is_local_peer(peer.address(), me.address());
+  // Lookups are most of the traffic: the peer's address is only looked at when a request needs it (the local-host
+  // check) or a log line names it.
+  auto who = [&socket] {
+    error_code ec;
+    auto peer = socket.remote_endpoint(ec);
+    return ec ? std::string("a closed connection") : describe(peer);
+  };
+  auto local = [&socket] {
+    error_code ec1, ec2;
+    auto peer = socket.remote_endpoint(ec1);
+    auto me = socket.local_endpoint(ec2);
+    return !ec1 && !ec2 && is_local_peer(peer.address(), me.address());
+  };
   const int fd = static_cast<int>(socket.native_handle());
 
   asio::steady_timer deadline(strand);
   deadline.expires_after(opts.packet_timeout);  // the whole request must arrive within this
-  bytes buf(first_read_size);
+  std::array<std::uint8_t, first_read_size> buf;
   std::size_t got = 0;
   frame_check frame;
   for (;;) {
@@ -244,21 +259,21 @@ asio::awaitable<void> server::impl::session(tcp::socket socket) {
                        deadline.async_wait(tuple_awaitable));
     if (r.index() == 1) {
       ++timeouts;
-      log(log_level::info, "closing connection from {}: no complete request within {} ms ({} bytes)", who,
+      log(log_level::info, "closing connection from {}: no complete request within {} ms ({} bytes)", who(),
           opts.packet_timeout.count(), got);
       co_return;
     }
     auto [rec, n] = std::get<0>(r);
     if (rec) {
       if (got > 0 || rec != asio::error::eof)
-        log(log_level::info, "connection from {} closed after a partial packet of {} bytes", who, got);
+        log(log_level::info, "connection from {} closed after a partial packet of {} bytes", who(), got);
       co_return;
     }
     got += n;
     frame = check_frame(byte_view(buf.data(), got));
     if (frame.status == frame_check::state::failed) {
       ++bad_requests;
-      log(log_level::warning, "closing connection from {}: {} (length field {})", who, frame.ec.message(),
+      log(log_level::warning, "closing connection from {}: {} (length field {})", who(), frame.ec.message(),
           (buf[0] << 8) | buf[1]);
       co_return;
     }
@@ -269,7 +284,7 @@ asio::awaitable<void> server::impl::session(tcp::socket socket) {
   auto parsed = parse_request(byte_view(buf.data() + 2, got - 2));
   if (!parsed.value) {
     ++bad_requests;
-    log(log_level::warning, "closing connection from {}: {} ({}, at byte {})", who, parsed.ec.message(),
+    log(log_level::warning, "closing connection from {}: {} ({}, at byte {})", who(), parsed.ec.message(),
         parsed.detail, parsed.offset);
     co_return;
   }
@@ -282,7 +297,7 @@ asio::awaitable<void> server::impl::session(tcp::socket socket) {
                        deadline.async_wait(tuple_awaitable));
     if (w.index() == 1 || std::get<0>(std::get<0>(w))) {
       ++timeouts;
-      log(log_level::info, "closing connection from {}: could not write the answer", who);
+      log(log_level::info, "closing connection from {}: could not write the answer", who());
       co_return;  // the guard unregisters a registration whose answer was lost, as epmd does
     }
   }
@@ -297,10 +312,10 @@ asio::awaitable<void> server::impl::session(tcp::socket socket) {
   // A registered node's connection: no deadline; EOF, an error or any byte at all unregisters.
   std::uint8_t byte;
   auto [kec, kn] = co_await socket.async_read_some(asio::buffer(&byte, 1), tuple_awaitable);
-  if (!kec && kn > 0) log(log_level::info, "unregistering the node of {}: it sent data on its ALIVE connection", who);
+  if (!kec && kn > 0) log(log_level::info, "unregistering the node of {}: it sent data on its ALIVE connection", who());
   if (auto name = names.unregister_connection(id)) {
     --registered;
-    log(log_level::info, "unregistered {} (connection from {} closed)", *name, who);
+    log(log_level::info, "unregistered {} (connection from {} closed)", *name, who());
   }
 }
 
