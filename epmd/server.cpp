@@ -18,6 +18,7 @@
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
 
+#include "epmd/client.hpp"
 #include "epmd/log.hpp"
 
 namespace cnode::epmd {
@@ -355,6 +356,17 @@ server_stats server::stats() const {
 
 void server::on_kill(std::function<void()> f) {
   asio::dispatch(impl_->strand, [s = impl_, f = std::move(f)]() mutable { s->kill_handler = std::move(f); });
+}
+
+std::unique_ptr<server> start_epmd_unless_running(asio::io_context& io, server_options opts,
+                                                  std::chrono::milliseconds probe_timeout) {
+  epmd_endpoint local("127.0.0.1", opts.port);
+  if (epmd_answering_sync(local, probe_timeout)) return nullptr;
+  auto srv = std::make_unique<server>(io, std::move(opts));
+  failure f;
+  if (srv->start(f)) return srv;
+  if (f.code == asio::error::address_in_use && epmd_answering_sync(local, probe_timeout)) return nullptr;
+  throw epmd_exception(std::move(f));
 }
 
 }  // namespace cnode::epmd

@@ -71,6 +71,13 @@ class server {
   std::shared_ptr<impl> impl_;
 };
 
+// --embedded-epmd: when no EPMD answers on 127.0.0.1:opts.port, starts this server on io and returns it; returns
+// nullptr when one answers already (also when another process won the race to bind the port meanwhile). Blocks for
+// at most about probe_timeout (it asks on a private io_context, so io need not run yet). Throws epmd_exception when
+// the port cannot be bound and still no EPMD answers.
+std::unique_ptr<server> start_epmd_unless_running(boost::asio::io_context& io, server_options opts,
+                                                  std::chrono::milliseconds probe_timeout = std::chrono::seconds(1));
+
 // "an address is local": loopback, or equal to the local address of the connection (epmd_srv.c conn_local_peer).
 bool is_local_peer(const boost::asio::ip::address& peer, const boost::asio::ip::address& local);
 

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <exception>
 #include <functional>
+#include <thread>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -271,4 +272,20 @@ TEST_CASE("node names, addresses and ERL_EPMD_PORT") {
   CHECK(is_local_peer(asio::ip::make_address("::ffff:127.0.0.1"), asio::ip::make_address("::1")));
   CHECK(is_local_peer(asio::ip::make_address("10.0.0.1"), asio::ip::make_address("10.0.0.1")));
   CHECK_FALSE(is_local_peer(asio::ip::make_address("10.0.0.2"), asio::ip::make_address("10.0.0.1")));
+}
+
+TEST_CASE("embedded EPMD: started only when none answers") {
+  asio::io_context io;
+  server_options opts;
+  opts.port = closed_port();
+  opts.addresses = {asio::ip::make_address("127.0.0.1")};
+  auto first = start_epmd_unless_running(io, opts, 300ms);
+  REQUIRE(first);
+  CHECK(first->port() == opts.port);
+  std::thread runner([&] { io.run_for(5s); });
+  auto second = start_epmd_unless_running(io, opts, 2s);  // the first one answers now
+  CHECK_FALSE(second);
+  first->stop();
+  io.stop();
+  runner.join();
 }
