@@ -12,7 +12,7 @@ def run_load(port):
                           "--concurrency", "32"], capture_output=True, text=True, timeout=120)
     print(f"    {out.stdout.strip()}", flush=True)
     m = re.search(r"registered (\d+) lookups (\d+) seconds ([\d.]+) rate (\d+)/s failures (\d+)", out.stdout)
-    assert out.returncode == 0 and m, out.stdout + out.stderr
+    assert m, out.stdout + out.stderr
     return int(m.group(1)), int(m.group(4)), int(m.group(5))
 
 
@@ -28,7 +28,9 @@ def test_thousand_nodes_and_lookups(c):
     print("  epmd:", flush=True)
     n_real, rate_real, fail_real = run_load(real_port)
     print(f"  cnode-epmd/epmd lookup rate ratio: {rate_ours / max(rate_real, 1):.2f}", flush=True)
-    assert n_ours == 1000 and fail_ours == 0
+    assert n_ours == 1000 and fail_ours == 0, (n_ours, fail_ours)
+    # The real epmd select()s over at most FD_SETSIZE (1024) descriptors: with 1000 nodes registered, some of the
+    # concurrent lookups are refused there ("fd does not fit in fd_set"). Its failures are reported, not judged.
     assert rate_ours >= 0.5 * rate_real, (rate_ours, rate_real)
 
 
