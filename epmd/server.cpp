@@ -9,7 +9,6 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -26,7 +25,6 @@ namespace cnode::epmd {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using boost::system::error_code;
-using namespace asio::experimental::awaitable_operators;
 
 namespace {
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
@@ -249,22 +247,45 @@ asio::awaitable<void> server::impl::session(tcp::socket socket) {
   };
   const int fd = static_cast<int>(socket.native_handle());
 
+  // One timer a connection closes the socket when a phase overruns: cheaper than racing every read against a timer,
+  // and safe because the timer, the socket and this coroutine all run on the server's strand.
+  struct watchdog_state {
+    bool done = false;
+    bool fired = false;
+    std::string peer;
+  };
+  auto wd = std::make_shared<watchdog_state>();
   asio::steady_timer deadline(strand);
-  deadline.expires_after(opts.packet_timeout);  // the whole request must arrive within this
+  auto arm = [&] {
+    deadline.expires_after(opts.packet_timeout);
+    deadline.async_wait([wd, &socket](error_code ec) {
+      if (ec || wd->done) return;
+      wd->fired = true;
+      error_code ignored;
+      auto peer = socket.remote_endpoint(ignored);
+      wd->peer = ignored ? std::string("?") : describe(peer);
+      socket.close(ignored);
+    });
+  };
+  struct disarm {
+    watchdog_state& s;
+    ~disarm() { s.done = true; }  // a firing already queued must not touch this frame's socket
+  } disarm_guard{*wd};
+
+  arm();  // the whole request must arrive within the packet timeout
   std::array<std::uint8_t, first_read_size> buf;
   std::size_t got = 0;
   frame_check frame;
   for (;;) {
     std::size_t want = frame.packet_size ? frame.packet_size : first_read_size;
-    auto r = co_await (socket.async_read_some(asio::buffer(buf.data() + got, want - got), tuple_awaitable) ||
-                       deadline.async_wait(tuple_awaitable));
-    if (r.index() == 1) {
+    auto [rec, n] =
+        co_await socket.async_read_some(asio::buffer(buf.data() + got, want - got), tuple_awaitable);
+    if (wd->fired) {
       ++timeouts;
-      log(log_level::info, "closing connection from {}: no complete request within {} ms ({} bytes)", who(),
+      log(log_level::info, "closed connection from {}: no complete request within {} ms ({} bytes)", wd->peer,
           opts.packet_timeout.count(), got);
       co_return;
     }
-    auto [rec, n] = std::get<0>(r);
     if (rec) {
       if (got > 0 || rec != asio::error::eof)
         log(log_level::info, "connection from {} closed after a partial packet of {} bytes", who(), got);
@@ -293,15 +314,16 @@ asio::awaitable<void> server::impl::session(tcp::socket socket) {
   if (out.close_without_reply) co_return;
 
   if (!out.reply.empty()) {
-    deadline.expires_after(opts.packet_timeout);
-    auto w = co_await (asio::async_write(socket, asio::buffer(out.reply), tuple_awaitable) ||
-                       deadline.async_wait(tuple_awaitable));
-    if (w.index() == 1 || std::get<0>(std::get<0>(w))) {
-      ++timeouts;
-      log(log_level::info, "closing connection from {}: could not write the answer", who());
+    arm();  // and the answer must be taken within it
+    auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(out.reply), tuple_awaitable);
+    if (wd->fired || wec) {
+      if (wd->fired) ++timeouts;
+      log(log_level::info, "closing connection from {}: could not write the answer ({})",
+          wd->fired ? wd->peer : who(), wd->fired ? std::string("timed out") : wec.message());
       co_return;  // the guard unregisters a registration whose answer was lost, as epmd does
     }
   }
+  deadline.cancel();
   if (out.kill) {
     error_code ignored;
     socket.close(ignored);

@@ -289,3 +289,21 @@ TEST_CASE("embedded EPMD: started only when none answers") {
   io.stop();
   runner.join();
 }
+
+TEST_CASE("IPv6 and host names: ::1, localhost, and a peer seen as local over IPv6") {
+  with_server([](asio::io_context&, server& srv) -> asio::awaitable<void> {
+    // The server listens on ::1 as well (loopback is always added to explicit addresses, as epmd does).
+    epmd_endpoint v6("::1", srv.port());
+    auto reg = co_await try_register_node(v6, node_registration("six", 4646));
+    REQUIRE(reg);
+    CHECK(reg->epmd() == fmt::format("[::1]:{}", srv.port()));
+    epmd_endpoint byname("localhost", srv.port());
+    CHECK((co_await port_please(byname, "six")).port == 4646);
+    node_address a = co_await lookup_node("six@localhost", srv.port());
+    CHECK(a.port == 4646);
+    auto dump = co_await try_raw_request(v6, request{dump_request{}});  // DUMP is local-only: ::1 is local
+    REQUIRE(dump);
+    std::string text(dump->begin() + 4, dump->end());
+    CHECK(text.starts_with("active name     <six> at port 4646, fd = "));
+  });
+}
