@@ -60,6 +60,17 @@ class Transcript:
             return (tag, result, "new (time-based)")
         return (tag, result, "unexpected", cr, prev)
 
+    def trickle(self, label, data):
+        """Sends data one byte at a time (a slow client); every byte is its own TCP segment."""
+        s = self.w.connect()
+        s.setsockopt(__import__("socket").IPPROTO_TCP, __import__("socket").TCP_NODELAY, 1)
+        for i in range(len(data)):
+            s.sendall(data[i:i + 1])
+            time.sleep(0.005)
+        got, state = Wire.read_until_closed(s)
+        s.close()
+        self.note(label, (self.norm(got), state))
+
     def register(self, label, name, **kw):
         s, resp = self.w.register(name, **kw)
         self.note(label, (self.creation_meaning(name, resp), Wire.still_open(s)))
@@ -117,6 +128,8 @@ def scenario_malformed(t):
     s.close()
     s = t.register("extra of 1020 bytes", "e2", extra=b"e" * 1020)
     t.req("port please e2", bytes([PORT_PLEASE2_REQ]) + b"e2")
+    t.trickle("port please e2 a byte at a time", packet(bytes([PORT_PLEASE2_REQ]) + b"e2"))
+    t.trickle("names a byte at a time", packet(bytes([NAMES_REQ])))
     s.close()
     empty = Wire.connect(t.w)
     empty.sendall(packet(bytes([120]) + struct.pack(">HBBHHH", 5000, 77, 0, 6, 5, 0) + b"\0\0Z"))
