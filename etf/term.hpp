@@ -143,7 +143,7 @@ class term {
   // Integers of every C++ integer type; the value decides whether it is stored inline or as a big integer.
   template <typename I>
     requires(std::is_integral_v<I> && !std::is_same_v<I, bool>)
-  term(I v) noexcept(sizeof(I) < 8 || std::is_signed_v<I>) {
+  term(I v) noexcept(sizeof(I) < 8 || std::is_signed_v<I>) : type_(term_type::nil), aux_(0), i_(0) {
     if constexpr (std::is_unsigned_v<I> && sizeof(I) >= 8) {
       if (v > static_cast<std::uint64_t>(INT64_MAX)) {
         *this = from_big(big_int(v));

@@ -1,0 +1,606 @@
+#include "cnode/distribution.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "cnode/log.hpp"
+
+namespace cnode {
+
+namespace {
+
+struct atoms {
+  atom noconnection{"noconnection"}, nodeup{"nodeup"}, nodedown{"nodedown"}, notsup{"notsup"};
+};
+const atoms& at() {
+  static const atoms a;
+  return a;
+}
+
+std::vector<std::byte> as_bytes(const std::vector<std::uint8_t>& v) {
+  std::vector<std::byte> out(v.size());
+  if (!v.empty()) std::memcpy(out.data(), v.data(), v.size());
+  return out;
+}
+
+template <class... Ts>
+struct overloaded : Ts... {
+  using Ts::operator()...;
+};
+template <class... Ts>
+overloaded(Ts...) -> overloaded<Ts...>;
+
+}  // namespace
+
+class distribution::handler : public dist::connection_handler {
+ public:
+  handler(distribution& d, atom node, std::shared_ptr<bool> alive) : d_(d), node_(node), alive_(std::move(alive)) {}
+  void on_packet(dist::connection& c, std::span<const std::byte> p) override {
+    if (*alive_) d_.on_packet(node_, c, p);
+  }
+  void on_down(dist::connection& c, std::error_code r) override {
+    if (*alive_) d_.on_down(node_, c, r);
+  }
+
+ private:
+  distribution& d_;
+  atom node_;
+  std::shared_ptr<bool> alive_;
+};
+
+distribution::distribution(node& n, distribution_config cfg) : node_(n), cfg_(std::move(cfg)) {
+  node_.set_router(this);
+}
+
+distribution::~distribution() {
+  *alive_ = false;
+  node_.set_router(nullptr);
+}
+
+dist::handshake_config distribution::handshake_config() const {
+  dist::handshake_config c;
+  c.this_node = node_.name();
+  c.creation = node_.creation();
+  c.flags = dist::default_flags(cfg_.hidden);
+  c.cookies = cfg_.cookies;
+  dist::randomize(c);
+  return c;
+}
+
+asio::awaitable<void> distribution::start() {
+  auto ex = co_await asio::this_coro::executor;
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(cfg_.listen_address, ec);
+  if (ec) throw std::runtime_error(fmt::format("bad listen address {}: {}", cfg_.listen_address, ec.message()));
+  asio::ip::tcp::endpoint ep(address, cfg_.listen_port);
+  acceptor_.emplace(ex);
+  acceptor_->open(ep.protocol(), ec);
+  if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(ep, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    throw std::runtime_error(
+        fmt::format("cannot listen on {}:{}: {}", cfg_.listen_address, cfg_.listen_port, ec.message()));
+  }
+  port_ = acceptor_->local_endpoint().port();
+  if (cfg_.use_epmd) {
+    const std::string& full = node_.name();
+    const std::string alive = full.substr(0, full.find('@'));
+    epmd::node_registration reg;
+    reg.name = alive;
+    reg.port = port_;
+    reg.type = cfg_.hidden ? epmd::node_type::hidden : epmd::node_type::normal;
+    auto r = co_await epmd::try_register_node(epmd::epmd_endpoint{cfg_.epmd_host, cfg_.epmd_port}, reg);
+    if (!r) throw std::runtime_error(r.error().message);
+    node_.set_identity(full, r->creation());
+    log::info("registered {} with EPMD at {} (port {}, creation {})", full, r->epmd(), port_, r->creation());
+    registration_.emplace(std::move(r.value()));
+  } else {
+    log::info("listening on {}:{} without EPMD", cfg_.listen_address, port_);
+  }
+  asio::co_spawn(ex, accept_loop(), asio::detached);
+}
+
+void distribution::stop() {
+  std::vector<std::shared_ptr<dist::connection>> conns;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+    for (auto& [n, p] : peers_)
+      if (p.conn) conns.push_back(p.conn);
+  }
+  if (acceptor_) {
+    boost::system::error_code ec;
+    acceptor_->close(ec);
+  }
+  for (auto& c : conns) c->close();
+  if (registration_) registration_->close();
+}
+
+asio::awaitable<void> distribution::accept_loop() {
+  auto ex = co_await asio::this_coro::executor;
+  for (;;) {
+    auto [ec, socket] = co_await acceptor_->async_accept(asio::as_tuple(asio::use_awaitable));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || stopping_ || !acceptor_->is_open()) co_return;
+      log::warning("accept failed: {}", ec.message());
+      continue;
+    }
+    socket.set_option(asio::ip::tcp::no_delay(true), ec);
+    asio::co_spawn(ex, handle_accept(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> distribution::handle_accept(asio::ip::tcp::socket socket) {
+  boost::system::error_code ec;
+  auto remote = socket.remote_endpoint(ec);
+  auto res = co_await dist::accept_handshake(socket, handshake_config(), *this, cfg_.setup_time);
+  if (res.ec) {
+    const std::string who = res.peer.node.empty() ? fmt::format("{}:{}", remote.address().to_string(), remote.port())
+                                                  : res.peer.node;
+    if (res.ec == dist::error::nok || res.ec == dist::error::already_pending) {
+      log::debug("connection from {} not taken: {}", who, res.ec.message());
+    } else {
+      log::warning("refused connection from {}: {}", who, res.detail.empty() ? res.ec.message() : res.detail);
+    }
+    if (!res.peer.node.empty()) {
+      std::lock_guard lock(mu_);
+      auto it = peers_.find(atom(res.peer.node));
+      if (it != peers_.end()) it->second.accepting = false;
+    }
+    co_return;
+  }
+  const atom peer_node(res.peer.node);  // before res is moved from
+  connection_up(peer_node, std::move(socket), std::move(res), false);
+}
+
+void distribution::start_connect(atom node) {
+  asio::co_spawn(node_.get_executor(), run_connect(node), asio::detached);
+}
+
+asio::awaitable<void> distribution::run_connect(atom node) {
+  const std::string name(node.text());
+  epmd::node_address addr;
+  if (auto it = cfg_.static_peers.find(name); it != cfg_.static_peers.end()) {
+    addr = it->second;
+  } else {
+    auto r = co_await epmd::try_lookup_node(name, cfg_.epmd_port);
+    if (!r) {
+      connect_failed(node, r.error().message);
+      co_return;
+    }
+    addr = r.value();
+  }
+  auto ex = co_await asio::this_coro::executor;
+  asio::ip::tcp::socket socket(ex);
+  auto res = co_await dist::connect_handshake(socket, addr.host, addr.port, name, handshake_config(), *this,
+                                              cfg_.setup_time);
+  if (res.ec) {
+    if (res.ec == dist::error::nok || res.ec == dist::error::already_pending) {
+      // The peer's own attempt wins (simultaneous connect): its connection will carry our queue.
+      std::lock_guard lock(mu_);
+      peers_[node].connecting = false;
+      log::debug("connect to {}: the peer's connection wins ({})", name, res.ec.message());
+      co_return;
+    }
+    connect_failed(node, res.detail.empty() ? res.ec.message() : res.detail);
+    co_return;
+  }
+  boost::system::error_code ec;
+  socket.set_option(asio::ip::tcp::no_delay(true), ec);
+  connection_up(node, std::move(socket), std::move(res), true);
+}
+
+void distribution::connect_failed(atom node, const std::string& why) {
+  std::vector<signal> sigs;
+  std::vector<term> targets;
+  {
+    std::lock_guard lock(mu_);
+    auto it = peers_.find(node);
+    if (it == peers_.end()) return;
+    peer& e = it->second;
+    e.connecting = false;
+    if (e.conn || e.accepting) return;  // another connection will carry the queue
+    sigs = std::move(e.queued_signals);
+    targets = std::move(e.queued_targets);
+    peers_.erase(it);
+  }
+  log::warning("cannot connect to {}: {}", node.text(), why);
+  // What was waiting for the connection is answered as for a lost connection.
+  for (std::size_t i = 0; i < sigs.size(); ++i) {
+    signal& s = sigs[i];
+    if (s.kind == signal_kind::link) {
+      node_.route(s.from, signal{signal_kind::link_exit, targets[i], term(at().noconnection), {}, {}, 0});
+    } else if (s.kind == signal_kind::monitor) {
+      node_.route(s.from, signal{signal_kind::down, targets[i], term(at().noconnection), s.ref, targets[i], 0});
+    }
+  }
+  notify(node, false, false);
+}
+
+void distribution::connection_up(atom node, asio::ip::tcp::socket socket, dist::handshake_result res,
+                                 bool initiated) {
+  std::shared_ptr<dist::connection> conn;
+  bool visible = res.peer.published();
+  {
+    std::lock_guard lock(mu_);
+    peer& e = peers_[node];
+    if (initiated) e.connecting = false;
+    else e.accepting = false;
+    if ((e.conn && e.conn->is_up()) || stopping_ || (initiated && e.attempt_superseded)) {
+      e.attempt_superseded = false;
+      boost::system::error_code ec;
+      socket.close(ec);
+      log::debug("dropping a second connection to {}", node.text());
+      return;
+    }
+    e.attempt_superseded = false;
+    dist::connection_options o;
+    o.net_ticktime = cfg_.net_ticktime;
+    o.outbound_limit = cfg_.outbound_limit;
+    conn = dist::connection::create(std::move(socket), res.peer, res.this_node, o,
+                                    std::make_shared<handler>(*this, node, alive_), res.leftover);
+    e.conn = conn;
+    conn->start();
+    // Queued packets go first, under the lock, so nothing routed later overtakes them.
+    for (auto& p : e.queue) {
+      if (!conn->try_send(p)) conn->async_send(std::move(p), asio::detached);
+    }
+    e.queue.clear();
+    e.queued_signals.clear();
+    e.queued_targets.clear();
+  }
+  log::info("up {} ({}, {})", node.text(), visible ? "visible" : "hidden", initiated ? "we connected" : "it connected");
+  notify(node, true, visible);
+}
+
+void distribution::on_down(atom node, dist::connection& c, std::error_code reason) {
+  bool current = false;
+  const bool visible = c.peer().published();
+  {
+    std::lock_guard lock(mu_);
+    auto it = peers_.find(node);
+    if (it != peers_.end() && it->second.conn.get() == &c) {
+      current = true;
+      it->second.conn.reset();
+      if (!it->second.connecting && !it->second.accepting && it->second.queue.empty()) peers_.erase(it);
+    }
+  }
+  if (!current) return;
+  log::info("down {} reason={}", node.text(), dist::reason_name(reason));
+  node_.for_each_process([&](process& p) {
+    p.deliver(signal{signal_kind::node_down, {}, term(at().noconnection), {}, term(node), 0});
+  });
+  notify(node, false, visible);
+}
+
+void distribution::notify(atom node, bool up, bool visible) {
+  std::vector<term> to;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [pid, hidden_too] : node_monitors_)
+      if (visible || hidden_too) to.push_back(pid);
+    if (!up) {
+      for (auto it = single_node_monitors_.begin(); it != single_node_monitors_.end();) {
+        if (it->second == node) {
+          to.push_back(it->first);
+          it = single_node_monitors_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+  term msg = term::tuple({term(up ? at().nodeup : at().nodedown), term(node)});
+  for (const auto& pid : to) node_.send({}, pid, msg);
+}
+
+void distribution::on_packet(atom node, dist::connection& c, std::span<const std::byte> packet) {
+  etf::shared_bytes buf =
+      etf::shared_bytes::copy({reinterpret_cast<const std::uint8_t*>(packet.data()), packet.size()});
+  auto out = dist::decode_control(buf, 0, buf.size());
+  if (!out) {
+    log::error("bad control message from {} ({} at byte {}): closing the connection", node.text(),
+               out.ec.message(), out.offset);
+    c.close(dist::error::bad_message);
+    return;
+  }
+  node_.counters().messages_in.fetch_add(1, std::memory_order_relaxed);
+  dispatch(node, out.msg);
+}
+
+void distribution::dispatch(atom node, dist::control_message& m) {
+  term payload = m.payload ? std::move(*m.payload) : term();
+  std::visit(
+      overloaded{
+          [&](dist::send_msg& x) { node_.deliver_local(x.to, signal{signal_kind::message, {}, payload, {}, {}, 0}); },
+          [&](dist::send_sender_msg& x) {
+            node_.deliver_local(x.to, signal{signal_kind::message, x.from, payload, {}, {}, 0});
+          },
+          [&](dist::reg_send_msg& x) {
+            node_.deliver_to_name(x.to_name, signal{signal_kind::message, x.from, payload, {}, {}, 0});
+          },
+          [&](dist::alias_send_msg& x) {
+            node_.deliver_local(x.alias, signal{signal_kind::message, x.from, payload, {}, {}, 0});
+          },
+          [&](dist::link_msg& x) { node_.deliver_local(x.to, signal{signal_kind::link, x.from, {}, {}, {}, 0}); },
+          [&](dist::unlink_msg& x) { node_.deliver_local(x.to, signal{signal_kind::unlink, x.from, {}, {}, {}, 0}); },
+          [&](dist::unlink_id_msg& x) {
+            node_.deliver_local(x.to, signal{signal_kind::unlink, x.from, {}, {}, {}, x.id});
+          },
+          [&](dist::unlink_id_ack_msg& x) {
+            node_.deliver_local(x.to, signal{signal_kind::unlink_ack, x.from, {}, {}, {}, x.id});
+          },
+          [&](dist::exit_msg& x) {
+            node_.deliver_local(x.to, signal{signal_kind::link_exit, x.from, x.reason, {}, {}, 0});
+          },
+          [&](dist::payload_exit_msg& x) {
+            node_.deliver_local(x.to, signal{signal_kind::link_exit, x.from, payload, {}, {}, 0});
+          },
+          [&](dist::exit2_msg& x) { node_.deliver_local(x.to, signal{signal_kind::exit, x.from, x.reason, {}, {}, 0}); },
+          [&](dist::payload_exit2_msg& x) {
+            node_.deliver_local(x.to, signal{signal_kind::exit, x.from, payload, {}, {}, 0});
+          },
+          [&](dist::monitor_p_msg& x) {
+            signal s{signal_kind::monitor, x.from, {}, x.ref, x.to_proc, 0};
+            if (x.to_proc.is_atom()) node_.deliver_to_name(x.to_proc.atom_value(), std::move(s));
+            else node_.deliver_local(x.to_proc, std::move(s));
+          },
+          [&](dist::demonitor_p_msg& x) {
+            signal s{signal_kind::demonitor, x.from, {}, x.ref, x.to_proc, 0};
+            if (x.to_proc.is_atom()) node_.deliver_to_name(x.to_proc.atom_value(), std::move(s));
+            else node_.deliver_local(x.to_proc, std::move(s));
+          },
+          [&](dist::monitor_p_exit_msg& x) {
+            node_.deliver_local(x.to_pid, signal{signal_kind::down, x.from_proc, x.reason, x.ref, x.from_proc, 0});
+          },
+          [&](dist::payload_monitor_p_exit_msg& x) {
+            node_.deliver_local(x.to_pid, signal{signal_kind::down, x.from_proc, payload, x.ref, x.from_proc, 0});
+          },
+          [&](dist::spawn_request_msg& x) {
+            if (spawn_handler_) {
+              spawn_handler_(node, std::move(x), std::move(payload));
+              return;
+            }
+            dist::control_message reply{dist::spawn_reply_msg{x.req_id, x.from, 0, term(at().notsup)}, {}, {}};
+            send_control(node, std::move(reply));
+          },
+          [&](dist::spawn_reply_msg&) { log::debug("ignoring SPAWN_REPLY from {}", node.text()); },
+          [&](dist::group_leader_msg&) {},
+          [&](dist::node_link_msg&) {},
+      },
+      m.body);
+}
+
+std::optional<dist::control_message> distribution::to_control(const term& to, signal& s, dist::dflags flags) const {
+  using dist::control_message;
+  const term from = s.from.is_pid() ? s.from : node_.make_pid(0);
+  switch (s.kind) {
+    case signal_kind::message:
+      if (to.is_reference()) return control_message{dist::alias_send_msg{from, to}, {}, std::move(s.data)};
+      if (to.is_atom()) return control_message{dist::reg_send_msg{from, to.atom_value()}, {}, std::move(s.data)};
+      if (s.from.is_pid() && (flags & dist::dflag::send_sender))
+        return control_message{dist::send_sender_msg{from, to}, {}, std::move(s.data)};
+      return control_message{dist::send_msg{to}, {}, std::move(s.data)};
+    case signal_kind::link: return control_message{dist::link_msg{from, to}, {}, {}};
+    case signal_kind::unlink:
+      if (s.id != 0 && (flags & dist::dflag::unlink_id))
+        return control_message{dist::unlink_id_msg{s.id, from, to}, {}, {}};
+      return control_message{dist::unlink_msg{from, to}, {}, {}};
+    case signal_kind::unlink_ack: return control_message{dist::unlink_id_ack_msg{s.id, from, to}, {}, {}};
+    case signal_kind::link_exit:
+      if (flags & dist::dflag::exit_payload) return control_message{dist::payload_exit_msg{from, to}, {}, s.data};
+      return control_message{dist::exit_msg{from, to, s.data}, {}, {}};
+    case signal_kind::exit:
+      if (flags & dist::dflag::exit_payload) return control_message{dist::payload_exit2_msg{from, to}, {}, s.data};
+      return control_message{dist::exit2_msg{from, to, s.data}, {}, {}};
+    case signal_kind::monitor: return control_message{dist::monitor_p_msg{from, to, s.ref}, {}, {}};
+    case signal_kind::demonitor: return control_message{dist::demonitor_p_msg{from, to, s.ref}, {}, {}};
+    case signal_kind::down: {
+      term proc = s.extra.is_nil() ? from : s.extra;
+      if (flags & dist::dflag::exit_payload)
+        return control_message{dist::payload_monitor_p_exit_msg{proc, to, s.ref}, {}, s.data};
+      return control_message{dist::monitor_p_exit_msg{proc, to, s.ref, s.data}, {}, {}};
+    }
+    case signal_kind::node_down:
+    case signal_kind::run: return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+void distribution::route_remote(atom node, const term& to, signal s) {
+  dist::dflags flags = dist::default_flags(cfg_.hidden);
+  {
+    std::lock_guard lock(mu_);
+    auto it = peers_.find(node);
+    if (it != peers_.end() && it->second.conn) flags = it->second.conn->peer().effective;
+  }
+  signal copy = (s.kind == signal_kind::link || s.kind == signal_kind::monitor) ? s : signal{};
+  auto m = to_control(to, s, flags);
+  if (!m) return;
+  std::vector<std::uint8_t> bytes;
+  dist::encode_control(*m, bytes);
+  send_packet(node, as_bytes(bytes), &to, &copy);
+}
+
+void distribution::send_control(atom node, dist::control_message m) {
+  std::vector<std::uint8_t> bytes;
+  dist::encode_control(m, bytes);
+  send_packet(node, as_bytes(bytes), nullptr, nullptr);
+}
+
+void distribution::send_packet(atom node, std::vector<std::byte> packet, const term* to, signal* s) {
+  if (node == node_.name_atom()) return;
+  std::shared_ptr<dist::connection> conn;
+  bool connect = false;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    peer& e = peers_[node];
+    if (e.conn && e.conn->is_up()) {
+      conn = e.conn;
+    } else {
+      e.queue.push_back(std::move(packet));
+      if (s && (s->kind == signal_kind::link || s->kind == signal_kind::monitor)) {
+        e.queued_signals.push_back(*s);
+        e.queued_targets.push_back(*to);
+      }
+      if (!e.connecting && !e.accepting) {
+        e.connecting = true;
+        connect = true;
+      }
+    }
+    if (conn && !conn->try_send(packet)) conn->async_send(std::move(packet), asio::detached);
+  }
+  if (connect) start_connect(node);
+}
+
+asio::awaitable<bool> distribution::connect(atom node) {
+  if (node == node_.name_atom()) co_return true;
+  bool start = false;
+  {
+    std::lock_guard lock(mu_);
+    peer& e = peers_[node];
+    if (e.conn && e.conn->is_up()) co_return true;
+    if (!e.connecting && !e.accepting) {
+      e.connecting = true;
+      start = true;
+    }
+  }
+  if (start) start_connect(node);
+  // Wait for the outcome of whichever attempt is running, bounded by twice the setup time.
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  const auto deadline = std::chrono::steady_clock::now() + 2 * cfg_.setup_time + std::chrono::seconds(1);
+  while (std::chrono::steady_clock::now() < deadline) {
+    {
+      std::lock_guard lock(mu_);
+      auto it = peers_.find(node);
+      if (it == peers_.end()) co_return false;
+      if (it->second.conn && it->second.conn->is_up()) co_return true;
+      if (!it->second.connecting && !it->second.accepting && !it->second.conn) co_return false;
+    }
+    t.expires_after(std::chrono::milliseconds(5));
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  co_return false;
+}
+
+bool distribution::disconnect(atom node) {
+  std::shared_ptr<dist::connection> conn;
+  {
+    std::lock_guard lock(mu_);
+    auto it = peers_.find(node);
+    if (it == peers_.end() || !it->second.conn) return false;
+    conn = it->second.conn;
+  }
+  conn->close(dist::error::disconnected);
+  return true;
+}
+
+std::vector<atom> distribution::nodes(bool visible, bool hidden) const {
+  std::vector<atom> out;
+  std::lock_guard lock(mu_);
+  for (const auto& [n, p] : peers_) {
+    if (!p.conn || !p.conn->is_up()) continue;
+    const bool pub = p.conn->peer().published();
+    if ((pub && visible) || (!pub && hidden)) out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<connection_info> distribution::connections() const {
+  std::vector<connection_info> out;
+  std::lock_guard lock(mu_);
+  for (const auto& [n, p] : peers_)
+    if (p.conn && p.conn->is_up()) out.push_back({n, p.conn->peer().published(), p.conn->stats()});
+  return out;
+}
+
+void distribution::monitor_nodes(const term& pid, bool on, bool include_hidden) {
+  std::lock_guard lock(mu_);
+  if (on) {
+    node_monitors_.emplace_back(pid, include_hidden);
+  } else {
+    for (auto it = node_monitors_.begin(); it != node_monitors_.end(); ++it) {
+      if (it->first == pid) {
+        node_monitors_.erase(it);
+        break;
+      }
+    }
+  }
+}
+
+void distribution::monitor_node(const term& pid, atom node, bool on) {
+  bool up = false;
+  {
+    std::lock_guard lock(mu_);
+    auto it = peers_.find(node);
+    up = it != peers_.end() && it->second.conn && it->second.conn->is_up();
+    if (on && up) single_node_monitors_.emplace_back(pid, node);
+    if (!on) {
+      for (auto m = single_node_monitors_.begin(); m != single_node_monitors_.end(); ++m) {
+        if (m->first == pid && m->second == node) {
+          single_node_monitors_.erase(m);
+          break;
+        }
+      }
+    }
+  }
+  if (on && !up) node_.send({}, pid, term::tuple({term(at().nodedown), term(node)}));
+}
+
+dist::accept_answer distribution::accept_pending(std::string_view node, bool, bool) {
+  std::lock_guard lock(mu_);
+  if (stopping_) return dist::accept_answer::not_allowed;
+  peer& e = peers_[atom(node)];
+  if (e.accepting) return dist::accept_answer::already_pending;
+  dist::connection_state st = dist::connection_state::none;
+  if (e.conn && e.conn->is_up()) st = dist::connection_state::up;
+  else if (e.connecting) st = dist::connection_state::pending;
+  const auto ans = dist::decide_accept(node_.name(), node, st);
+  switch (ans) {
+    case dist::accept_answer::ok:
+    case dist::accept_answer::alive: e.accepting = true; break;
+    case dist::accept_answer::ok_simultaneous:
+      e.accepting = true;
+      e.attempt_superseded = true;
+      break;
+    default: break;
+  }
+  return ans;
+}
+
+bool distribution::is_pending(std::string_view node) {
+  std::lock_guard lock(mu_);
+  auto it = peers_.find(atom(node));
+  return it != peers_.end() && it->second.connecting && !it->second.attempt_superseded;
+}
+
+asio::awaitable<void> distribution::wait_pending(std::string_view node) {
+  const atom n(node);
+  std::shared_ptr<dist::connection> old;
+  {
+    std::lock_guard lock(mu_);
+    auto it = peers_.find(n);
+    if (it != peers_.end()) old = it->second.conn;
+  }
+  if (!old) co_return;
+  old->close(dist::error::disconnected);
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  for (int i = 0; i < 2000; ++i) {
+    {
+      std::lock_guard lock(mu_);
+      auto it = peers_.find(n);
+      if (it == peers_.end() || it->second.conn != old) co_return;
+    }
+    t.expires_after(std::chrono::milliseconds(2));
+    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+}
+
+}  // namespace cnode

@@ -1,0 +1,125 @@
+// The node's side of the distribution: the listener, outgoing connections (auto-connect on first send, explicit
+// connect/disconnect), the translation between signals and control messages, nodeup/nodedown, and EPMD
+// registration. net_kernel's decisions during handshakes (simultaneous connects, `alive`) are made here, as the
+// handshake_policy of every handshake.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include "cnode/node.hpp"
+#include "dist/connection.hpp"
+#include "dist/control.hpp"
+#include "dist/handshake_driver.hpp"
+#include "epmd/client.hpp"
+
+namespace cnode {
+
+struct distribution_config {
+  bool hidden = false;
+  dist::cookie_jar cookies;
+  std::string listen_address = "0.0.0.0";
+  std::uint16_t listen_port = 0;        // 0: any free port
+  bool use_epmd = true;                 // register with EPMD; off: EPMD-less on a fixed port
+  std::string epmd_host = "localhost";  // where our own EPMD runs
+  std::uint16_t epmd_port = 4369;       // also used to look other nodes up on their hosts
+  std::chrono::milliseconds net_ticktime{60'000};
+  std::chrono::milliseconds setup_time{7'000};
+  std::size_t outbound_limit = 1024 * 1024;
+  // Peers reached without EPMD: node name -> host:port.
+  std::unordered_map<std::string, epmd::node_address> static_peers;
+};
+
+struct connection_info {
+  atom node;
+  bool visible;
+  dist::connection_stats stats;
+};
+
+class distribution final : public remote_router, public dist::handshake_policy {
+ public:
+  // Called for SPAWN_REQUEST (erpc and spawn_request/5 from other nodes); the default refuses with notsup.
+  using spawn_handler = std::function<void(atom from_node, dist::spawn_request_msg req, term args)>;
+
+  distribution(node& n, distribution_config cfg);
+  ~distribution() override;
+
+  // Listens and registers with EPMD (taking the creation EPMD gives). Throws std::runtime_error with a sentence.
+  asio::awaitable<void> start();
+  // Closes every connection and unregisters from EPMD.
+  void stop();
+  std::uint16_t port() const noexcept { return port_; }
+  const distribution_config& config() const noexcept { return cfg_; }
+
+  // net_kernel:connect_node/1: true once a connection is up.
+  asio::awaitable<bool> connect(atom node);
+  bool disconnect(atom node);
+  std::vector<atom> nodes(bool visible, bool hidden) const;
+  std::vector<connection_info> connections() const;
+  // net_kernel:monitor_nodes/1,2: {nodeup, Node} and {nodedown, Node} messages to pid.
+  void monitor_nodes(const term& pid, bool on, bool include_hidden = false);
+  // erlang:monitor_node/2: {nodedown, Node} once, when the connection to node goes down (at once if there is none).
+  void monitor_node(const term& pid, atom node, bool on);
+
+  void set_spawn_handler(spawn_handler h) { spawn_handler_ = std::move(h); }
+  // Sends a raw control message to a node (connecting if needed).
+  void send_control(atom node, dist::control_message m);
+
+  // remote_router
+  void route_remote(atom node, const term& to, signal s) override;
+  // handshake_policy
+  dist::accept_answer accept_pending(std::string_view node, bool dynamic, bool published) override;
+  bool is_pending(std::string_view node) override;
+  asio::awaitable<void> wait_pending(std::string_view node) override;
+
+ private:
+  class handler;
+  struct peer {
+    std::shared_ptr<dist::connection> conn;  // set once up
+    bool connecting = false;                 // our own attempt is running
+    bool attempt_superseded = false;         // the peer's attempt won (ok_simultaneous / replaced)
+    bool accepting = false;                  // their attempt is in its handshake
+    std::vector<std::vector<std::byte>> queue;  // packets waiting for the connection
+    std::vector<signal> queued_signals;          // the signals behind them, answered if the connect fails
+    std::vector<term> queued_targets;
+  };
+
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> handle_accept(asio::ip::tcp::socket socket);
+  asio::awaitable<void> run_connect(atom node);
+  void start_connect(atom node);
+  void connection_up(atom node, asio::ip::tcp::socket socket, dist::handshake_result res, bool initiated);
+  void connect_failed(atom node, const std::string& why);
+  void on_packet(atom node, dist::connection& c, std::span<const std::byte> packet);
+  void on_down(atom node, dist::connection& c, std::error_code reason);
+  void dispatch(atom node, dist::control_message& m);
+  std::optional<dist::control_message> to_control(const term& to, signal& s, dist::dflags flags) const;
+  void send_packet(atom node, std::vector<std::byte> packet, const term* to, signal* s);
+  dist::handshake_config handshake_config() const;
+  void notify(atom node, bool up, bool visible);
+
+  node& node_;
+  distribution_config cfg_;
+  std::uint16_t port_ = 0;
+  std::optional<asio::ip::tcp::acceptor> acceptor_;
+  std::optional<epmd::registration> registration_;
+  spawn_handler spawn_handler_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  bool stopping_ = false;
+
+  mutable std::mutex mu_;
+  std::unordered_map<atom, peer> peers_;
+  std::vector<std::pair<term, bool>> node_monitors_;           // monitor_nodes subscribers (pid, hidden too)
+  std::vector<std::pair<term, atom>> single_node_monitors_;    // monitor_node/2 subscribers
+};
+
+}  // namespace cnode

@@ -1,0 +1,23 @@
+// The gen protocol on the receiving side: recognising '$gen_call' / '$gen_cast' and replying as gen:reply/2 does
+// for every From that OTP 25 and 26 send: {Pid, Ref}, {Pid, [alias | Ref]}, multi_call's {Pid, {Ref, Node}} and
+// OTP 26's {Pid, [[alias | Alias] | MonRef]} (gen.erl:532).
+#pragma once
+
+#include "cnode/process.hpp"
+
+namespace cnode::gen {
+
+struct call {
+  term from;     // {Pid, Tag}
+  term request;
+};
+
+// {'$gen_call', From, Request} → true and fills c.
+bool is_call(const term& msg, call& c);
+// {'$gen_cast', Request} → true and fills request.
+bool is_cast(const term& msg, term& request);
+// Sends {Tag, Reply} where gen:reply would: to the alias for alias tags, else to the pid.
+void reply(process& self, const term& from, term reply);
+void reply(node& n, const term& from, term reply);
+
+}  // namespace cnode::gen
