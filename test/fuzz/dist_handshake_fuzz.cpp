@@ -2,6 +2,7 @@
 // questions as the first byte says. Valid messages can be spliced in around the fuzz data so the fuzzer reaches
 // the later steps (a digest cannot be guessed). Invariants: no crash, no hang, and a finished handshake only
 // with a peer that proved the cookie.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
