@@ -3,13 +3,21 @@
 #include <doctest.h>
 
 #include <chrono>
+#include <atomic>
 #include <functional>
+#include <map>
+#include <mutex>
+#include <thread>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -306,4 +314,102 @@ TEST_CASE("connection: senders wait past the outbound limit, never an unbounded 
   asio::co_spawn(io, [&]() -> asio::awaitable<void> { late = co_await c->send(payload(1, 'z')); }, asio::detached);
   REQUIRE(run_until(io, [&] { return late.has_value(); }, 1000ms));
   CHECK(*late == error::disconnected);
+}
+
+TEST_CASE("connection: a waiting sender can be cancelled (e.g. by a timeout)") {
+  asio::io_context io;
+  socket_pair sp(io);
+  sp.a.set_option(asio::socket_base::send_buffer_size(16 * 1024));
+  sp.b.set_option(asio::socket_base::receive_buffer_size(16 * 1024));
+  connection_options opt;
+  opt.outbound_limit = 64 * 1024;
+  auto h = std::make_shared<recorder>();
+  auto c = connection::create(std::move(sp.a), visible_peer("peer@h"), "me@h", opt, h);
+  c->start();
+  std::optional<bool> timed_out;
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+    using namespace asio::experimental::awaitable_operators;
+    for (;;) {  // fill until a send has to wait, then give up on it after 100 ms
+      asio::steady_timer t(io, 100ms);
+      auto r = co_await (c->async_send(payload(32 * 1024, 'w'), asio::as_tuple(asio::use_awaitable)) ||
+                         t.async_wait(asio::as_tuple(asio::use_awaitable)));
+      if (r.index() == 1) {
+        timed_out = true;
+        co_return;
+      }
+    }
+  }, asio::detached);
+  REQUIRE(run_until(io, [&] { return timed_out.has_value(); }, 5000ms));
+  run_until(io, [] { return false; }, 50ms);
+  CHECK(c->stats().waiting_senders == 0);  // the cancelled sender left the line
+  CHECK(c->is_up());
+  c->close();
+  run_until(io, [&] { return h->down.has_value(); }, 1000ms);
+}
+
+TEST_CASE("connection: many senders on several threads, order kept per sender") {
+  asio::io_context io;
+  socket_pair sp(io);
+  connection_options opt;
+  opt.outbound_limit = 32 * 1024;  // small, so that senders really wait and get admitted in turn
+  struct counter : connection_handler {
+    std::mutex mu;
+    std::map<int, int> last;  // sender -> last sequence number seen
+    int received = 0;
+    bool in_order = true;
+    std::optional<std::error_code> down;
+    void on_packet(connection&, std::span<const std::byte> p) override {
+      std::lock_guard lk(mu);
+      const int sender = std::to_integer<int>(p[0]);
+      const int seq = (std::to_integer<int>(p[1]) << 8) | std::to_integer<int>(p[2]);
+      if (last.count(sender) && last[sender] + 1 != seq) in_order = false;
+      last[sender] = seq;
+      ++received;
+    }
+    void on_down(connection&, std::error_code r) override {
+      std::lock_guard lk(mu);
+      down = r;
+    }
+  };
+  auto hs = std::make_shared<recorder>();
+  auto hr = std::make_shared<counter>();
+  auto sender_conn = connection::create(std::move(sp.a), visible_peer("peer@h"), "me@h", opt, hs);
+  auto receiver_conn = connection::create(std::move(sp.b), visible_peer("me@h"), "peer@h", opt, hr);
+  sender_conn->start();
+  receiver_conn->start();
+  constexpr int senders = 6, per_sender = 500;
+  std::atomic<int> finished{0};
+  for (int s = 0; s < senders; ++s) {
+    asio::co_spawn(asio::make_strand(io), [&, s]() -> asio::awaitable<void> {
+      for (int i = 0; i < per_sender; ++i) {
+        std::vector<std::byte> p(1000, std::byte{0});
+        p[0] = std::byte(s);
+        p[1] = std::byte(i >> 8);
+        p[2] = std::byte(i & 0xff);
+        if (co_await sender_conn->send(std::move(p))) co_return;
+      }
+      ++finished;
+    }, asio::detached);
+  }
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) threads.emplace_back([&] { io.run_for(10s); });
+  const auto deadline = clock_type::now() + 10s;
+  for (;;) {
+    {
+      std::lock_guard lk(hr->mu);
+      if (hr->received == senders * per_sender) break;
+    }
+    if (clock_type::now() > deadline) break;
+    std::this_thread::sleep_for(5ms);  // polling the worker threads' progress
+  }
+  {
+    std::lock_guard lk(hr->mu);
+    CHECK(hr->received == senders * per_sender);
+    CHECK(hr->in_order);
+  }
+  CHECK(finished == senders);
+  sender_conn->close();
+  receiver_conn->close();
+  io.stop();
+  for (auto& t : threads) t.join();
 }
