@@ -1,13 +1,19 @@
-// The processes every BEAM node has that a peer talks to: net_kernel (is_auth, so ping works), rex (features,
-// and rpc in later layers), and cnode's own echo service.
+// The processes every BEAM node has that a peer talks to: net_kernel (is_auth, so ping works), rex (rpc), and
+// cnode's own services: echo, the built-in functions (erlang:node/0, nodes/0,1, registered/0, whereis/1,
+// is_process_alive/1, processes/0, cnode:info/0) and the probe (cnode:spawn_probe/1).
 #pragma once
 
 #include "cnode/distribution.hpp"
+#include "cnode/functions.hpp"
 #include "cnode/node.hpp"
 
 namespace cnode {
 
-// Spawns and registers net_kernel, rex and echo.
-void start_builtins(node& n, distribution& d);
+// Registers the built-in functions in `functions`, then spawns and registers net_kernel, rex and echo.
+void start_builtins(node& n, distribution& d, function_table& functions);
+
+// The probe: a C++ process driven by GenServer.call from Elixir (see README), forwarding every other message and
+// every signal it sees to owner as {probe, ProbePid, Msg}.
+term spawn_probe(node& n, const term& owner);
 
 }  // namespace cnode

@@ -34,7 +34,7 @@ std::optional<term> alias_target(const term& tag) {
 }
 }  // namespace
 
-bool is_call(const term& msg, call& c) {
+bool is_call(const term& msg, incoming_call& c) {
   if (!msg.is_tuple(3) || !msg.element(0).is_atom(gen_call_atom())) return false;
   const term& from = msg.element(1);
   if (!from.is_tuple(2) || !from.element(0).is_pid()) return false;

@@ -7,13 +7,13 @@
 
 namespace cnode::gen {
 
-struct call {
+struct incoming_call {
   term from;     // {Pid, Tag}
   term request;
 };
 
 // {'$gen_call', From, Request} → true and fills c.
-bool is_call(const term& msg, call& c);
+bool is_call(const term& msg, incoming_call& c);
 // {'$gen_cast', Request} → true and fills request.
 bool is_cast(const term& msg, term& request);
 // Sends {Tag, Reply} where gen:reply would: to the alias for alias tags, else to the pid.

@@ -218,6 +218,7 @@ int main(int argc, char** argv) {
 
   node n(ioc.get_executor(), o.name, o.use_epmd ? 0 : static_cast<std::uint32_t>(std::time(nullptr)) | 1u);
   distribution d(n, cfg);
+  function_table functions;
   int exit_code = 0;
 
   asio::co_spawn(
@@ -231,7 +232,7 @@ int main(int argc, char** argv) {
           ioc.stop();
           co_return;
         }
-        start_builtins(n, d);
+        start_builtins(n, d, functions);
         log::info("ready {} (distribution port {}, {})", n.name(), d.port(), o.hidden ? "hidden" : "visible");
         log::info("from iex: iex --sname you --cookie '{}' then Node.ping(:\"{}\")",
                   o.cookie ? *o.cookie : std::string("<your ~/.erlang.cookie>"), n.name());

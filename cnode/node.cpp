@@ -67,8 +67,12 @@ term node::spawn(process::body_type body, spawn_options opts) {
   if (opts.link) {
     // Both ends learn of the link before the body runs (spawn_link).
     p->deliver(signal{signal_kind::link, *opts.link, {}, {}, {}, 0});
-    route(*opts.link, signal{signal_kind::link, pid, {}, {}, {}, 0});
+    if (!opts.link_silent) route(*opts.link, signal{signal_kind::link, pid, {}, {}, {}, 0});
   }
+  if (opts.monitored_by) {
+    p->deliver(signal{signal_kind::monitor, opts.monitored_by->first, {}, opts.monitored_by->second, pid, 0});
+  }
+  if (opts.before_start) opts.before_start(pid);
   p->start();
   return pid;
 }

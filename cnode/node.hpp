@@ -30,7 +30,13 @@ class remote_router {
 
 struct spawn_options {
   std::optional<term> link;  // link the new process with this pid at once
+  bool link_silent = false;  // record the link on the new process only (the other end links itself, as after
+                             // a SPAWN_REPLY with the link flag)
+  std::optional<std::pair<term, term>> monitored_by;  // {Watcher, Ref}: a monitor held on the new process
   bool trap_exit = false;
+  // Runs after the process exists and before its body starts: a SPAWN_REPLY sent here reaches the requester
+  // before anything the new process does.
+  std::function<void(const term& pid)> before_start;
 };
 
 // Counters for cnode:info/0 and metrics.

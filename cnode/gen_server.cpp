@@ -1,0 +1,107 @@
+#include "cnode/gen_server.hpp"
+
+namespace cnode::gen {
+
+namespace {
+struct atoms {
+  atom gen_call{"$gen_call"}, gen_cast{"$gen_cast"}, alias{"alias"}, down{"DOWN"}, noproc{"noproc"},
+      timeout{"timeout"}, nodedown{"nodedown"}, noconnection{"noconnection"}, already_started{"already_started"};
+};
+const atoms& at() {
+  static const atoms a;
+  return a;
+}
+}  // namespace
+
+asio::awaitable<call_result> call(process& self, const term& dest, term request, std::chrono::milliseconds timeout) {
+  node& n = self.node();
+  term target;  // what we monitor and send to
+  atom where = n.name_atom();
+  if (dest.is_pid()) {
+    target = dest;
+    where = dest.node_of();
+  } else if (dest.is_atom()) {
+    auto pid = n.whereis(dest.atom_value());
+    if (!pid) co_return call_result{false, {}, term(at().noproc)};  // gen:call exits noproc at once
+    target = *pid;
+  } else if (dest.is_tuple(2) && dest.element(0).is_atom() && dest.element(1).is_atom()) {
+    where = dest.element(1).atom_value();
+    if (where == n.name_atom()) {
+      auto pid = n.whereis(dest.element(0).atom_value());
+      if (!pid) co_return call_result{false, {}, term(at().noproc)};
+      target = *pid;
+    } else {
+      target = dest;
+    }
+  } else {
+    co_return call_result{false, {}, term::tuple({term(atom("badarg")), dest})};
+  }
+  const term mref = self.monitor(target);
+  // The reply tag names an alias that is dropped afterwards, so a late reply never reaches the mailbox.
+  const term al = self.alias();
+  const term tag = term::cons(term(at().alias), al);
+  self.send(target, term::tuple({term(at().gen_call), term::tuple({self.pid(), tag}), std::move(request)}));
+  auto m = co_await self.receive(
+      [&](const term& t) {
+        return (t.is_tuple(2) && t.element(0) == tag) ||
+               (t.is_tuple(5) && t.element(0).is_atom(at().down) && t.element(1) == mref);
+      },
+      timeout);
+  self.unalias(al);
+  if (!m) {
+    self.demonitor(mref, true);
+    co_return call_result{false, {}, term(at().timeout)};
+  }
+  if (m->is_tuple(5)) {
+    term reason = m->element(4);
+    if (reason.is_atom(at().noconnection)) reason = term::tuple({term(at().nodedown), term(where)});
+    co_return call_result{false, {}, std::move(reason)};
+  }
+  self.demonitor(mref, true);
+  co_return call_result{true, m->element(1), {}};
+}
+
+void cast(process& self, const term& dest, term request) {
+  self.send(dest, term::tuple({term(at().gen_cast), std::move(request)}));
+}
+
+}  // namespace cnode::gen
+
+namespace cnode {
+
+term start_gen_server(node& n, std::shared_ptr<gen_server> server, std::optional<atom> name, spawn_options opts) {
+  // The name is taken before the body runs, so nobody can find the process unnamed.
+  auto registered = std::make_shared<bool>(true);
+  if (name) {
+    opts.before_start = [&n, name, registered, prev = std::move(opts.before_start)](const term& pid) {
+      *registered = n.register_name(*name, pid);
+      if (prev) prev(pid);
+    };
+  }
+  return n.spawn(
+      [server, name, registered](process& self) -> asio::awaitable<void> {
+        if (!*registered) self.exit(term::tuple({term(atom("already_started")), term(*name)}));
+        co_await server->init(self);
+        try {
+          for (;;) {
+            auto m = co_await self.receive();
+            gen::incoming_call c;
+            term req;
+            if (gen::is_call(*m, c)) {
+              auto reply = co_await server->handle_call(self, c.request, c.from);
+              if (reply) gen::reply(self, c.from, std::move(*reply));
+            } else if (gen::is_cast(*m, req)) {
+              co_await server->handle_cast(self, req);
+            } else {
+              co_await server->handle_info(self, *m);
+            }
+          }
+        } catch (const process_exit& e) {
+          server->terminate(self, e.reason);
+          throw;
+        }
+      },
+      std::move(opts));
+}
+
+}  // namespace cnode
