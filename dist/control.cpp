@@ -237,7 +237,9 @@ class packet_decoder {
         pos_ += long_atoms ? 2 : 1;
         if (!need(len)) return false;
         // UTF8_ATOMS is mandatory since OTP 25, so the text is UTF-8.
-        auto a = etf::atom::from_utf8({reinterpret_cast<const char*>(p_ + pos_), len});
+        etf::atom_status status = etf::atom_status::ok;
+        auto a = etf::atom::from_utf8({reinterpret_cast<const char*>(p_ + pos_), len}, &status);
+        if (!a && status == etf::atom_status::table_full) return fail(etf::error::atom_table_full, len_at);
         if (!a) return fail(control_error::bad_atom_text, len_at);
         pos_ += len;
         refs_[i] = *a;
