@@ -83,6 +83,7 @@ connection_stats connection::stats() const {
   s.packets_out = packets_out_.load(std::memory_order_relaxed);
   s.ticks_in = ticks_in_.load(std::memory_order_relaxed);
   s.ticks_out = ticks_out_.load(std::memory_order_relaxed);
+  s.writes = writes_.load(std::memory_order_relaxed);
   std::lock_guard lk(mu_);
   s.queued_bytes = queued_bytes_;
   s.waiting_senders = waiters_.size();
@@ -151,6 +152,8 @@ void connection::cancel_waiter(std::uint64_t id) {
 }
 
 asio::awaitable<std::error_code> connection::send(std::vector<std::byte> packet) {
+  // Room now: no round trip through the scheduler (a coroutine may resume itself, a handler could not).
+  if (try_send(packet)) co_return std::error_code{};
   auto [ec] = co_await async_send(std::move(packet), as_tuple(use_awaitable));
   co_return ec;
 }
@@ -285,6 +288,7 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
     bytes_out_.fetch_add(n, std::memory_order_relaxed);
     packets_out_.fetch_add(batch.size() - ticks, std::memory_order_relaxed);
     ticks_out_.fetch_add(ticks, std::memory_order_relaxed);
+    writes_.fetch_add(1, std::memory_order_relaxed);
     wrote_since_tick_in_ = true;
     batch.clear();
     // Room again: let waiting senders in, oldest first, while under the limit.

@@ -44,6 +44,7 @@ struct connection_stats {
   std::uint64_t bytes_in = 0, bytes_out = 0;      // everything, headers and ticks included
   std::uint64_t packets_in = 0, packets_out = 0;  // non-tick packets
   std::uint64_t ticks_in = 0, ticks_out = 0;
+  std::uint64_t writes = 0;                       // gathered writes: (packets_out + ticks_out) / writes = batch size
   std::size_t queued_bytes = 0;                   // payload bytes waiting to be written
   std::size_t waiting_senders = 0;                // senders suspended for room
 };
@@ -158,7 +159,7 @@ class connection : public std::enable_shared_from_this<connection> {
   std::uint64_t next_waiter_id_ = 0;     // under mu_
 
   std::atomic<std::uint64_t> bytes_in_{0}, bytes_out_{0}, packets_in_{0}, packets_out_{0}, ticks_in_{0},
-      ticks_out_{0};
+      ticks_out_{0}, writes_{0};
 };
 
 }  // namespace cnode::dist
