@@ -3,6 +3,8 @@
 // dist.c:erts_net_message.
 #include "dist/control.hpp"
 
+#include <vector>
+
 #include "etf/codec.hpp"
 #include "etf/error.hpp"
 
@@ -11,7 +13,6 @@ namespace {
 
 constexpr std::uint8_t pass_through = 112;  // 'p'
 constexpr std::uint8_t dist_header = 68, dist_frag_header = 69, dist_frag_cont = 70;
-constexpr std::size_t max_cache_refs = 255;  // NumberOfAtomCacheRefs is one byte
 constexpr std::size_t max_arity = 7;         // SPAWN_REQUEST_TT
 
 struct failure {
@@ -221,6 +222,7 @@ class packet_decoder {
     if (!need(flag_bytes)) return false;
     const std::uint8_t* flags = p_ + pos_;
     pos_ += flag_bytes;
+    refs_.reserve(n);
     auto nibble = [&](std::size_t i) { return (flags[i / 2] >> ((i & 1) * 4)) & 0xf; };
     // The half byte after the last reference's: bit 0 is LongAtoms (2-byte atom lengths).
     bool long_atoms = nibble(n) & 1;
@@ -242,12 +244,12 @@ class packet_decoder {
         if (!a && status == etf::atom_status::table_full) return fail(etf::error::atom_table_full, len_at);
         if (!a) return fail(control_error::bad_atom_text, len_at);
         pos_ += len;
-        refs_[i] = *a;
+        refs_.push_back(*a);
         if (cache_) cache_->set(index, *a);
       } else {
         const etf::atom* a = cache_ ? cache_->find(index) : nullptr;
         if (!a) return fail(control_error::atom_cache_miss, pos_ - 1);
-        refs_[i] = *a;
+        refs_.push_back(*a);
       }
     }
     opts_.atom_cache_refs = std::span<const etf::atom>(refs_.data(), n);
@@ -345,7 +347,7 @@ class packet_decoder {
   std::size_t end_, pos_;
   atom_cache* cache_;
   etf::decode_options opts_;
-  std::array<etf::atom, max_cache_refs> refs_{};
+  std::vector<etf::atom> refs_;  // only header packets with references pay for it
   op op_ = op::node_link;
   failure err_;
 };
