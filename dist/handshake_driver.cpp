@@ -113,10 +113,12 @@ asio::awaitable<handshake_result> run_handshake(asio::ip::tcp::socket& socket, h
       // A BEAM acceptor that dislikes our digest closes without a word (dist_util.erl:946): say what it means.
       if (reason == error::connection_closed && hs.which() == handshake::role::initiator &&
           std::string_view(hs.step_name()) == "recv_challenge_ack")
-        co_return with_peer(failed(reason, fmt::format("Connection attempt to node {}: closed by the peer after our challenge "
-                                             "reply (wrong cookie?)", peer_label())));
-      co_return with_peer(failed(reason, fmt::format("Handshake with {} ({}): {}", peer_label(), hs.step_name(),
-                                           reason.message())));
+        co_return with_peer(failed(
+            reason, fmt::format("Connection attempt to node {}: closed by the peer after our challenge reply "
+                                "(wrong cookie?)",
+                                peer_label())));
+      co_return with_peer(failed(
+          reason, fmt::format("Handshake with {} ({}): {}", peer_label(), hs.step_name(), reason.message())));
     }
     hs.feed(std::span<const std::byte>(buf.data(), n));
   }
@@ -150,7 +152,8 @@ asio::awaitable<handshake_result> connect_handshake(asio::ip::tcp::socket& socke
   if (cr.index() == 1)
     co_return failed(error::setup_timeout, fmt::format("Connecting to {}:{} timed out", host, port));
   auto [cec, ep] = std::get<0>(cr);
-  if (cec) co_return failed(cec, fmt::format("Cannot connect to {} at {}:{}: {}", peer_node, host, port, cec.message()));
+  if (cec)
+    co_return failed(cec, fmt::format("Cannot connect to {} at {}:{}: {}", peer_node, host, port, cec.message()));
   boost::system::error_code ignored;
   socket.set_option(asio::ip::tcp::no_delay(true), ignored);
   randomize(config);
