@@ -60,7 +60,7 @@ class server {
   bool start(failure& f);       // false and f filled when no listener could be opened
   void stop();                  // idempotent; safe from any thread
   std::uint16_t port() const;   // the bound port
-  server_stats stats() const;   // a snapshot, taken on the server's strand (blocks briefly when called off it)
+  server_stats stats() const;   // counters read atomically; safe from any thread
 
   // Called (on the server's strand) after a KILL_REQ was answered "OK". Default: stop().
   void on_kill(std::function<void()> f);
