@@ -100,7 +100,7 @@ int run_print(std::string_view file, const options& opt) {
     return exit_ok;
   } catch (const io_error& e) {
     complain(e.what);
-    return exit_io;
+    return e.bad_input ? exit_bad_input : exit_io;
   }
 }
 
@@ -140,7 +140,7 @@ int run_encode(std::string_view term_text, const options& opt) {
     return exit_ok;
   } catch (const io_error& e) {
     complain(e.what);
-    return exit_io;
+    return e.bad_input ? exit_bad_input : exit_io;
   }
 }
 
@@ -170,7 +170,7 @@ int run_roundtrip(const options& opt) {
     return exit_ok;
   } catch (const io_error& e) {
     complain(e.what);
-    return exit_io;
+    return e.bad_input ? exit_bad_input : exit_io;
   }
 }
 

@@ -73,7 +73,7 @@ bool frame_reader::next(std::span<const std::uint8_t>& frame) {
     }
     if (!fill()) {
       if (end_ == begin_) return false;
-      throw io_error{"input ends inside a frame (" + std::to_string(end_ - begin_) + " bytes left over)"};
+      throw io_error{"input ends inside a frame (" + std::to_string(end_ - begin_) + " bytes left over)", true};
     }
   }
 }

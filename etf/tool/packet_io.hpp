@@ -40,6 +40,7 @@ class fd_writer {
 
 struct io_error {
   std::string what;
+  bool bad_input = false;  // the bytes were wrong (a stream cut inside a frame), not the reading of them
 };
 
 // Reads frames; next() returns false at the end of input. A stream that ends inside a frame throws io_error.
