@@ -14,6 +14,7 @@
 -define(WINDOW, 256).
 -define(REPLY_TIMEOUT, 30000).
 -define(MAX_DETAILS, 5).
+-define(MAX_SHRINK, 200).
 
 %% Opts: #{tool := Path, seed := integer(), count := integer(), other => node(), dump_dir => Dir}; with dump_dir,
 %% the input bytes of every failing frame are written there as fail-<index>.etf (readable with cnode-etf print).
@@ -23,13 +24,15 @@ run(#{tool := Tool, seed := Seed, count := Count} = Opts) ->
     Ctx = etf_gen:new_ctx(maps:get(other, Opts, undefined)),
     Catalogue = etf_gen:catalogue(Ctx),
     Malformed = malformed(Catalogue),
+    Crafted = [{crafted, Name, Bin} || {Name, Bin} <- etf_gen:crafted()],
     Port = open_tool(Tool, ["roundtrip", "--packet", "4"]),
-    Source = {Catalogue ++ Malformed, Ctx, max(0, Count - length(Catalogue) - length(Malformed))},
+    Fixed = Catalogue ++ Crafted ++ Malformed,
+    Source = {Fixed, Ctx, max(0, Count - length(Fixed))},
     St = pump(Port, Source, queue:new(), 0, #{dump_dir => maps:get(dump_dir, Opts, undefined), checked => 0, failures => 0, details => [], kinds => #{},
                                              bytes_in => 0, bytes_out => 0}),
     catch port_close(Port),
     Ms = erlang:monotonic_time(millisecond) - T0,
-    summarise(Seed, Ms, St).
+    summarise(Seed, Ms, shrink_all(Tool, St)).
 
 open_tool(Tool, Args) ->
     open_port({spawn_executable, Tool}, [{args, Args}, {packet, 4}, binary, exit_status, use_stdio]).
@@ -62,6 +65,9 @@ fail_whole(St, Item, Why) ->
         aborted => true}.
 
 %% Items: {Index, Name, InBytes, Term, Options} for terms and {Index, {malformed, What}, InBytes, none, []}.
+next({[{crafted, Name, Bin} | Rest], Ctx, N}) ->
+    % The options [crafted] make the check compare with term_to_binary(binary_to_term(Bin)), not with Bin.
+    {{get_index(), Name, Bin, binary_to_term(Bin), [crafted]}, {Rest, Ctx, N}};
 next({[{malformed, What, Bin} | Rest], Ctx, N}) ->
     {{get_index(), {malformed, What}, Bin, none, []}, {Rest, Ctx, N}};
 next({[{Name, T, O} | Rest], Ctx, N}) ->
@@ -132,7 +138,12 @@ record(St, {Idx, Name, _, T, O} = Item, Out, Why) ->
         undefined -> ok;
         Dir -> file:write_file(filename:join(Dir, io_lib:format("fail-~7..0B.etf", [Idx])), element(3, Item))
     end,
-    St#{failures := maps:get(failures, St) + 1, kinds := Kinds, details := Details}.
+    Shrink0 = maps:get(shrink, St, []),
+    Shrink = case T =/= none andalso length(Shrink0) < ?MAX_SHRINK of
+                 true -> [T | Shrink0];
+                 false -> Shrink0
+             end,
+    St#{failures := maps:get(failures, St) + 1, kinds := Kinds, details := Details, shrink => Shrink}.
 
 detail({Idx, Name, In, T, O}, Out, Why) ->
     lists:flatten(io_lib:format("term #~p (~tp, term_to_binary options ~p): ~ts~n    term: ~tP~n    in  (~p bytes): ~w~n"
@@ -180,6 +191,36 @@ malformed(Catalogue) ->
             {malformed, dup_map, <<131, 116, 0, 0, 0, 2, 97, 1, 97, 2, 97, 1, 97, 3>>},
             {malformed, bomb, <<131, 80, 255, 255, 255, 255, 120, 156, 3, 0, 0, 0, 0, 1>>}].
 
+%% The smallest part of each of the first failing terms that still fails on its own (a subterm, a tuple element, a
+%% map key or value, a list head or tail): what a bug report wants to show.
+shrink_all(Tool, #{shrink := Terms} = St) when Terms =/= [] ->
+    Port = open_tool(Tool, ["roundtrip", "--packet", "4"]),
+    Small = [shrink(Port, T) || T <- lists:reverse(Terms)],
+    catch port_close(Port),
+    St#{smallest => lists:sublist(lists:usort(Small), 2 * ?MAX_DETAILS)};
+shrink_all(_, St) ->
+    St.
+
+shrink(Port, T) ->
+    case [S || S <- parts(T), erts_debug:flat_size(S) < 100000, fails(Port, S)] of
+        [S | _] -> shrink(Port, S);
+        [] -> T
+    end.
+
+parts(T) when is_tuple(T) -> tuple_to_list(T);
+parts([H | Tl]) -> [H, Tl];
+parts(T) when is_map(T) -> maps:keys(T) ++ maps:values(T);
+parts(T) when is_function(T) -> element(2, erlang:fun_info(T, env));
+parts(_) -> [].
+
+fails(Port, T) ->
+    B = term_to_binary(T),
+    port_command(Port, B),
+    receive
+        {Port, {data, Out}} -> (catch binary_to_term(Out)) =/= T orelse (Out =/= B andalso not has_big_map(T))
+    after ?REPLY_TIMEOUT -> true
+    end.
+
 summarise(Seed, Ms, #{failures := 0} = St) ->
     {ok, lists:flatten(io_lib:format("seed ~p: ~p frames checked (~p bytes in, ~p out) in ~p ms",
                                      [Seed, maps:get(checked, St), maps:get(bytes_in, St), maps:get(bytes_out, St),
@@ -190,7 +231,9 @@ summarise(Seed, Ms, St) ->
                             [Seed, maps:get(failures, St), maps:get(checked, St), Ms,
                              case maps:is_key(aborted, St) of true -> ", ABORTED"; false -> "" end,
                              maps:get(kinds, St)]),
-              [[D, "\n"] || D <- lists:reverse(maps:get(details, St))]])}.
+              [[D, "\n"] || D <- lists:reverse(maps:get(details, St))],
+              [io_lib:format("distinct smallest failing parts of the first failing terms (term, then term_to_binary):~n", []) || maps:is_key(smallest, St)],
+              [io_lib:format("    ~tP~n      ~w~n", [S, 12, head(term_to_binary(S))]) || S <- maps:get(smallest, St, [])]])}.
 
 %% ---------------------------------------------------------------------------------------------------------------
 %% print -> erl_parse: printable terms (no pids, ports, refs or funs) through `cnode-etf print --packet 4`; the text

@@ -5,7 +5,7 @@
 %% pids, ports, refs and funs come from pools made once per run: fresh random atoms for every term would fill the
 %% atom tables on both sides long before 100 000 terms.
 -module(etf_gen).
--export([new_ctx/1, term/1, catalogue/1, options/0, make_fun/1, make_fun2/2, remote_stuff/0]).
+-export([new_ctx/1, term/1, catalogue/1, crafted/0, options/0, make_fun/1, make_fun2/2, remote_stuff/0]).
 
 %% ---------------------------------------------------------------------------------------------------------------
 %% Context: pools of things that cannot be made out of thin air.
@@ -346,3 +346,27 @@ nest_i(N, F, Acc) -> nest_i(N - 1, F, F(N, Acc)).
 
 nest(0, _, Acc) -> Acc;
 nest(N, F, Acc) -> nest(N - 1, F, F(Acc)).
+
+%% Encodings term_to_binary never writes but binary_to_term accepts: old tags (SMALL_ATOM_EXT, PID_EXT, PORT_EXT,
+%% REFERENCE_EXT, NEW_REFERENCE_EXT), non-canonical integers, lists and tuples, unsorted small maps, unused bits set.
+%% Each must decode to what binary_to_term gives and re-encode to term_to_binary of that.
+crafted() ->
+    A = fun(S) -> <<100, (length(S)):16, (list_to_binary(S))/binary>> end,
+    [{small_atom, <<131, 115, 3, "abc">>},
+     {small_atom_latin1, <<131, 115, 1, 255>>},
+     {pid_ext, <<131, 103, (A("a@b"))/binary, 5:32, 6:32, 2>>},
+     {port_ext, <<131, 102, (A("a@b"))/binary, 5:32, 2>>},
+     {reference_ext, <<131, 101, (A("a@b"))/binary, 5:32, 2>>},
+     {new_reference_ext, <<131, 114, 0, 3, (A("a@b"))/binary, 2, 1:32, 2:32, 3:32>>},
+     {empty_list_ext, <<131, 108, 0, 0, 0, 0, 106>>},
+     {empty_string_ext, <<131, 107, 0, 0>>},
+     {big_leading_zeros, <<131, 110, 2, 0, 5, 0>>},
+     {large_big_small, <<131, 111, 0, 0, 0, 1, 0, 7>>},
+     {negative_zero_big, <<131, 110, 1, 1, 0>>},
+     {large_tuple_small, <<131, 105, 0, 0, 0, 1, 97, 1>>},
+     {integer_ext_small, <<131, 98, 0, 0, 0, 5>>},
+     {utf8_tag_latin1_atom, <<131, 118, 0, 4, "true">>},
+     {unsorted_small_map, <<131, 116, 0, 0, 0, 2, 100, 0, 1, 98, 97, 1, 100, 0, 1, 97, 97, 2>>},
+     {bits_unused_set, <<131, 77, 0, 0, 0, 1, 3, 255>>},
+     {list_ext_of_bytes, <<131, 108, 0, 0, 0, 2, 97, 1, 97, 2, 106>>},
+     {float_ext_short_text, <<131, 99, "1.5", 0:(28 * 8)>>}].
