@@ -94,7 +94,9 @@ asio::awaitable<void> distribution::start() {
     reg.name = alive;
     reg.port = port_;
     reg.type = cfg_.hidden ? epmd::node_type::hidden : epmd::node_type::normal;
-    auto r = co_await epmd::try_register_node(epmd::epmd_endpoint{cfg_.epmd_host, cfg_.epmd_port}, reg);
+    // A named endpoint: GCC 12 can destroy a braced temporary inside a co_await expression twice.
+    const epmd::epmd_endpoint where(cfg_.epmd_host, cfg_.epmd_port);
+    auto r = co_await epmd::try_register_node(where, reg);
     if (!r) throw std::runtime_error(r.error().message);
     node_.set_identity(full, r->creation());
     log::info("registered {} with EPMD at {} (port {}, creation {})", full, r->epmd(), port_, r->creation());
