@@ -148,7 +148,7 @@ bool decoder::finish_map(frame& f) {
     vs[i] = std::move(v[idx[i]]);
   }
   for (std::uint32_t i = 0; i < n; ++i) {
-    if (i > 0 && compare_exact(ks[i - 1], ks[i]) == 0) return fail(error::bad_map, f.start);
+    if (i > 0 && compare_exact(k[i - 1], ks[i]) == 0) return fail(error::bad_map, f.start);  // ks[i-1] moved
     k[i] = std::move(ks[i]);
     v[i] = std::move(vs[i]);
   }
@@ -295,6 +295,8 @@ bool decoder::read_compressed(term& out, std::size_t at) {
   inflateEnd(&zs);
   if (rc != Z_STREAM_END || produced != announced) return fail(error::bad_compression, at);
   pos_ += consumed;
+  // binary_to_term refuses a compressed term inside a compressed term.
+  if (!buf.empty() && buf[0] == tag::compressed) return fail(error::unknown_tag, 0);
   shared_bytes inner(std::move(buf));
   decode_options io = o_;
   io.expect_version = false;

@@ -229,7 +229,8 @@ void encoder::write_one(const term& t) {
     case term_type::pid: write_pid(t.as_pid()); return;
     case term_type::port: {
       const auto& v = t.as_port();
-      const bool v4 = v.id > UINT32_MAX;
+      // OTP 25 writes V4_PORT_EXT for ids past the old 28-bit port number range.
+      const bool v4 = v.id > 0x0FFFFFFFu;
       put8(v4 ? tag::v4_port : tag::new_port);
       write_atom(v.node);
       std::uint8_t* p = take(v4 ? 12 : 8);
