@@ -94,23 +94,32 @@ check({_, {malformed, _}, _, _, _} = Item, Out, St) ->
             record(St, Item, Out, io_lib:format("malformed input answered with ~tP, expected {error, Reason, Offset}",
                                                 [Other, 8]))
     end;
-check({_, _, In, T, O} = Item, Out, St) ->
+check({_, _, _, T, _} = Item, Out, St) ->
     case catch binary_to_term(Out) of
         {'EXIT', _} ->
             record(St, Item, Out, "the reply does not decode with binary_to_term");
         T2 when T2 =/= T ->
-            record(St, Item, Out, io_lib:format("binary_to_term(Out) =/= In; got ~tP", [T2, 12]));
+            % OTP 25 cannot round-trip some terms itself: a map of more than 32 keys with a one-word external
+            % reference as a key comes back =/= (its hash trie is built with another hash). There only the bytes
+            % can be compared.
+            case binary_to_term(term_to_binary(T)) =:= T of
+                true -> record(St, Item, Out, io_lib:format("binary_to_term(Out) =/= In; got ~tP", [T2, 12]));
+                false -> compare_bytes(Item, Out, St#{beam_quirks => maps:get(beam_quirks, St, 0) + 1})
+            end;
         _ ->
-            Expected = case O of [] -> In; _ -> term_to_binary(T) end,
-            case Out =:= Expected of
-                true -> St;
-                false ->
-                    case has_big_map(T) of
-                        true when byte_size(Out) =:= byte_size(Expected) -> St;
-                        true -> record(St, Item, Out, io_lib:format("size ~p, term_to_binary gives ~p (big map)",
-                                                                    [byte_size(Out), byte_size(Expected)]));
-                        false -> record(St, Item, Out, byte_diff(Expected, Out))
-                    end
+            compare_bytes(Item, Out, St)
+    end.
+
+compare_bytes({_, _, In, T, O} = Item, Out, St) ->
+    Expected = case O of [] -> In; _ -> term_to_binary(T) end,
+    case Out =:= Expected of
+        true -> St;
+        false ->
+            case has_big_map(T) of
+                true when byte_size(Out) =:= byte_size(Expected) -> St;
+                true -> record(St, Item, Out, io_lib:format("size ~p, term_to_binary gives ~p (big map)",
+                                                            [byte_size(Out), byte_size(Expected)]));
+                false -> record(St, Item, Out, byte_diff(Expected, Out))
             end
     end.
 
@@ -217,14 +226,17 @@ fails(Port, T) ->
     B = term_to_binary(T),
     port_command(Port, B),
     receive
-        {Port, {data, Out}} -> (catch binary_to_term(Out)) =/= T orelse (Out =/= B andalso not has_big_map(T))
+        {Port, {data, Out}} ->
+            ((catch binary_to_term(Out)) =/= T andalso binary_to_term(B) =:= T)
+                orelse (Out =/= B andalso not has_big_map(T))
     after ?REPLY_TIMEOUT -> true
     end.
 
 summarise(Seed, Ms, #{failures := 0} = St) ->
-    {ok, lists:flatten(io_lib:format("seed ~p: ~p frames checked (~p bytes in, ~p out) in ~p ms",
+    {ok, lists:flatten(io_lib:format("seed ~p: ~p frames checked (~p bytes in, ~p out) in ~p ms; ~p terms the BEAM "
+                                     "cannot round-trip itself were compared by bytes only",
                                      [Seed, maps:get(checked, St), maps:get(bytes_in, St), maps:get(bytes_out, St),
-                                      Ms]))};
+                                      Ms, maps:get(beam_quirks, St, 0)]))};
 summarise(Seed, Ms, St) ->
     {fail, lists:flatten(
              [io_lib:format("seed ~p: ~p failures in ~p frames (~p ms)~s; failures by kind: ~0tp~n",
