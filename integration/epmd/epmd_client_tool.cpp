@@ -71,6 +71,7 @@ asio::awaitable<void> run(std::vector<std::string> args, epmd_endpoint ep) {
     } else {
       fmt::print("lost\n");
     }
+    std::fflush(stdout);  // stdout is a pipe in the tests: the line must not wait in the buffer
   } else if (cmd == "port_please") {
     auto r = co_await try_port_please(ep, args.at(1));
     if (!r) co_return fail(r.error());

@@ -87,6 +87,7 @@ class Proc:
         self.name = name or os.path.basename(argv[0])
         self.argv = argv
         self.lines = []
+        self._eof = False  # the reader has seen the end of the output: every line is in self.lines
         self._cv = threading.Condition()
         full_env = dict(os.environ)
         full_env.update(env or {})
@@ -102,6 +103,7 @@ class Proc:
                 self.lines.append(line)
                 self._cv.notify_all()
         with self._cv:
+            self._eof = True
             self._cv.notify_all()
 
     def output(self):
@@ -119,7 +121,8 @@ class Proc:
                         return line
                 seen = len(self.lines)
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.p.poll() is not None and seen == len(self.lines)):
+                # A process that exited may still have lines in the pipe: give up only at end of output.
+                if left <= 0 or (self._eof and seen == len(self.lines)):
                     raise AssertionError(f"{self.name}: no line with {needle!r} within {timeout}s; "
                                          f"output:\n{self.output()}")
                 self._cv.wait(min(left, 0.2))
