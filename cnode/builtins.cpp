@@ -76,6 +76,20 @@ std::chrono::milliseconds to_timeout(const term& t) {
   return std::chrono::milliseconds(5000);
 }
 
+std::unordered_map<atom, probe_call>& probe_calls() {
+  static std::unordered_map<atom, probe_call> calls;
+  return calls;
+}
+
+const probe_call* find_probe_call(const term& r) {
+  atom tag;
+  if (r.is_atom()) tag = r.atom_value();
+  else if (r.is_tuple() && r.tuple_size() > 0 && r.element(0).is_atom()) tag = r.element(0).atom_value();
+  else return nullptr;
+  auto it = probe_calls().find(tag);
+  return it == probe_calls().end() ? nullptr : &it->second;
+}
+
 asio::awaitable<void> probe(process& self, term owner) {
   for (;;) {
     auto msg = co_await self.receive();
@@ -119,6 +133,8 @@ asio::awaitable<void> probe(process& self, term owner) {
     } else if (r.is_atom(at().stop)) {
       gen::reply(self, c.from, term(at().ok));
       self.exit(term(at().normal));
+    } else if (const probe_call* ext = find_probe_call(r)) {
+      reply = co_await (*ext)(self, r);
     } else {
       reply = term::tuple({term(at().error), term(at().unknown_call)});
     }
@@ -196,6 +212,8 @@ void add_builtin_functions(node& n, distribution& d, function_table& fns) {
 }
 
 }  // namespace
+
+void add_probe_call(atom tag, probe_call handler) { probe_calls()[tag] = std::move(handler); }
 
 term spawn_probe(node& n, const term& owner) {
   return n.spawn([owner](process& self) -> asio::awaitable<void> { co_await probe(self, owner); });

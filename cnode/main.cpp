@@ -22,6 +22,12 @@
 #include "dist/cookie.hpp"
 #include "epmd/client.hpp"
 #include "epmd/server.hpp"
+#ifdef CNODE_HAVE_PG
+#include "pg/pg.hpp"
+#endif
+#ifdef CNODE_HAVE_REGISTRY
+#include "registry/global.hpp"
+#endif
 
 namespace {
 
@@ -44,6 +50,7 @@ constexpr const char* usage = R"(usage: cnode [options]
   --net-ticktime SECONDS  as erl -kernel net_ticktime (default: 60)
   --dist-buf-busy-limit KB  outbound bytes per connection before senders wait (default: 1024, as erl +zdbbl)
   --threads N             I/O threads (default: number of cores)
+  --pg-scope NAME         take part in this :pg scope besides the default pg (repeatable)
   --log-level LEVEL       error | warning | info | debug (default: info)
   --help
 )";
@@ -64,6 +71,7 @@ struct options {
   unsigned net_ticktime = 60;
   std::size_t busy_limit_kb = 1024;
   unsigned threads = 0;
+  std::vector<std::string> pg_scopes{"pg"};
 };
 
 [[noreturn]] void fail(const std::string& msg) {
@@ -138,6 +146,8 @@ options parse(int argc, char** argv) {
       o.busy_limit_kb = number(a, value(), 2 * 1024 * 1024);
     } else if (a == "--threads") {
       o.threads = static_cast<unsigned>(number(a, value(), 1024));
+    } else if (a == "--pg-scope") {
+      o.pg_scopes.push_back(value());
     } else if (a == "--log-level") {
       log::level l;
       if (!log::parse_level(value(), l)) fail("--log-level: error, warning, info or debug");
@@ -233,6 +243,12 @@ int main(int argc, char** argv) {
           co_return;
         }
         start_builtins(n, d, functions);
+#ifdef CNODE_HAVE_REGISTRY
+        global::start(n, d, functions);
+#endif
+#ifdef CNODE_HAVE_PG
+        pg::start(n, d, functions, o.pg_scopes);
+#endif
         log::info("ready {} (distribution port {}, {})", n.name(), d.port(), o.hidden ? "hidden" : "visible");
         log::info("from iex: iex --sname you --cookie '{}' then Node.ping(:\"{}\")",
                   o.cookie ? *o.cookie : std::string("<your ~/.erlang.cookie>"), n.name());
