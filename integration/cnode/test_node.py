@@ -1,5 +1,7 @@
 """Issue 4: a cnode that live erl/iex nodes ping, call and keep connected."""
+import os
 import re
+import subprocess
 import time
 
 import harness
@@ -46,6 +48,21 @@ def test_echo_call_of_many_terms(c):
     ]
     for t in terms:
         assert ex.eval(f"x = {t}; GenServer.call({{:echo, :\"{cn.node}\"}}, x) === x") == "true", t
+
+
+def test_echo_of_the_differential_tests_random_terms(c):
+    """gen_server:call echo of 5 000 random terms of every tag (the ETF differential test's generator)."""
+    etf_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "etf")
+    ebin = os.path.join(c.tmp, "ebin")
+    os.makedirs(ebin)
+    subprocess.run(["erlc", "-o", ebin, os.path.join(etf_dir, "etf_gen.erl")], check=True)
+    c.epmd()
+    cn = start_cnode(c)
+    a = c.erl("a", args=["-pa", ebin])
+    out = a.eval(f"rand:seed(exsss, 4242), Ctx = etf_gen:new_ctx(undefined), "
+                 f"Bad = [T || _ <- lists:seq(1, 5000), T <- [etf_gen:term(Ctx)], "
+                 f"gen_server:call({{echo, '{cn.node}'}}, T, 30000) =/= T], length(Bad)", timeout=300)
+    assert out == "0", out
 
 
 def test_echo_send_form(c):

@@ -215,6 +215,26 @@ def test_cpp_client_calls_elixir(c):
     assert ex.eval("receive do {:res, r} -> r after 20_000 -> :none end", timeout=30) == "{:error, {:nodedown, :other@localhost}}"
 
 
+def test_spawn_request_options(c):
+    cn, ex = setup(c)
+    # monitor: a spawn_reply, then the process runs the registered function and the DOWN says normal
+    out = ex.eval("r = :erlang.spawn_request(Process.get(:cn), :erlang, :send, [self(), :spawned], [:monitor]); "
+                  "pid = receive do {:spawn_reply, ^r, :ok, p} -> p after 5000 -> :none end; "
+                  "got = receive do :spawned -> :yes after 5000 -> :no end; "
+                  "why = receive do {:DOWN, ^r, :process, ^pid, w} -> w after 5000 -> :none end; "
+                  "{node(pid) == Process.get(:cn), got, why}")
+    assert out == "{true, :yes, :normal}", out
+    # link: an unknown function ends with undef, which reaches the linked (trapping) caller as on the BEAM
+    other = c.elixir("other")
+    for target in ["Process.get(:cn)", ":other@localhost"]:
+        out = ex.eval("Process.flag(:trap_exit, true); "
+                      f"r = :erlang.spawn_request({target}, :nomod, :nofun, [1], [:link]); "
+                      "pid = receive do {:spawn_reply, ^r, :ok, p} -> p after 5000 -> :none end; "
+                      "why = receive do {:EXIT, ^pid, {w, _}} -> w after 5000 -> :none end; "
+                      "Process.flag(:trap_exit, false); why")
+        assert out == ":undef", (target, out)
+
+
 def test_aliases_both_ways(c):
     cn, ex = setup(c)
     probe(ex)
