@@ -294,8 +294,33 @@ bool same_shape_fast(const term& a, const term& b, bool& result) noexcept {
 
 }  // namespace
 
-int compare(const term& a, const term& b) noexcept { return tl_walker.run(a, b, mode::order); }
-int compare_exact(const term& a, const term& b) noexcept { return tl_walker.run(a, b, mode::exact); }
+namespace {
+// Terms with no children compare without the walker (sorting map keys is mostly this).
+bool is_leaf(term_type t) noexcept {
+  return t != term_type::tuple && t != term_type::list && t != term_type::map && t != term_type::fun;
+}
+int leaf_compare(const term& a, const term& b, mode m) noexcept {
+  const int ca = type_class(a.type()), cb = type_class(b.type());
+  if (ca != cb) return cmp3(ca, cb);
+  switch (a.type()) {
+    case term_type::integer:
+    case term_type::big_integer:
+    case term_type::float_: return cmp_numbers(a, b, m);
+    case term_type::atom: return cmp_atoms(a.atom_value(), b.atom_value());
+    case term_type::binary: return cmp_bits(a, b);
+    default: return tl_walker.run(a, b, m);
+  }
+}
+}  // namespace
+
+int compare(const term& a, const term& b) noexcept {
+  if (is_leaf(a.type()) && is_leaf(b.type())) return leaf_compare(a, b, mode::order);
+  return tl_walker.run(a, b, mode::order);
+}
+int compare_exact(const term& a, const term& b) noexcept {
+  if (is_leaf(a.type()) && is_leaf(b.type())) return leaf_compare(a, b, mode::exact);
+  return tl_walker.run(a, b, mode::exact);
+}
 
 bool exact_equal(const term& a, const term& b) noexcept {
   bool r;

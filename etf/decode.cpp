@@ -30,7 +30,9 @@ struct frame {
 class decoder {
  public:
   decoder(std::span<const std::uint8_t> in, std::size_t pos, const decode_options& o, const shared_bytes* owner)
-      : p_(in.data()), size_(in.size()), pos_(pos), o_(o), owner_(owner) {}
+      : p_(in.data()), size_(in.size()), pos_(pos), o_(o), owner_(owner), stack_(frames()) {
+    stack_.clear();
+  }
 
   bool run(term& root);
   std::size_t pos() const noexcept { return pos_; }
@@ -82,7 +84,13 @@ class decoder {
   std::size_t pos_;
   const decode_options& o_;
   const shared_bytes* owner_;
-  std::vector<frame> stack_;
+  // The frame stack is reused across decodes on a thread (no allocation per call). A nested decode (the inner term
+  // of COMPRESSED_EXT) only happens before the outer one has pushed a frame, so sharing it is safe.
+  static std::vector<frame>& frames() {
+    thread_local std::vector<frame> f;
+    return f;
+  }
+  std::vector<frame>& stack_;
   error err_ = error::ok;
   std::size_t err_off_ = 0;
   bool first_ = true;

@@ -13,7 +13,11 @@ namespace {
 
 class encoder {
  public:
-  encoder(std::vector<std::uint8_t>& out, const encode_options& o) : out_(out), pos_(out.size()), o_(o) {}
+  encoder(std::vector<std::uint8_t>& out, const encode_options& o)
+      : out_(out), pos_(out.size()), o_(o), stack_(work().stack), scratch_(work().scratch) {
+    stack_.clear();
+    scratch_.clear();
+  }
 
   void run(const term& root);
   std::size_t pos() const noexcept { return pos_; }
@@ -56,8 +60,17 @@ class encoder {
   std::vector<std::uint8_t>& out_;
   std::size_t pos_;
   const encode_options& o_;
-  std::vector<item> stack_;
-  std::vector<const term*> scratch_;
+  // Work stacks reused across calls on a thread: encoding allocates nothing but the output.
+  struct stacks {
+    std::vector<item> stack;
+    std::vector<const term*> scratch;
+  };
+  static stacks& work() {
+    thread_local stacks s;
+    return s;
+  }
+  std::vector<item>& stack_;
+  std::vector<const term*>& scratch_;
 };
 
 void encoder::write_small(std::int64_t v) {
@@ -329,6 +342,7 @@ void encode(const term& t, std::vector<std::uint8_t>& out, const encode_options&
 
 std::vector<std::uint8_t> encode(const term& t, const encode_options& opts) {
   std::vector<std::uint8_t> out;
+  out.reserve(256);
   encode(t, out, opts);
   return out;
 }
