@@ -422,20 +422,22 @@ void distribution::route_remote(atom node, const term& to, signal s) {
     if (it != peers_.end() && it->second.conn) flags = it->second.conn->peer().effective;
   }
   signal copy = (s.kind == signal_kind::link || s.kind == signal_kind::monitor) ? s : signal{};
+  const term sender = s.from;
   auto m = to_control(to, s, flags);
   if (!m) return;
   std::vector<std::uint8_t> bytes;
   dist::encode_control(*m, bytes);
-  send_packet(node, as_bytes(bytes), &to, &copy);
+  send_packet(node, as_bytes(bytes), &to, &copy, &sender);
 }
 
 void distribution::send_control(atom node, dist::control_message m) {
   std::vector<std::uint8_t> bytes;
   dist::encode_control(m, bytes);
-  send_packet(node, as_bytes(bytes), nullptr, nullptr);
+  send_packet(node, as_bytes(bytes), nullptr, nullptr, nullptr);
 }
 
-void distribution::send_packet(atom node, std::vector<std::byte> packet, const term* to, signal* s) {
+void distribution::send_packet(atom node, std::vector<std::byte> packet, const term* to, signal* s,
+                               const term* sender) {
   if (node == node_.name_atom()) return;
   std::shared_ptr<dist::connection> conn;
   bool connect = false;
@@ -456,7 +458,17 @@ void distribution::send_packet(atom node, std::vector<std::byte> packet, const t
         connect = true;
       }
     }
-    if (conn && !conn->try_send(packet)) conn->async_send(std::move(packet), asio::detached);
+    if (conn && !conn->try_send(packet)) {
+      // Over the busy limit: the packet waits in the connection's sender queue, and the sending process is
+      // suspended (at its next receive) until it is taken, so no sender can grow that queue without bound.
+      std::shared_ptr<process> p = sender && sender->is_pid() ? node_.find(*sender) : nullptr;
+      if (p) {
+        p->busy_send_started();
+        conn->async_send(std::move(packet), [p](std::error_code) { p->busy_send_finished(); });
+      } else {
+        conn->async_send(std::move(packet), asio::detached);
+      }
+    }
   }
   if (connect) start_connect(node);
 }

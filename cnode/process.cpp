@@ -178,6 +178,14 @@ asio::awaitable<std::optional<term>> process::receive_impl(const std::function<b
   for (;;) {
     drain();
     if (kill_reason_) throw process_exit(*kill_reason_);
+    if (busy_sends_.load(std::memory_order_acquire) > 0) {
+      // Suspended on a busy connection: not counted against the receive's timeout (the send itself would block).
+      waiting_ = true;
+      wake_.expires_at(clock::time_point::max());
+      co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
+      waiting_ = false;
+      continue;
+    }
     for (; scanned < mailbox_.size(); ++scanned) {
       if (!pred || (*pred)(mailbox_[scanned])) {
         term m = std::move(mailbox_[scanned]);
@@ -194,6 +202,13 @@ asio::awaitable<std::optional<term>> process::receive_impl(const std::function<b
 }
 
 void process::send(const term& dest, term msg) { node_.send(pid_, dest, std::move(msg)); }
+
+void process::busy_send_finished() {
+  if (busy_sends_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  asio::post(strand_, [self = shared_from_this()] {
+    if (self->waiting_) self->wake_.cancel();
+  });
+}
 
 void process::link(const term& pid) {
   if (!pid.is_pid() || pid == pid_) return;

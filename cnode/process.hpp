@@ -14,6 +14,7 @@
 // (every blocking call of this API is a receive), where process_exit is thrown; do not swallow process_exit.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <exception>
@@ -99,6 +100,10 @@ class process : public std::enable_shared_from_this<process> {
   // ---- runtime (node-internal) ----
   // Enqueues a signal from any thread; it is handled on the process's strand.
   void deliver(signal s);
+  // A send of this process found its connection over the busy limit (+zdbbl): like a BEAM process on a busy
+  // distribution port, the process is suspended — at its next receive — until the connection has taken the data.
+  void busy_send_started() noexcept { busy_sends_.fetch_add(1, std::memory_order_relaxed); }
+  void busy_send_finished();
   void start();
   // Run on the strand for the body's life (gen_server-like bases use it to stash state).
   const std::unordered_map<term, std::uint64_t>& links() const noexcept { return links_; }
@@ -125,6 +130,7 @@ class process : public std::enable_shared_from_this<process> {
   mutable std::mutex inbox_mu_;
   std::vector<signal> inbox_;
   bool drain_posted_ = false;
+  std::atomic<int> busy_sends_{0};
   bool dead_ = false;  // under inbox_mu_: signals arriving now are answered as for a dead process
 
   // Strand-only.
