@@ -100,6 +100,34 @@ def test_features_request_answered(c):
     assert out == f"{{features_reply,{cn.node},[erpc]}}", out
 
 
+def test_simultaneous_connects_one_connection_no_message_lost(c):
+    """Traffic in both directions from the first moment of a connection: exactly one connection, every message."""
+    c.epmd()
+    a = c.erl("a")
+    for round_ in range(5):
+        cn = start_cnode(c, sname=f"sim{round_}")
+        out = a.eval(f"Me = self(), N = 2000, "
+                     f"spawn(fun() -> [{{echo, '{cn.node}'}} ! {{Me, {{x, I}}}} || I <- lists:seq(1, N)] end), "
+                     f"erpc:cast('{cn.node}', erlang, send, [Me, hello]), "
+                     f"Got = [receive {{x, I}} -> I after 10000 -> {{missing, I}} end || I <- lists:seq(1, N)], "
+                     f"H = receive hello -> ok after 10000 -> missing end, "
+                     f"{{Got =:= lists:seq(1, N), H, length([X || X <- nodes(), X =:= '{cn.node}'])}}")
+        assert out == "{true,ok,1}", (round_, out)
+        harness.wait_until(lambda: cn.node in a.eval("nodes()"), 5, "still connected")
+
+
+def test_cnode_and_erl_dial_each_other(c):
+    """Both sides initiate at once (cnode --connect a, a pings cnode): exactly one connection ends up up."""
+    c.epmd()
+    a = c.erl("a")
+    for round_ in range(5):
+        cn = start_cnode(c, sname=f"dial{round_}", extra=["--connect", a.node], wait=False)
+        cn.wait_for_line("registered", timeout=20)  # cnode dials a right after this line
+        assert a.eval(f"net_adm:ping('{cn.node}')") == "pong"
+        harness.wait_until(lambda: a.eval("length(nodes())") == str(round_ + 1), 10, "one connection per cnode")
+        assert a.eval(f"erpc:call('{cn.node}', erlang, nodes, [])") == "[a@localhost]"
+
+
 def test_wrong_cookie_refused_both_ways(c):
     c.epmd()
     cn = start_cnode(c)
