@@ -1,4 +1,5 @@
 #include "etf/format.hpp"
+#include "etf/utf8.hpp"
 
 #include <array>
 #include <charconv>
@@ -8,24 +9,6 @@
 
 namespace cnode::etf {
 namespace {
-
-void append_utf8(std::string& out, std::uint32_t c) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xC0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xE0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  }
-}
 
 // One code point of UTF-8 as the BEAM's <<C/utf8>> accepts it (no overlong forms, no surrogates, at most 0x10FFFF);
 // returns false at invalid input. Atom text is already valid; binaries may not be.

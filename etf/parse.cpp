@@ -1,4 +1,5 @@
 #include "etf/parse.hpp"
+#include "etf/utf8.hpp"
 
 #include <bit>
 #include <charconv>
@@ -76,24 +77,6 @@ int digit_value(std::uint32_t c) noexcept {
   if (c >= 'a' && c <= 'z') return static_cast<int>(c - 'a' + 10);
   if (c >= 'A' && c <= 'Z') return static_cast<int>(c - 'A' + 10);
   return 99;
-}
-
-void append_utf8(std::string& out, std::uint32_t c) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xC0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xE0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (c & 0x3F));
-  }
 }
 
 // Digits (without separators) of `base` as an integer term; chunked so that long literals stay near-linear.
