@@ -167,25 +167,17 @@ class walker {
 
   int step_lists(item it) {
     // Advance each side to a non-empty segment, or to its final non-list tail.
-    for (;;) {
-      if (it.na == 0 && it.ta->is_cons()) {
-        auto seg = it.ta->list_segment();
-        const term* next_tail = &it.ta->list_segment_tail();
-        it.a = seg.data();
-        it.na = seg.size();
-        it.ta = next_tail;
-        continue;
+    const auto advance = [](const term*& elems, std::size_t& n, const term*& tail) {
+      while (n == 0 && tail->is_cons()) {
+        auto seg = tail->list_segment();
+        const term* next_tail = &tail->list_segment_tail();
+        elems = seg.data();
+        n = seg.size();
+        tail = next_tail;
       }
-      if (it.nb == 0 && it.tb->is_cons()) {
-        auto seg = it.tb->list_segment();
-        const term* next_tail = &it.tb->list_segment_tail();
-        it.b = seg.data();
-        it.nb = seg.size();
-        it.tb = next_tail;
-        continue;
-      }
-      break;
-    }
+    };
+    advance(it.a, it.na, it.ta);
+    advance(it.b, it.nb, it.tb);
     if (it.na && it.nb) {
       item rest = it;
       ++rest.a;
