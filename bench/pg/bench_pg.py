@@ -26,8 +26,10 @@ def main():
         fill_us = int(a.eval(f":erpc.call(:\"{name}\", :pg_bench, :fill, [{groups}, {per}, {procs}], 600_000)"))
         members = groups * per
         print(f"filled cnode: {groups} groups, {members} memberships of {procs} processes in {fill_us / 1e3:.0f} ms")
-        seen = a.eval("Enum.sum(for g <- :pg.which_groups(), do: length(:pg.get_members(g)))", timeout=120)
-        print(f"  a (connected before the fill) sees {seen} memberships")
+        # a's scope may still be working through the 10k join messages: wait for it
+        harness.wait_until(lambda: int(a.eval("Enum.sum(for g <- :pg.which_groups(), do: length(:pg.get_members(g)))",
+                                              timeout=120)) == members, 120, "a to see every join")
+        print(f"  a (connected during the fill) sees all {members} memberships")
 
         # sync to a newly connected node: from Node.connect (and from its nodeup) until the whole scope is there
         for run in range(3):
