@@ -1,0 +1,51 @@
+"""Issue 7, first milestone: with cnode connected (visible or hidden), :global.sync() returns :ok on every Elixir
+node, and cnode becomes a known global node of each of them."""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cnode"))
+import harness  # noqa: E402
+from cnode_node import start_cnode  # noqa: E402
+
+
+def sync_all(nodes, timeout=20):
+    # :global.sync() in a task so a hang shows as :hang instead of blocking the agent.
+    for n in nodes:
+        r = n.eval("t = Task.async(fn -> :global.sync() end); "
+                   f"case Task.yield(t, {timeout * 1000}) do {{:ok, r}} -> r; nil -> Task.shutdown(t); :hang end",
+                   timeout=timeout + 10)
+        assert r == ":ok", (n.node, r)
+
+
+def test_sync_with_visible_cnode(c):
+    c.epmd()
+    cn = start_cnode(c)
+    a = c.elixir("a")
+    b = c.elixir("b")
+    assert a.eval(f"Node.connect(:\"{cn.node}\")") == "true"
+    assert b.eval(f"Node.connect(:\"{cn.node}\")") == "true"
+    harness.wait_until(lambda: b.eval("length(Node.list())") == "2", 20, "b to see a and cnode")
+    sync_all([a, b])
+    # cnode is in global's known set on both (global:get_known/0 is a call on the local server).
+    for n in (a, b):
+        harness.wait_until(lambda: cn.node in n.eval(":gen_server.call(:global_name_server, :get_known) |> inspect()"),
+                           20, f"{n.node} to know cnode")
+    # a third Elixir node joins later: everybody still syncs.
+    d = c.elixir("d")
+    assert d.eval("Node.connect(:a@localhost)") == "true"
+    harness.wait_until(lambda: d.eval("length(Node.list())") == "3", 20, "d to reach everybody")
+    sync_all([a, b, d])
+
+
+def test_sync_with_hidden_cnode(c):
+    c.epmd()
+    cn = start_cnode(c, hidden=True)
+    a = c.elixir("a")
+    b = c.elixir("b")
+    assert a.eval(f"Node.connect(:\"{cn.node}\")") == "true"
+    assert b.eval("Node.connect(:a@localhost)") == "true"
+    sync_all([a, b])
+    assert cn.node not in a.eval(":gen_server.call(:global_name_server, :get_known) |> inspect()")
+
+
+harness.main(globals())

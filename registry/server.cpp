@@ -1,0 +1,387 @@
+// The process shell around server_core: global_name_server, the registrar, resolvers and sync_other processes, the
+// C++ API, and the functions Erlang calls here (global:whereis_name/1 … resolve_it/4).
+#include <algorithm>
+
+#include "cnode/builtins.hpp"
+#include "cnode/gen.hpp"
+#include "cnode/log.hpp"
+#include "etf/format.hpp"
+#include "registry/global.hpp"
+#include "registry/service.hpp"
+
+namespace cnode::global {
+
+namespace detail {
+namespace {
+service* the_service = nullptr;
+}
+service* current() { return the_service; }
+}  // namespace detail
+
+using namespace detail;
+
+namespace {
+
+struct atoms {
+  atom global{"global"}, yes{"yes"}, no{"no"}, ok{"ok"}, undefined{"undefined"}, nodeup{"nodeup"},
+      nodedown{"nodedown"}, gen_cast{"$gen_cast"}, exchange_ops{"exchange_ops"}, in_sync{"in_sync"},
+      extra_nodedown{"extra_nodedown"}, register_{"register"}, unregister{"unregister"}, rex{"rex"}, call{"call"},
+      user{"user"}, resolve_it{"resolve_it"}, badrpc{"badrpc"}, kill{"kill"}, random_exit_name{"random_exit_name"},
+      random_notify_name{"random_notify_name"}, notify_all_name{"notify_all_name"}, none{"none"},
+      global_name_conflict{"global_name_conflict"}, aborted{"aborted"}, global_register{"global_register"},
+      global_unregister{"global_unregister"}, re_register{"re_register"}, badarg{"badarg"}, exit_{"EXIT"},
+      set_lock{"set_lock"}, del_lock{"del_lock"};
+};
+const atoms& at() {
+  static const atoms a;
+  return a;
+}
+
+term default_method() {
+  return term::export_(etf::export_value{at().global, at().random_exit_name, 3});
+}
+
+bool local_alive(const term& pid) {
+  service* s = current();
+  return s && s->n.find(pid) != nullptr;
+}
+
+// global:resolve_it/4 run here: the three resolvers global exports; anything else is what `catch` gives for a fun
+// we cannot run (global.erl:2599).
+term resolve_locally(process& self, const term& method, const term& name, const term& pid1, const term& pid2) {
+  if (!pid1.is_pid() || !pid2.is_pid()) return term::tuple({term(at().exit_), term(at().badarg)});
+  const bool first_min = pid1.node_of() < pid2.node_of();
+  const term& min = first_min ? pid1 : pid2;
+  const term& max = first_min ? pid2 : pid1;
+  if (method.type() == etf::term_type::export_ && method.as_export().module == at().global) {
+    atom f = method.as_export().function;
+    if (f == at().random_exit_name) {
+      log::info("global: Name conflict terminating {}", etf::to_string(term::tuple({name, max})));
+      self.exit(max, term(at().kill));
+      return min;
+    }
+    if (f == at().random_notify_name) {
+      self.send(max, term::tuple({term(at().global_name_conflict), name}));
+      return min;
+    }
+    if (f == at().notify_all_name) {
+      self.send(pid1, term::tuple({term(at().global_name_conflict), name, pid2}));
+      self.send(pid2, term::tuple({term(at().global_name_conflict), name, pid1}));
+      return term(at().none);
+    }
+  }
+  return term::tuple({term(at().exit_), term::tuple({term(atom("undef")), method})});
+}
+
+class shell_io final : public server_io {
+ public:
+  explicit shell_io(service& s) : s_(s) {}
+  process* self = nullptr;
+
+  atom self_node() const override { return s_.n.name_atom(); }
+  void send_server(atom nd, term msg) override { self->send(term::tuple({term(gns), term(nd)}), std::move(msg)); }
+  void cast_server(atom nd, term req) override {
+    self->send(term::tuple({term(gns), term(nd)}), term::tuple({term(at().gen_cast), std::move(req)}));
+  }
+  void to_locker(term msg) override { self->send(s_.locker_pid, std::move(msg)); }
+  term locker_pid() const override { return s_.locker_pid; }
+  term monitor(const term& pid) override { return self->monitor(pid); }
+  void demonitor(const term& ref) override { self->demonitor(ref, true); }
+  void disconnect(atom nd) override { s_.d.disconnect(nd); }
+  void start_resolver(atom nd, const term& tag, const term& his, std::vector<name_entry> ours) override;
+  void stop_resolver(atom nd) override {
+    auto it = resolvers_.find(nd);
+    if (it == resolvers_.end()) return;
+    self->exit(it->second, term(at().kill));
+    resolvers_.erase(it);
+  }
+  void sync_others(const std::vector<atom>& nodes) override;
+  std::int64_t unique_integer() override { return s_.next_tag++; }
+
+ private:
+  service& s_;
+  std::map<atom, term> resolvers_;
+};
+
+void shell_io::start_resolver(atom nd, const term& tag, const term& his, std::vector<name_entry> ours) {
+  service& s = s_;
+  term server = s.server_pid;
+  resolvers_[nd] = s.n.spawn([&s, nd, tag, his, ours = std::move(ours), server](process& me) -> asio::awaitable<void> {
+    exchange_plan plan = plan_exchange(ours, his, s.n.name_atom(), nd);
+    for (const conflict& c : plan.conflicts) {
+      term result;
+      atom node2 = c.pid2.node_of();
+      if (node2 == s.n.name_atom()) {
+        result = resolve_locally(me, c.method2, c.name, c.pid, c.pid2);
+      } else {
+        // rpc:call(Node2, global, resolve_it, [Method2, Name, Pid, Pid2]) through rex (global.erl:2563).
+        const term rex = term::tuple({term(at().rex), term(node2)});
+        term req = term::tuple({term(at().call), term(at().global), term(at().resolve_it),
+                                term::list({c.method2, c.name, c.pid, c.pid2}), term(at().user)});
+        auto r = co_await gen::call(me, rex, std::move(req), std::chrono::minutes(1));
+        result = r.ok ? r.reply : term::tuple({term(at().badrpc), r.reason});
+      }
+      finish_conflict(plan, c, result);
+    }
+    me.send(server, term::tuple({term(at().gen_cast),
+                                 term::tuple({term(at().exchange_ops), term(nd), tag, term::list(plan.ops),
+                                              term::list(plan.resolved)})}));
+  });
+}
+
+void shell_io::sync_others(const std::vector<atom>& nodes) {
+  service& s = s_;
+  for (atom nd : nodes) {
+    if (nd == s.n.name_atom()) continue;
+    s.n.spawn([&s, nd](process& me) -> asio::awaitable<void> {
+      // sync_other/2 (global.erl:1926): connect, then tell him we are in sync; else an artificial nodedown.
+      bool up = co_await s.d.connect(nd);
+      if (up) {
+        me.send(term::tuple({term(gns), term(nd)}),
+                term::tuple({term(at().gen_cast), term::tuple({term(at().in_sync), term(s.n.name_atom()), term(true)})}));
+      } else {
+        log::warning("'global' at {} failed to connect to {}", s.n.name(), nd.text());
+        me.send(term(gns), term::tuple({term(at().extra_nodedown), term(nd)}));
+      }
+    });
+  }
+}
+
+asio::awaitable<void> server(process& self, std::shared_ptr<shell_io> io) {
+  service& s = *current();
+  io->self = &self;
+  self.trap_exit(true);
+  if (!s.hidden) s.d.monitor_nodes(self.pid(), true);
+  for (;;) {
+    auto m = co_await self.receive();
+    try {
+      gen::incoming_call c;
+      term req;
+      if (gen::is_call(*m, c)) {
+        const term& from_pid = c.from.is_tuple(2) ? c.from.element(0) : term();
+        auto reply = s.core->handle_call(c.request, from_pid);
+        if (reply) gen::reply(self, c.from, std::move(*reply));
+        else log::debug("global_name_server: unexpected call {}", etf::to_string(c.request));
+      } else if (gen::is_cast(*m, req)) {
+        if (!s.core->handle_cast(req)) log::debug("global_name_server: unexpected cast {}", etf::to_string(req));
+      } else if (m->is_tuple(2) && m->element(0).is_atom(at().nodeup) && m->element(1).is_atom()) {
+        s.core->nodeup(m->element(1).atom_value());
+      } else if (m->is_tuple(2) && m->element(0).is_atom(at().nodedown) && m->element(1).is_atom()) {
+        s.core->nodedown(m->element(1).atom_value());
+      } else if (!s.core->handle_info(*m)) {
+        log::debug("global_name_server: unexpected message {}", etf::to_string(*m));
+      }
+    } catch (const process_exit&) {
+      throw;
+    } catch (const std::exception& e) {
+      log::debug("global_name_server: ignored a message that broke a rule ({})", e.what());
+    }
+  }
+}
+
+// The registrar (global.erl:3020): name operations one at a time, under global's lock on every known node.
+asio::awaitable<std::vector<atom>> set_lock_known(process& self, const term& id) {
+  service& s = *current();
+  for (int times = 0;; ++times) {
+    auto known = s.core->known();
+    std::vector<atom> nodes{s.n.name_atom()};
+    nodes.insert(nodes.end(), known.begin(), known.end());
+    atom boss = the_boss(nodes);
+    const std::vector<atom> just_boss(1, boss);
+    if (co_await set_lock_on_nodes(self, id, just_boss)) {
+      if (co_await set_lock_on_nodes(self, id, nodes)) {
+        auto now = s.core->known();
+        bool same = std::all_of(now.begin(), now.end(),
+                                [&](atom x) { return std::find(known.begin(), known.end(), x) != known.end(); });
+        if (same) co_return nodes;
+      }
+      co_await del_lock_on_nodes(self, id, just_boss);
+    }
+    co_await random_sleep(self, times);
+  }
+}
+
+asio::awaitable<void> registrar(process& self) {
+  service& s = *current();
+  for (;;) {
+    auto m = co_await self.receive();
+    gen::incoming_call c;
+    if (!gen::is_call(*m, c) || !c.request.is_tuple() || c.request.tuple_size() < 2) continue;
+    const term& r = c.request;
+    term id = term::tuple({term(at().global), self.pid()});
+    auto nodes = co_await set_lock_known(self, id);
+    term reply(at().ok);
+    if (r.element(0).is_atom(at().register_) && r.tuple_size() == 4) {
+      if (!s.core->where(r.element(1), local_alive) && !s.core->has_pid(r.element(2))) {
+        const term reg = term::tuple({term(at().register_), r.element(1), r.element(2), r.element(3)});
+        co_await multi_call(self, nodes, reg);
+        reply = term(at().yes);
+      } else {
+        reply = term(at().no);
+      }
+    } else if (r.element(0).is_atom(at().re_register) && r.tuple_size() == 4) {
+      const term reg = term::tuple({term(at().register_), r.element(1), r.element(2), r.element(3)});
+      co_await multi_call(self, nodes, reg);
+      reply = term(at().yes);
+    } else if (r.element(0).is_atom(at().unregister)) {
+      const term unreg = term::tuple({term(at().unregister), r.element(1)});
+      if (s.core->where(r.element(1), local_alive)) co_await multi_call(self, nodes, unreg);
+    }
+    co_await delete_global_lock(self, id, nodes);
+    gen::reply(self, c.from, std::move(reply));
+  }
+}
+
+asio::awaitable<term> registrar_call(process& self, term req) {
+  service* s = current();
+  if (!s) co_return term(at().no);
+  auto r = co_await gen::call(self, s->registrar_pid, std::move(req), infinity);
+  co_return r.ok ? r.reply : term(at().no);
+}
+
+std::vector<atom> default_nodes() {
+  service& s = *current();
+  std::vector<atom> v{s.n.name_atom()};
+  for (atom x : s.d.nodes(true, false)) v.push_back(x);
+  return v;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- API
+
+asio::awaitable<term> register_name(process& self, const term& name, const term& pid, std::optional<term> method) {
+  if (!pid.is_pid()) co_return term(at().no);
+  term req = term::tuple({term(at().register_), name, pid, method.value_or(default_method())});
+  co_return co_await registrar_call(self, std::move(req));
+}
+
+asio::awaitable<term> re_register_name(process& self, const term& name, const term& pid, std::optional<term> method) {
+  term req = term::tuple({term(at().re_register), name, pid, method.value_or(default_method())});
+  co_return co_await registrar_call(self, std::move(req));
+}
+
+asio::awaitable<void> unregister_name(process& self, const term& name) {
+  term req = term::tuple({term(at().unregister), name});
+  co_await registrar_call(self, std::move(req));
+}
+
+std::optional<term> whereis_name(const term& name) {
+  service* s = current();
+  return s ? s->core->where(name, local_alive) : std::nullopt;
+}
+
+std::vector<term> registered_names() {
+  service* s = current();
+  return s ? s->core->registered_names() : std::vector<term>{};
+}
+
+std::vector<atom> known() {
+  service* s = current();
+  return s ? s->core->known() : std::vector<atom>{};
+}
+
+bool send(process& self, const term& name, term msg) {
+  auto pid = whereis_name(name);
+  if (!pid) return false;
+  self.send(*pid, std::move(msg));
+  return true;
+}
+
+asio::awaitable<gen::call_result> call(process& self, const term& name, term request, std::chrono::milliseconds timeout) {
+  auto pid = whereis_name(name);
+  if (!pid) co_return gen::call_result{false, {}, term(atom("noproc"))};
+  co_return co_await gen::call(self, *pid, std::move(request), timeout);
+}
+
+asio::awaitable<bool> set_lock(process& self, const term& id, std::optional<std::vector<atom>> nodes, int retries) {
+  if (!id.is_tuple(2)) co_return false;
+  auto ns = nodes.value_or(default_nodes());
+  for (int times = 1;; ++times) {
+    if (co_await set_lock_on_nodes(self, id, ns)) co_return true;
+    if (retries >= 0 && times > retries) co_return false;
+    co_await random_sleep(self, times);
+  }
+}
+
+asio::awaitable<void> del_lock(process& self, const term& id, std::optional<std::vector<atom>> nodes) {
+  co_await del_lock_on_nodes(self, id, nodes.value_or(default_nodes()));
+}
+
+asio::awaitable<term> trans(process& self, const term& id, std::function<asio::awaitable<term>()> fn,
+                            std::optional<std::vector<atom>> nodes, int retries) {
+  auto ns = nodes.value_or(default_nodes());
+  if (!co_await set_lock(self, id, ns, retries)) co_return term(at().aborted);
+  std::exception_ptr err;
+  term result;
+  try {
+    result = co_await fn();
+  } catch (...) {
+    err = std::current_exception();
+  }
+  co_await del_lock(self, id, ns);
+  if (err) std::rethrow_exception(err);
+  co_return result;
+}
+
+// ---------------------------------------------------------------- start
+
+void start(node& n, distribution& d, function_table& functions) {
+  auto* s = new service{n, d, d.config().hidden, nullptr, {}, {}, {}, {}};  // lives as long as the executable
+  auto io = std::make_shared<shell_io>(*s);
+  s->core = std::make_unique<server_core>(*io, s->hidden);
+  the_service = s;
+  s->locker_pid = n.spawn(locker);
+  s->registrar_pid = n.spawn(registrar);
+  spawn_options opts;
+  opts.before_start = [&n, s](const term& pid) {
+    s->server_pid = pid;
+    if (!n.register_name(gns, pid)) log::error("could not register global_name_server");
+  };
+  n.spawn([io](process& self) -> asio::awaitable<void> { co_await server(self, io); }, std::move(opts));
+
+  auto fn = [&functions](const char* f, unsigned arity, function_body body) {
+    functions.add("global", f, arity, std::move(body));
+  };
+  fn("whereis_name", 1, [](process&, std::vector<term> a) -> asio::awaitable<term> {
+    auto p = whereis_name(a[0]);
+    co_return p ? *p : term(at().undefined);
+  });
+  fn("registered_names", 0, [](process&, std::vector<term>) -> asio::awaitable<term> {
+    co_return term::list(registered_names());
+  });
+  fn("register_name", 2, [](process& self, std::vector<term> a) -> asio::awaitable<term> {
+    if (!a[1].is_pid()) erl_error(term(atom("function_clause")));
+    co_return co_await register_name(self, a[0], a[1]);
+  });
+  fn("register_name", 3, [](process& self, std::vector<term> a) -> asio::awaitable<term> {
+    if (!a[1].is_pid()) erl_error(term(atom("function_clause")));
+    co_return co_await register_name(self, a[0], a[1], a[2]);
+  });
+  fn("re_register_name", 2, [](process& self, std::vector<term> a) -> asio::awaitable<term> {
+    co_return co_await re_register_name(self, a[0], a[1]);
+  });
+  fn("unregister_name", 1, [](process& self, std::vector<term> a) -> asio::awaitable<term> {
+    co_await unregister_name(self, a[0]);
+    co_return term(at().ok);
+  });
+  fn("resolve_it", 4, [](process& self, std::vector<term> a) -> asio::awaitable<term> {
+    co_return resolve_locally(self, a[0], a[1], a[2], a[3]);
+  });
+  for (const char* r : {"random_exit_name", "random_notify_name", "notify_all_name"}) {
+    fn(r, 3, [r](process& self, std::vector<term> a) -> asio::awaitable<term> {
+      co_return resolve_locally(self, term::export_(etf::export_value{at().global, atom(r), 3}), a[0], a[1], a[2]);
+    });
+  }
+
+  add_probe_call(at().global_register, [](process& self, const term& r) -> asio::awaitable<term> {
+    if (!r.is_tuple(2)) co_return term(at().no);
+    co_return co_await register_name(self, r.element(1), self.pid());
+  });
+  add_probe_call(at().global_unregister, [](process& self, const term& r) -> asio::awaitable<term> {
+    if (r.is_tuple(2)) co_await unregister_name(self, r.element(1));
+    co_return term(at().ok);
+  });
+}
+
+}  // namespace cnode::global

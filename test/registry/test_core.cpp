@@ -1,0 +1,159 @@
+// The sans-I/O core of global: tables, conflict planning and the connection sequence driven by hand.
+#include <doctest.h>
+
+#include "registry/core.hpp"
+
+using namespace cnode::global;
+using cnode::etf::pid_value;
+
+namespace {
+
+term pid(const char* node, std::uint32_t id) { return term::pid(pid_value{atom(node), id, 0, 1}); }
+term t(std::initializer_list<term> l) { return term::tuple(l); }
+term A(const char* s) { return term(atom(s)); }
+
+struct fake_io : server_io {
+  atom me{"cn@h"};
+  std::vector<std::pair<atom, term>> sent, casts;
+  std::vector<term> locker;
+  std::vector<atom> disconnected, synced;
+  std::vector<atom> resolvers_started;
+  term resolver_names;
+  int refs = 0, demons = 0;
+  std::int64_t tag = 100;
+  atom self_node() const override { return me; }
+  void send_server(atom n, term m) override { sent.emplace_back(n, m); }
+  void cast_server(atom n, term m) override { casts.emplace_back(n, m); }
+  void to_locker(term m) override { locker.push_back(m); }
+  term locker_pid() const override { return pid("cn@h", 7); }
+  term monitor(const term&) override { return term(++refs); }
+  void demonitor(const term&) override { ++demons; }
+  void disconnect(atom n) override { disconnected.push_back(n); }
+  void start_resolver(atom n, const term&, const term& his, std::vector<name_entry>) override {
+    resolvers_started.push_back(n);
+    resolver_names = his;
+  }
+  void stop_resolver(atom) override {}
+  void sync_others(const std::vector<atom>& ns) override { synced.insert(synced.end(), ns.begin(), ns.end()); }
+  std::int64_t unique_integer() override { return tag++; }
+  const term* last_cast(const char* tag_name) const {
+    for (auto it = casts.rbegin(); it != casts.rend(); ++it)
+      if (it->second.is_tuple() && it->second.element(0).is_atom(atom(tag_name))) return &it->second;
+    return nullptr;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("tables: names replace, DOWN removes, locks follow the requester") {
+  fake_io io;
+  tables tb;
+  tb.insert_name(A("x"), pid("a@h", 1), A("m"), io);
+  tb.insert_name(A("x"), pid("a@h", 2), A("m"), io);
+  REQUIRE(tb.find_name(A("x")) != nullptr);
+  CHECK(tb.find_name(A("x"))->pid == pid("a@h", 2));
+  CHECK(io.demons == 1);
+  tb.down(tb.find_name(A("x"))->ref, io);
+  CHECK(tb.find_name(A("x")) == nullptr);
+
+  term id1 = t({A("res"), A("r1")}), id2 = t({A("res"), A("r2")});
+  CHECK(tb.set_lock(id1, pid("a@h", 1), io));
+  CHECK(tb.set_lock(id1, pid("b@h", 1), io));  // same requester: shared
+  CHECK_FALSE(tb.set_lock(id2, pid("c@h", 1), io));
+  tb.del_lock(id1, pid("a@h", 1), io);
+  CHECK_FALSE(tb.can_set_lock(id2));
+  tb.del_lock(id1, pid("b@h", 1), io);
+  CHECK(tb.can_set_lock(id2));
+}
+
+TEST_CASE("plan_exchange: new names insert, the smaller node resolves conflicts") {
+  std::vector<name_entry> ours{{A("same"), pid("cn@h", 1), A("m"), term(1)},
+                               {A("clash"), pid("cn@h", 2), A("m2"), term(2)}};
+  term his = term::list({t({A("same"), pid("cn@h", 1), A("m")}), t({A("clash"), pid("z@h", 3), A("m")}),
+                         t({A("new"), pid("z@h", 4), A("m")})});
+  auto p = plan_exchange(ours, his, atom("cn@h"), atom("z@h"));
+  CHECK(p.ops.size() == 1);
+  REQUIRE(p.conflicts.size() == 1);
+  // random_exit_name keeps the pid on the lower node: ours (cn@h < z@h) goes to Resolved.
+  finish_conflict(p, p.conflicts[0], pid("cn@h", 2));
+  CHECK(p.resolved.size() == 1);
+  auto q = plan_exchange(ours, his, atom("zz@h"), atom("z@h"));
+  CHECK(q.conflicts.empty());  // the other node resolves
+  auto r = plan_exchange(ours, his, atom("cn@h"), atom("z@h"));
+  finish_conflict(r, r.conflicts[0], A("none"));
+  CHECK(r.ops.size() == 2);
+  CHECK(r.resolved.size() == 1);
+}
+
+TEST_CASE("locker lock id and boss") {
+  term a = pid("a@h", 1), b = pid("b@h", 1);
+  CHECK(locker_lock_id(a, b) == locker_lock_id(b, a));
+  CHECK(the_boss({atom("a@h"), atom("c@h"), atom("b@h")}) == atom("c@h"));
+}
+
+TEST_CASE("connection sequence with one BEAM peer ends with it known") {
+  fake_io io;
+  server_core core(io);
+  atom peer("ex@h");
+  core.nodeup(peer);
+  const term* ic = io.last_cast("init_connect");
+  REQUIRE(ic != nullptr);
+  term my_tag = ic->element(1).element(1);
+  CHECK(ic->element(1).element(0) == term(8));
+  // his init_connect → init_connect_ack and his_the_locker to our locker
+  term his_locker = pid("ex@h", 50);
+  REQUIRE(core.handle_cast(t({A("init_connect"), t({term(8), term(-5)}), term(peer),
+                              t({A("locker"), A("no_longer_a_pid"), term::nil(), his_locker})})));
+  REQUIRE(!io.sent.empty());
+  CHECK(io.sent.back().second == t({A("init_connect_ack"), term(io.me), term(-5), my_tag}));
+  CHECK(io.locker.back().element(0).is_atom(atom("his_the_locker")));
+  // an ack that matches our tags changes nothing
+  auto before = io.sent.size();
+  CHECK(core.handle_info(t({A("init_connect_ack"), term(peer), my_tag, term(-5)})));
+  CHECK(io.sent.size() == before);
+  // lock set on both sides: exchange goes out with his tag; his exchange starts the resolver
+  term lock_id = locker_lock_id(io.locker_pid(), his_locker);
+  core.handle_cast(t({A("lock_is_set"), term(peer), my_tag, lock_id}));
+  CHECK(io.last_cast("exchange")->element(4) == term(-5));
+  term his_names = term::list({t({A("n1"), pid("ex@h", 9), A("m")})});
+  core.handle_cast(t({A("exchange"), term(peer), his_names, term::nil(), my_tag}));
+  REQUIRE(io.resolvers_started.size() == 1);
+  auto plan = plan_exchange({}, io.resolver_names, io.me, peer);
+  core.handle_cast(t({A("exchange_ops"), term(peer), my_tag, term::list(plan.ops), term::list(plan.resolved)}));
+  CHECK(io.last_cast("resolved")->element(6) == term(-5));
+  core.handle_cast(t({A("resolved"), term(peer), term::nil(), term::list({t({A("other@h"), term(8)})}), A("unused"),
+                      term::nil(), my_tag}));
+  auto k = core.known();
+  CHECK(k.size() == 2);
+  CHECK(io.synced == std::vector<atom>{atom("other@h")});
+  CHECK(core.where(A("n1"), [](const term&) { return true; }) == pid("ex@h", 9));
+  // the locker is told to cancel, with the new_nodes fun
+  bool cancel = false;
+  for (auto& m : io.locker)
+    if (m.is_tuple(4) && m.element(0).is_atom(atom("cancel")) && m.element(1) == term(peer)) cancel = true;
+  CHECK(cancel);
+  // set_lock/del_lock calls
+  CHECK(core.handle_call(t({A("set_lock"), lock_id}), his_locker) == term(true));
+  CHECK(core.is_global_lock_set());
+  CHECK(core.handle_call(t({A("del_lock"), lock_id}), his_locker) == term(true));
+  CHECK_FALSE(core.is_global_lock_set());
+  // nodedown: lost_connection to the other known node
+  core.nodedown(peer);
+  REQUIRE(!io.sent.empty());
+  CHECK(io.sent.back().first == atom("other@h"));
+  CHECK(io.sent.back().second.element(0).is_atom(atom("lost_connection")));
+}
+
+TEST_CASE("remove_connection disconnects a known node; junk is ignored") {
+  fake_io io;
+  server_core core(io);
+  core.handle_cast(t({A("new_nodes"), A("x@h"), term::nil(), term::nil(), term::list({t({A("y@h"), term(8)})}),
+                      term::nil()}));
+  CHECK(core.known() == std::vector<atom>{atom("y@h")});
+  CHECK(core.handle_info(t({A("remove_connection"), A("y@h")})));
+  CHECK(io.disconnected == std::vector<atom>{atom("y@h")});
+  CHECK(core.known().empty());
+  CHECK_FALSE(core.handle_cast(A("junk")));
+  CHECK(core.handle_cast(t({A("init_connect"), A("bad"), A("x@h"), A("junk")})));
+  CHECK_FALSE(core.handle_call(t({A("nope")}), term()).has_value());
+}
