@@ -30,12 +30,17 @@ struct atoms {
       random_notify_name{"random_notify_name"}, notify_all_name{"notify_all_name"}, none{"none"},
       global_name_conflict{"global_name_conflict"}, aborted{"aborted"}, global_register{"global_register"},
       global_unregister{"global_unregister"}, re_register{"re_register"}, badarg{"badarg"}, exit_{"EXIT"},
-      set_lock{"set_lock"}, del_lock{"del_lock"};
+      set_lock{"set_lock"}, del_lock{"del_lock"}, global_set_lock{"global_set_lock"},
+      global_del_lock{"global_del_lock"}, global_trans{"global_trans"};
 };
 const atoms& at() {
   static const atoms a;
   return a;
 }
+
+// The probe's set_lock and trans retry once (global.erl: Retries), so a held lock answers false within about a
+// quarter second instead of blocking the probe, which serves one call at a time.
+constexpr int probe_lock_retries = 1;
 
 term default_method() {
   return term::export_(etf::export_value{at().global, at().random_exit_name, 3});
@@ -381,6 +386,33 @@ void start(node& n, distribution& d, function_table& functions) {
   add_probe_call(at().global_unregister, [](process& self, const term& r) -> asio::awaitable<term> {
     if (r.is_tuple(2)) co_await unregister_name(self, r.element(1));
     co_return term(at().ok);
+  });
+  // Locks held by the probe: the lock id is {Id, ProbePid}, as global:set_lock({Id, self()}) in a BEAM process.
+  add_probe_call(at().global_set_lock, [](process& self, const term& r) -> asio::awaitable<term> {
+    if (!r.is_tuple(2)) co_return term(false);
+    // Built outside the co_await: g++ 12 rejects a braced list inside a co_await expression.
+    const term id = term::tuple({r.element(1), self.pid()});
+    co_return term(co_await set_lock(self, id, std::nullopt, probe_lock_retries));
+  });
+  add_probe_call(at().global_del_lock, [](process& self, const term& r) -> asio::awaitable<term> {
+    if (!r.is_tuple(2)) co_return term(at().ok);
+    const term id = term::tuple({r.element(1), self.pid()});
+    co_await del_lock(self, id);
+    co_return term(at().ok);
+  });
+  // {global_trans, Id, Ms}: global:trans({Id, self()}, fun) whose fun "works" for Ms milliseconds holding the lock
+  // (other requesters see it taken meanwhile); :ok, or :aborted when the lock could not be had.
+  add_probe_call(at().global_trans, [](process& self, const term& r) -> asio::awaitable<term> {
+    if (!r.is_tuple(3) || !r.element(2).is_small() || r.element(2).small() < 0) co_return term(at().aborted);
+    auto ms = std::chrono::milliseconds(r.element(2).small());
+    const term id = term::tuple({r.element(1), self.pid()});
+    co_return co_await trans(
+        self, id,
+        [&self, ms]() -> asio::awaitable<term> {
+          co_await self.receive([](const term&) { return false; }, ms);
+          co_return term(at().ok);
+        },
+        std::nullopt, probe_lock_retries);
   });
 }
 
