@@ -21,7 +21,7 @@ namespace cnode::global {
 
 // Starts global_name_server, the locker and the registrar, and registers global:whereis_name/1,
 // registered_names/0, register_name/2,3, unregister_name/1, re_register_name/2, resolve_it/4 and the random_*
-// resolvers in `functions`, plus the probe calls {global_register, Name}, {global_unregister, Name},
+// resolvers in `functions`, plus the probe calls {global_register, Name[, Method]}, {global_unregister, Name},
 // {global_set_lock, Id}, {global_del_lock, Id} and {global_trans, Id, Ms} (lock id {Id, ProbePid}). A hidden
 // node answers calls as a hidden BEAM node does but takes part in nothing.
 void start(node& n, distribution& d, function_table& functions);

@@ -380,8 +380,12 @@ void start(node& n, distribution& d, function_table& functions) {
   }
 
   add_probe_call(at().global_register, [](process& self, const term& r) -> asio::awaitable<term> {
-    if (!r.is_tuple(2)) co_return term(at().no);
-    co_return co_await register_name(self, r.element(1), self.pid());
+    // {global_register, Name} or {global_register, Name, Method}: Method is the resolve fun, as in
+    // global:register_name/3 (e.g. &:global.notify_all_name/3), so the notifying resolvers can be tried live.
+    if (r.is_tuple(2)) co_return co_await register_name(self, r.element(1), self.pid());
+    if (!r.is_tuple(3)) co_return term(at().no);
+    const term method = r.element(2);
+    co_return co_await register_name(self, r.element(1), self.pid(), method);
   });
   add_probe_call(at().global_unregister, [](process& self, const term& r) -> asio::awaitable<term> {
     if (r.is_tuple(2)) co_await unregister_name(self, r.element(1));
