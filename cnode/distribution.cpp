@@ -185,7 +185,10 @@ asio::awaitable<void> distribution::run_connect(atom node) {
     if (res.ec == dist::error::nok || res.ec == dist::error::already_pending) {
       // The peer's own attempt wins (simultaneous connect): its connection will carry our queue.
       std::lock_guard lock(mu_);
-      peers_[node].connecting = false;
+      peer& e = peers_[node];
+      e.connecting = false;
+      e.attempt_superseded = false;
+      if (!e.conn) e.awaiting_peer_until = std::chrono::steady_clock::now() + cfg_.setup_time;
       log::debug("connect to {}: the peer's connection wins ({})", name, res.ec.message());
       co_return;
     }
@@ -206,6 +209,7 @@ void distribution::connect_failed(atom node, const std::string& why) {
     if (it == peers_.end()) return;
     peer& e = it->second;
     e.connecting = false;
+    e.attempt_superseded = false;
     if (e.conn || e.accepting) return;  // another connection will carry the queue
     sigs = std::move(e.queued_signals);
     targets = std::move(e.queued_targets);
@@ -233,14 +237,15 @@ void distribution::connection_up(atom node, asio::ip::tcp::socket socket, dist::
     peer& e = peers_[node];
     if (initiated) e.connecting = false;
     else e.accepting = false;
-    if ((e.conn && e.conn->is_up()) || stopping_ || (initiated && e.attempt_superseded)) {
-      e.attempt_superseded = false;
+    e.awaiting_peer_until = {};
+    const bool superseded = initiated && e.attempt_superseded;
+    if (initiated) e.attempt_superseded = false;  // our attempt has ended, whatever happens to it now
+    if ((e.conn && e.conn->is_up()) || stopping_ || superseded) {
       boost::system::error_code ec;
       socket.close(ec);
       log::debug("dropping a second connection to {}", node.text());
       return;
     }
-    e.attempt_superseded = false;
     dist::connection_options o;
     o.net_ticktime = cfg_.net_ticktime;
     o.outbound_limit = cfg_.outbound_limit;
@@ -453,7 +458,7 @@ void distribution::send_packet(atom node, std::vector<std::byte> packet, const t
         e.queued_signals.push_back(*s);
         e.queued_targets.push_back(*to);
       }
-      if (!e.connecting && !e.accepting) {
+      if (!e.connecting && !e.accepting && !e.awaiting_peer()) {
         e.connecting = true;
         connect = true;
       }
@@ -480,7 +485,7 @@ asio::awaitable<bool> distribution::connect(atom node) {
     std::lock_guard lock(mu_);
     peer& e = peers_[node];
     if (e.conn && e.conn->is_up()) co_return true;
-    if (!e.connecting && !e.accepting) {
+    if (!e.connecting && !e.accepting && !e.awaiting_peer()) {
       e.connecting = true;
       start = true;
     }
@@ -495,7 +500,8 @@ asio::awaitable<bool> distribution::connect(atom node) {
       auto it = peers_.find(node);
       if (it == peers_.end()) co_return false;
       if (it->second.conn && it->second.conn->is_up()) co_return true;
-      if (!it->second.connecting && !it->second.accepting && !it->second.conn) co_return false;
+      if (!it->second.connecting && !it->second.accepting && !it->second.conn && !it->second.awaiting_peer())
+        co_return false;
     }
     t.expires_after(std::chrono::milliseconds(5));
     co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
@@ -590,9 +596,13 @@ dist::accept_answer distribution::accept_pending(std::string_view node, bool, bo
 }
 
 bool distribution::is_pending(std::string_view node) {
+  // The peer said "alive" to our attempt: it is wanted only if nothing has replaced it meanwhile — in particular not
+  // if the peer's own connection was accepted and is up (answering true would make the peer tear that one down).
   std::lock_guard lock(mu_);
   auto it = peers_.find(atom(node));
-  return it != peers_.end() && it->second.connecting && !it->second.attempt_superseded;
+  if (it == peers_.end()) return false;
+  const peer& e = it->second;
+  return e.connecting && !e.attempt_superseded && !(e.conn && e.conn->is_up());
 }
 
 asio::awaitable<void> distribution::wait_pending(std::string_view node) {

@@ -88,6 +88,10 @@ class distribution final : public remote_router, public dist::handshake_policy {
     bool connecting = false;                 // our own attempt is running
     bool attempt_superseded = false;         // the peer's attempt won (ok_simultaneous / replaced)
     bool accepting = false;                  // their attempt is in its handshake
+    // Our attempt got "nok": the peer's own attempt wins and is on its way; until this deadline we wait for it
+    // (as net_kernel does) instead of reporting a failed connect or dialling again.
+    std::chrono::steady_clock::time_point awaiting_peer_until{};
+    bool awaiting_peer() const noexcept { return std::chrono::steady_clock::now() < awaiting_peer_until; }
     std::vector<std::vector<std::byte>> queue;  // packets waiting for the connection
     std::vector<signal> queued_signals;          // the signals behind them, answered if the connect fails
     std::vector<term> queued_targets;
