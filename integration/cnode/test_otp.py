@@ -91,8 +91,12 @@ def test_link_exit_reasons(c):
     # exit normal: the watcher lives on
     probe(ex)
     ex.eval(WATCH_LINK.format(trap="false"))
+    ex.eval("Process.put(:pref, Process.monitor(Process.get(:probe)))")
     assert ex.eval("GenServer.call(Process.get(:probe), {:exit, :normal})") == ":ok"
-    assert ex.eval("Process.sleep(300); Process.alive?(Process.get(:watcher))") == "true"
+    # cnode sends the link's exit signal before the DOWN, on the same connection: once the DOWN is here, the watcher
+    # has the exit signal, and is_process_alive/1 is ordered after it.
+    assert ex.eval("r = Process.get(:pref); receive do {:DOWN, ^r, _, _, :normal} -> "
+                   "Process.alive?(Process.get(:watcher)) after 5000 -> :no_down end") == "true"
     # trapping: the watcher gets {:EXIT, probe, reason}
     probe(ex)
     ex.eval(WATCH_LINK.format(trap="true"))
