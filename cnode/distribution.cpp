@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "cnode/log.hpp"
+#include "etf/format.hpp"
 
 namespace cnode {
 
@@ -428,6 +429,20 @@ void distribution::route_remote(atom node, const term& to, signal s) {
   }
   signal copy = (s.kind == signal_kind::link || s.kind == signal_kind::monitor) ? s : signal{};
   const term sender = s.from;
+  if (log::enabled(log::level::debug)) {
+    bool up = false;
+    {
+      std::lock_guard lock(mu_);
+      auto it = peers_.find(node);
+      up = it != peers_.end() && it->second.conn && it->second.conn->is_up();
+    }
+    if (!up) {
+      std::string what = s.kind == signal_kind::message ? etf::to_string(s.data) : "";
+      if (what.size() > 200) what.resize(200);
+      log::debug("to {} while not connected: signal {} from {} to {} {}", node.text(), static_cast<int>(s.kind),
+                 etf::to_string(s.from), etf::to_string(to), what);
+    }
+  }
   auto m = to_control(to, s, flags);
   if (!m) return;
   std::vector<std::uint8_t> bytes;
