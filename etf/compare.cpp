@@ -119,6 +119,41 @@ int cmp_refs(const ref_value& a, const ref_value& b) noexcept {
 
 int cmp_atoms(atom a, atom b) noexcept { return a == b ? 0 : (a < b ? -1 : 1); }
 
+// Terms of one class with no children (everything but tuples, lists, maps and local funs).
+int scalar_compare(const term& a, const term& b, mode m) noexcept {
+  const int ca = type_class(a.type()), cb = type_class(b.type());
+  if (ca != cb) return cmp3(ca, cb);
+  switch (a.type()) {
+    case term_type::integer:
+    case term_type::big_integer:
+    case term_type::float_: return cmp_numbers(a, b, m);
+    case term_type::atom: return cmp_atoms(a.atom_value(), b.atom_value());
+    case term_type::nil: return 0;
+    case term_type::reference: return cmp_refs(a.as_ref(), b.as_ref());
+    case term_type::port: {
+      const auto &x = a.as_port(), &y = b.as_port();
+      if (int c = cmp_atoms(x.node, y.node)) return c;
+      if (int c = cmp3(x.creation, y.creation)) return c;
+      return cmp3(x.id, y.id);
+    }
+    case term_type::pid: {
+      const auto &x = a.as_pid(), &y = b.as_pid();
+      if (int c = cmp3(x.serial, y.serial)) return c;
+      if (int c = cmp3(x.id, y.id)) return c;
+      if (int c = cmp_atoms(x.node, y.node)) return c;
+      return cmp3(x.creation, y.creation);
+    }
+    case term_type::export_: {
+      const auto &x = a.as_export(), &y = b.as_export();
+      if (int c = cmp_atoms(x.module, y.module)) return c;
+      if (int c = cmp_atoms(x.function, y.function)) return c;
+      return cmp3(x.arity, y.arity);
+    }
+    case term_type::binary: return cmp_bits(a, b);
+    default: return 0;  // containers: compared by the walker
+  }
+}
+
 // Work items: a pair of terms, or a run of pairs (tuple elements, map keys or values, fun environments), or two
 // list cursors walking segment by segment.
 struct item {
@@ -202,34 +237,10 @@ class walker {
     const int ca = type_class(a.type()), cb = type_class(b.type());
     if (ca != cb) return cmp3(ca, cb);
     switch (a.type()) {
-      case term_type::integer:
-      case term_type::big_integer:
-      case term_type::float_: return cmp_numbers(a, b, m);
-      case term_type::atom: return cmp_atoms(a.atom_value(), b.atom_value());
-      case term_type::nil: return 0;
-      case term_type::reference: return cmp_refs(a.as_ref(), b.as_ref());
-      case term_type::port: {
-        const auto &x = a.as_port(), &y = b.as_port();
-        if (int c = cmp_atoms(x.node, y.node)) return c;
-        if (int c = cmp3(x.creation, y.creation)) return c;
-        return cmp3(x.id, y.id);
-      }
-      case term_type::pid: {
-        const auto &x = a.as_pid(), &y = b.as_pid();
-        if (int c = cmp3(x.serial, y.serial)) return c;
-        if (int c = cmp3(x.id, y.id)) return c;
-        if (int c = cmp_atoms(x.node, y.node)) return c;
-        return cmp3(x.creation, y.creation);
-      }
       case term_type::fun:
       case term_type::export_: {
         if (a.type() != b.type()) return a.type() == term_type::fun ? -1 : 1;
-        if (a.type() == term_type::export_) {
-          const auto &x = a.as_export(), &y = b.as_export();
-          if (int c = cmp_atoms(x.module, y.module)) return c;
-          if (int c = cmp_atoms(x.function, y.function)) return c;
-          return cmp3(x.arity, y.arity);
-        }
+        if (a.type() == term_type::export_) return scalar_compare(a, b, m);
         const auto &x = a.as_fun(), &y = b.as_fun();
         if (int c = cmp_atoms(x.module, y.module)) return c;
         if (int c = cmp_numbers(x.old_index, y.old_index, mode::exact)) return c;
@@ -257,9 +268,8 @@ class walker {
         item it{item::lists, m, nullptr, nullptr, 0, &a, &b, 0, 0};
         return step_lists(it);
       }
-      case term_type::binary: return cmp_bits(a, b);
+      default: return scalar_compare(a, b, m);
     }
-    return 0;
   }
 
   std::vector<item> stack_;
@@ -291,26 +301,14 @@ namespace {
 bool is_leaf(term_type t) noexcept {
   return t != term_type::tuple && t != term_type::list && t != term_type::map && t != term_type::fun;
 }
-int leaf_compare(const term& a, const term& b, mode m) noexcept {
-  const int ca = type_class(a.type()), cb = type_class(b.type());
-  if (ca != cb) return cmp3(ca, cb);
-  switch (a.type()) {
-    case term_type::integer:
-    case term_type::big_integer:
-    case term_type::float_: return cmp_numbers(a, b, m);
-    case term_type::atom: return cmp_atoms(a.atom_value(), b.atom_value());
-    case term_type::binary: return cmp_bits(a, b);
-    default: return tl_walker.run(a, b, m);
-  }
-}
 }  // namespace
 
 int compare(const term& a, const term& b) noexcept {
-  if (is_leaf(a.type()) && is_leaf(b.type())) return leaf_compare(a, b, mode::order);
+  if (is_leaf(a.type()) && is_leaf(b.type())) return scalar_compare(a, b, mode::order);
   return tl_walker.run(a, b, mode::order);
 }
 int compare_exact(const term& a, const term& b) noexcept {
-  if (is_leaf(a.type()) && is_leaf(b.type())) return leaf_compare(a, b, mode::exact);
+  if (is_leaf(a.type()) && is_leaf(b.type())) return scalar_compare(a, b, mode::exact);
   return tl_walker.run(a, b, mode::exact);
 }
 
