@@ -447,7 +447,7 @@ void distribution::route_remote(atom node, const term& to, signal s) {
   if (!m) return;
   std::vector<std::uint8_t> bytes;
   dist::encode_control(*m, bytes);
-  send_packet(node, as_bytes(bytes), &to, &copy, &sender);
+  send_packet(node, as_bytes(bytes), &to, &copy, &sender, s.noconnect);
 }
 
 void distribution::send_control(atom node, dist::control_message m) {
@@ -457,7 +457,7 @@ void distribution::send_control(atom node, dist::control_message m) {
 }
 
 void distribution::send_packet(atom node, std::vector<std::byte> packet, const term* to, signal* s,
-                               const term* sender) {
+                               const term* sender, bool noconnect) {
   if (node == node_.name_atom()) return;
   std::shared_ptr<dist::connection> conn;
   bool connect = false;
@@ -467,6 +467,9 @@ void distribution::send_packet(atom node, std::vector<std::byte> packet, const t
     peer& e = peers_[node];
     if (e.conn && e.conn->is_up()) {
       conn = e.conn;
+    } else if (noconnect && !e.connecting && !e.accepting && !e.awaiting_peer()) {
+      // erlang:send/3 with noconnect: no connection and none on its way, so the message is dropped.
+      return;
     } else {
       e.queue.push_back(std::move(packet));
       if (s && (s->kind == signal_kind::link || s->kind == signal_kind::monitor)) {

@@ -107,7 +107,8 @@ class distribution final : public remote_router, public dist::handshake_policy {
   void on_down(atom node, dist::connection& c, std::error_code reason);
   void dispatch(atom node, dist::control_message& m);
   std::optional<dist::control_message> to_control(const term& to, signal& s, dist::dflags flags) const;
-  void send_packet(atom node, std::vector<std::byte> packet, const term* to, signal* s, const term* sender);
+  void send_packet(atom node, std::vector<std::byte> packet, const term* to, signal* s, const term* sender,
+                   bool noconnect = false);
   dist::handshake_config handshake_config() const;
   void notify(atom node, bool up, bool visible);
 

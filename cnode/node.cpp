@@ -172,8 +172,8 @@ void node::remove_process(std::uint64_t number, const std::vector<atom>&) {
   }
 }
 
-void node::send(const term& from, const term& dest, term msg) {
-  signal s{signal_kind::message, from, std::move(msg), {}, {}, 0};
+void node::send(const term& from, const term& dest, term msg, bool noconnect) {
+  signal s{signal_kind::message, from, std::move(msg), {}, {}, 0, noconnect};
   switch (dest.type()) {
     case etf::term_type::pid: route(dest, std::move(s)); return;
     case etf::term_type::atom: deliver_to_name(dest.atom_value(), std::move(s)); return;

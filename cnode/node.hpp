@@ -81,7 +81,8 @@ class node {
 
   // ---- signals ----
   // Sends a message from `from` (a pid, or [] for the node itself) to a pid, name, {Name, Node} or alias.
-  void send(const term& from, const term& dest, term msg);
+  // noconnect: see signal::noconnect.
+  void send(const term& from, const term& dest, term msg, bool noconnect = false);
   // Delivers a signal to a pid, local or remote. A signal for a local process that does not exist is answered as
   // the BEAM answers it: a link with an exit `noproc`, a monitor with 'DOWN' `noproc`, an unlink with its ack.
   void route(const term& to, signal s);

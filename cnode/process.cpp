@@ -202,6 +202,7 @@ asio::awaitable<std::optional<term>> process::receive_impl(const std::function<b
 }
 
 void process::send(const term& dest, term msg) { node_.send(pid_, dest, std::move(msg)); }
+void process::send_noconnect(const term& dest, term msg) { node_.send(pid_, dest, std::move(msg), true); }
 
 void process::busy_send_finished() {
   if (busy_sends_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;

@@ -33,6 +33,9 @@ struct signal {
   term ref;
   term extra;
   std::uint64_t id = 0;
+  // erlang:send/3's noconnect: for another node, the signal is dropped unless a connection to it is up or being
+  // set up; it never starts one.
+  bool noconnect = false;
 };
 
 }  // namespace cnode

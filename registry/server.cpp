@@ -84,7 +84,9 @@ class shell_io final : public server_io {
   process* self = nullptr;
 
   atom self_node() const override { return s_.n.name_atom(); }
-  void send_server(atom nd, term msg) override { self->send(term::tuple({term(gns), term(nd)}), std::move(msg)); }
+  void send_server(atom nd, term msg) override {
+    self->send_noconnect(term::tuple({term(gns), term(nd)}), std::move(msg));
+  }
   void cast_server(atom nd, term req) override {
     self->send(term::tuple({term(gns), term(nd)}), term::tuple({term(at().gen_cast), std::move(req)}));
   }
