@@ -49,12 +49,42 @@ void tables::insert_name(const term& name, const term& pid, const term& method, 
   ref_name_[ref] = name;
 }
 
+void tables::insert_name_ext(const term& name, const term& pid, const term& method, atom reg_node, server_io& io) {
+  insert_name(name, pid, method, io);
+  ext_[name] = {pid, reg_node};
+}
+
 void tables::delete_name(const term& name, server_io& io) {
   auto it = names_.find(name);
   if (it == names_.end()) return;
   io.demonitor(it->second.ref);
   ref_name_.erase(it->second.ref);
   names_.erase(it);
+  remove_ext(name);
+}
+
+void tables::remove_ext(const term& name) { ext_.erase(name); }
+
+term tables::names_ext() const {
+  std::vector<term> v;
+  v.reserve(ext_.size());
+  for (auto& [name, e] : ext_) v.push_back(term::tuple({name, e.first, term(e.second)}));
+  return term::list(std::move(v));
+}
+
+void tables::lock_gone(const term& resource, bool down) {
+  if (resource.is_atom(at().global)) global_lock_down_ = down;
+}
+
+bool tables::lock_still_set(const term& from, const term& lock_id) const {
+  auto it = locks_.find(term(at().global));
+  if (it == locks_.end()) return !global_lock_down_;
+  if (from.is_pid()) {
+    for (auto& [p, r] : it->second.holders)
+      if (p == from) return true;
+    return false;
+  }
+  return lock_id.is_tuple(2) && lock_id.element(0).is_atom(at().global) && it->second.requester == lock_id.element(1);
 }
 
 const name_entry* tables::find_name(const term& name) const {
@@ -97,13 +127,17 @@ void tables::del_lock(const term& id, const term& pid, server_io& io) {
       break;
     }
   }
-  if (h.empty()) locks_.erase(it);
+  if (h.empty()) {
+    lock_gone(it->first, false);
+    locks_.erase(it);
+  }
 }
 
 void tables::down(const term& ref, server_io& io) {
   for (auto it = locks_.begin(); it != locks_.end();) {
     auto& h = it->second.holders;
     h.erase(std::remove_if(h.begin(), h.end(), [&](const auto& pr) { return pr.second == ref; }), h.end());
+    if (h.empty()) lock_gone(it->first, true);
     it = h.empty() ? locks_.erase(it) : std::next(it);
   }
   auto n = ref_name_.find(ref);
@@ -111,7 +145,10 @@ void tables::down(const term& ref, server_io& io) {
     term name = n->second;
     ref_name_.erase(n);
     auto e = names_.find(name);
-    if (e != names_.end() && e->second.ref == ref) names_.erase(e);
+    if (e != names_.end() && e->second.ref == ref) {
+      names_.erase(e);
+      remove_ext(name);
+    }
   }
   (void)io;
 }
@@ -224,16 +261,16 @@ term server_core::his_tag(atom n) const {
 
 std::optional<term> server_core::handle_call(const term& req, const term& from_pid) {
   std::lock_guard lk(mu_);
-  if (is(req, at().register_, 4)) {
-    tables_.insert_name(req.element(1), req.element(2), req.element(3), io_);
+  if (is(req, at().register_, 4) && req.element(2).is_pid()) {
+    insert_checked(req.element(1), req.element(2), req.element(3), std::nullopt, from_pid, term());
     return term(at().yes);
   }
   if (is(req, at().unregister, 2)) {
     tables_.delete_name(req.element(1), io_);
     return term(at().ok);
   }
-  if (is(req, at().register_ext, 5)) {
-    tables_.insert_name(req.element(1), req.element(2), req.element(3), io_);
+  if (is(req, at().register_ext, 5) && req.element(2).is_pid() && req.element(4).is_atom()) {
+    insert_checked(req.element(1), req.element(2), req.element(3), req.element(4).atom_value(), from_pid, term());
     return term(at().yes);
   }
   if (is(req, at().set_lock, 2)) return term(tables_.set_lock(req.element(1), from_pid, io_));
@@ -244,7 +281,7 @@ std::optional<term> server_core::handle_call(const term& req, const term& from_p
   if (req.is_atom(at().get_known)) return mk_known_list();
   if (req.is_atom(at().get_synced)) return atom_list(synced_);
   if (req.is_atom(at().get_protocol_version)) return term(protocol_vsn);
-  if (req.is_atom(at().get_names_ext)) return term::nil();
+  if (req.is_atom(at().get_names_ext)) return tables_.names_ext();
   return std::nullopt;
 }
 
@@ -281,7 +318,7 @@ bool server_core::handle_cast(const term& req) {
       return true;
     }
     io_.cast_server(node, term::tuple({term(at().resolved), term(io_.self_node()), req.element(4), mk_known_list(),
-                                       term(at().unused), term::nil(), his_tag(node)}));
+                                       term(at().unused), tables_.names_ext(), his_tag(node)}));
     auto& p = peers_[node];
     p.save_ops = req.element(3);
     if (p.saved_resolved) {
@@ -301,13 +338,14 @@ bool server_core::handle_cast(const term& req) {
     else p.saved_resolved = std::array<term, 3>{req.element(3), req.element(5), req.element(2)};
     return true;
   }
-  if (is(req, at().new_nodes, 6)) {
-    new_nodes(req.element(2), req.element(4));
+  if (is(req, at().new_nodes, 6) && node_at(1)) {
+    new_nodes(req.element(2), req.element(1).atom_value(), req.element(3), req.element(4), req.element(5));
     return true;
   }
   if (is(req, at().in_sync, 3) && node_at(1)) {
     atom node = req.element(1).atom_value();
     if (std::find(synced_.begin(), synced_.end(), node) == synced_.end()) synced_.push_back(node);
+    tell_syncers(node);
     pending_.erase(node);
     cancel_locker(node, tag_my(node), term(at().no_fun));
     reset_node_state(node);
@@ -513,21 +551,62 @@ std::vector<atom> server_core::add_to_known(const term& nodes) {
   return added;
 }
 
-void server_core::do_ops(const term& ops) {
-  std::vector<term> dels;
+// do_ops/5 (global.erl:1878): inserts that match a {Name, Pid, RegNode} of Names_ext first, as external names;
+// then the other inserts; then the deletes. Each insert is undone if the lock it came under is gone.
+void server_core::do_ops(const term& ops, const term& conn, const term& names_ext, const term& extra) {
+  std::vector<term> dels, plain;
+  std::vector<std::pair<term, atom>> xins;
+  const auto ext = to_vec(names_ext);
   for (const term& op : to_vec(ops)) {
     if (is(op, at().insert, 2) && op.element(1).is_tuple(3) && op.element(1).element(1).is_pid()) {
       const term& e = op.element(1);
-      tables_.insert_name(e.element(0), e.element(1), e.element(2), io_);
+      auto x = std::find_if(ext.begin(), ext.end(), [&](const term& t) {
+        return t.is_tuple(3) && t.element(0) == e.element(0) && t.element(1) == e.element(1) && t.element(2).is_atom();
+      });
+      if (x != ext.end()) xins.emplace_back(e, x->element(2).atom_value());
+      else plain.push_back(e);
     } else if (is(op, at().del, 2)) {
       dels.push_back(op.element(1));
     }
   }
+  for (auto& [e, reg] : xins) insert_checked(e.element(0), e.element(1), e.element(2), reg, conn, extra);
+  for (auto& e : plain) insert_checked(e.element(0), e.element(1), e.element(2), std::nullopt, conn, extra);
   for (auto& d : dels) tables_.delete_name(d, io_);
 }
 
+// insert_global_name/6 (global.erl:1942): the name goes in, and out again at once if the lock it was registered
+// under has gone meanwhile (its node went down and came back, and the DOWN removed the lock).
+void server_core::insert_checked(const term& name, const term& pid, const term& method,
+                                 const std::optional<atom>& reg_node, const term& from, const term& extra) {
+  if (reg_node) tables_.insert_name_ext(name, pid, method, *reg_node, io_);
+  else tables_.insert_name(name, pid, method, io_);
+  term lock_id;
+  for (const term& x : to_vec(extra))
+    if (is(x, at().lock, 2)) lock_id = x.element(1);
+  if (!tables_.lock_still_set(from, lock_id)) tables_.delete_name(name, io_);
+}
+
+std::vector<atom> server_core::add_syncer(const term& pid, const std::vector<atom>& nodes) {
+  std::lock_guard lk(mu_);
+  std::vector<atom> wait;
+  for (atom n : nodes)
+    if (n != io_.self_node() && std::find(synced_.begin(), synced_.end(), n) == synced_.end() &&
+        std::find(wait.begin(), wait.end(), n) == wait.end())
+      wait.push_back(n);
+  if (!wait.empty()) syncers_.push_back(pid);
+  return wait;
+}
+
+void server_core::remove_syncer(const term& pid) {
+  std::lock_guard lk(mu_);
+  syncers_.erase(std::remove(syncers_.begin(), syncers_.end(), pid), syncers_.end());
+}
+
+void server_core::tell_syncers(atom node) {
+  for (const term& p : syncers_) io_.send_local(p, term::tuple({term(atom("synced")), term::list({term(node)})}));
+}
+
 void server_core::resolved(atom node, const term& his_resolved, const term& his_known, const term& names_ext) {
-  (void)names_ext;
   auto& p = peers_[node];
   std::vector<term> ops = to_vec(p.save_ops.value_or(term::nil()));
   for (auto& o : to_vec(his_resolved)) ops.push_back(o);
@@ -550,7 +629,8 @@ void server_core::resolved(atom node, const term& his_resolved, const term& his_
   io_.sync_others(his_nodes);
   term extra = term::list({term::tuple({term(at().vsn), p.prot_vsn.value_or(term(protocol_vsn))}),
                            term::tuple({term(at().lock), p.lock_id.value_or(term(atom("undefined")))})});
-  do_ops(ops_t);
+  do_ops(ops_t, term(io_.self_node()), names_ext, extra);
+  tell_syncers(node);
   for (atom c : his_nodes) {
     pending_.erase(c);
     cancel_locker(c, tag_my(c), term(at().no_fun));
@@ -571,10 +651,11 @@ void server_core::resolved(atom node, const term& his_resolved, const term& his_
   if (std::find(synced_.begin(), synced_.end(), node) == synced_.end()) synced_.push_back(node);
 }
 
-void server_core::new_nodes(const term& ops, const term& nodes) {
+void server_core::new_nodes(const term& ops, atom conn_node, const term& names_ext, const term& nodes,
+                            const term& extra) {
   auto added = add_to_known(nodes);
   io_.sync_others(added);
-  do_ops(ops);
+  do_ops(ops, term(conn_node), names_ext, extra);
   io_.to_locker(term::tuple({term(at().add_to_known), atom_list(added)}));
 }
 
@@ -616,10 +697,13 @@ void server_core::lost_connection(const term& msg) {
   atom a = msg.element(1).atom_value(), b = msg.element(4).atom_value();
   const term &xcre = msg.element(2), &opid = msg.element(3);
   auto key = std::make_pair(a, b);
+  // Entries are kept an hour (global.erl's lost_conn_info_cleanup_time); older ones go here.
+  const auto now = io_.now();
+  std::erase_if(lost_, [&](const auto& kv) { return now - kv.second.at >= std::chrono::hours(1); });
   auto it = lost_.find(key);
-  if (it != lost_.end() && it->second.first == xcre && !(it->second.second < opid)) return;  // seen already
+  if (it != lost_.end() && it->second.xcreation == xcre && !(it->second.op_id < opid)) return;  // seen already
   multicast(msg, a);
-  lost_[key] = {xcre, opid};
+  lost_[key] = lost_info{xcre, opid, now};
   atom rm = b == io_.self_node() ? a : b;  // global.erl:1223
   if (!potentially_known(rm)) return;
   io_.send_server(rm, term::tuple({term(at().remove_connection), term(io_.self_node())}));

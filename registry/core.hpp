@@ -6,6 +6,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -49,6 +50,9 @@ class server_io {
   // sync_other/2 for each node: connect, then cast {in_sync, node(), true}, or send {extra_nodedown, Node} back.
   virtual void sync_others(const std::vector<atom>& nodes) = 0;
   virtual std::int64_t unique_integer() = 0;
+  // A plain message to a local process (the syncers: {synced, [Node]}).
+  virtual void send_local(const term& pid, term msg) = 0;
+  virtual std::chrono::steady_clock::time_point now() const { return std::chrono::steady_clock::now(); }
 };
 
 // global_names + global_locks + the monitors behind them (global.erl:1800-1880, 1940-2010).
@@ -56,9 +60,13 @@ class tables {
  public:
   // ins_name: replaces any entry for name; monitors pid.
   void insert_name(const term& name, const term& pid, const term& method, server_io& io);
+  // ins_name_ext: also recorded in global_names_ext as {Name, Pid, RegNode}, which exchanges carry along.
+  void insert_name_ext(const term& name, const term& pid, const term& method, atom reg_node, server_io& io);
   void delete_name(const term& name, server_io& io);
   const name_entry* find_name(const term& name) const;
   std::vector<name_entry> names() const;
+  // get_names_ext/0: [{Name, Pid, RegNode}].
+  term names_ext() const;
 
   // can_set_lock/1: nullopt when another requester holds it, else the holders.
   bool can_set_lock(const term& id) const;
@@ -66,6 +74,9 @@ class tables {
   void del_lock(const term& id, const term& pid, server_io& io);  // handle_del_lock
   bool is_lock_set(const term& resource) const { return locks_.count(resource) != 0; }
   std::size_t lock_count() const { return locks_.size(); }
+  // lock_still_set/3 (global.erl:1963): is the lock a name insert came under still held? from: the registering
+  // pid (a {register, ...} call), or a node (ops from an exchange) with lock_id {global, LockRequesterId}.
+  bool lock_still_set(const term& from, const term& lock_id) const;
 
   // A 'DOWN' for ref: the locks and the name behind it go.
   void down(const term& ref, server_io& io);
@@ -75,9 +86,14 @@ class tables {
     term requester;
     std::vector<std::pair<term, term>> holders;  // {Pid, MonitorRef}
   };
+  void remove_ext(const term& name);
+  void lock_gone(const term& resource, bool down);
+
   std::map<term, name_entry> names_;
   std::unordered_map<term, term> ref_name_;
   std::map<term, lock_entry> locks_;
+  std::map<term, std::pair<term, atom>> ext_;  // name -> {Pid, RegNode}
+  bool global_lock_down_ = false;  // the last `global` lock went with its holder's DOWN, not a del_lock
 };
 
 // exchange_names/4 (global.erl:2554): ops for the names another partition sent. Conflicts that this side resolves
@@ -116,6 +132,10 @@ class server_core {
   // A call; the reply, or nullopt for an unknown request.
   std::optional<term> handle_call(const term& req, const term& from_pid);
   bool handle_info(const term& msg);
+  // {sync, Nodes} (global:sync/0,1): the nodes still to wait for (Nodes less node() and the synced ones); the
+  // caller's syncer is told {synced, [Node]} as each one gets in sync, and should watch the nodes itself.
+  std::vector<atom> add_syncer(const term& pid, const std::vector<atom>& nodes);
+  void remove_syncer(const term& pid);
   void nodeup(atom node);
   void nodedown(atom node);
 
@@ -139,8 +159,11 @@ class server_core {
   void lock_is_set(atom node, const term& lock_id);
   void exchange(atom node, const term& names);
   void resolved(atom node, const term& his_resolved, const term& his_known, const term& names_ext);
-  void new_nodes(const term& ops, const term& nodes);
-  void do_ops(const term& ops);
+  void new_nodes(const term& ops, atom conn_node, const term& names_ext, const term& nodes, const term& extra);
+  void do_ops(const term& ops, const term& conn, const term& names_ext, const term& extra);
+  void insert_checked(const term& name, const term& pid, const term& method, const std::optional<atom>& reg_node,
+                      const term& from, const term& extra);
+  void tell_syncers(atom node);
   std::vector<atom> add_to_known(const term& nodes);
   term mk_known_list() const;
   std::int64_t node_vsn(atom n) const;
@@ -161,7 +184,12 @@ class server_core {
   std::vector<atom> synced_;
   std::map<atom, peer> peers_;
   std::map<atom, term> resolvers_;  // node -> the tag of its resolver
-  std::map<std::pair<atom, atom>, std::pair<term, term>> lost_;  // {A, B} -> {XCreation, OpId}
+  struct lost_info {
+    term xcreation, op_id;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::map<std::pair<atom, atom>, lost_info> lost_;  // {A, B}: kept an hour, as global.erl does
+  std::vector<term> syncers_;
   term creation_ext_;
 };
 

@@ -20,7 +20,7 @@
 namespace cnode::global {
 
 // Starts global_name_server, the locker and the registrar, and registers global:whereis_name/1,
-// registered_names/0, register_name/2,3, unregister_name/1, re_register_name/2, resolve_it/4 and the random_*
+// registered_names/0, register_name/2,3, unregister_name/1, re_register_name/2, sync/0,1, resolve_it/4 and the random_*
 // resolvers in `functions`, plus the probe calls {global_register, Name[, Method]}, {global_unregister, Name},
 // {global_set_lock, Id}, {global_del_lock, Id} and {global_trans, Id, Ms} (lock id {Id, ProbePid}). A hidden
 // node answers calls as a hidden BEAM node does but takes part in nothing.
@@ -49,6 +49,9 @@ asio::awaitable<void> del_lock(process& self, const term& id, std::optional<std:
 // The result of fn, or the atom aborted.
 asio::awaitable<term> trans(process& self, const term& id, std::function<asio::awaitable<term>()> fn,
                             std::optional<std::vector<atom>> nodes = std::nullopt, int retries = -1);
+
+// global:sync/0,1: ok once every node in nodes (default: the visible ones) is in sync with this one or down.
+asio::awaitable<term> sync(process& self, std::optional<std::vector<atom>> nodes = std::nullopt);
 
 // The nodes global knows (global:get_known/0 on the BEAM), for tests and diagnostics.
 std::vector<atom> known();

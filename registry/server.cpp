@@ -31,7 +31,7 @@ struct atoms {
       global_name_conflict{"global_name_conflict"}, aborted{"aborted"}, global_register{"global_register"},
       global_unregister{"global_unregister"}, re_register{"re_register"}, badarg{"badarg"}, exit_{"EXIT"},
       set_lock{"set_lock"}, del_lock{"del_lock"}, global_set_lock{"global_set_lock"},
-      global_del_lock{"global_del_lock"}, global_trans{"global_trans"};
+      global_del_lock{"global_del_lock"}, global_trans{"global_trans"}, sync{"sync"}, synced{"synced"};
 };
 const atoms& at() {
   static const atoms a;
@@ -104,6 +104,7 @@ class shell_io final : public server_io {
   }
   void sync_others(const std::vector<atom>& nodes) override;
   std::int64_t unique_integer() override { return s_.next_tag++; }
+  void send_local(const term& pid, term msg) override { self->send(pid, std::move(msg)); }
 
  private:
   service& s_;
@@ -154,6 +155,45 @@ void shell_io::sync_others(const std::vector<atom>& nodes) {
   }
 }
 
+// start_sync/2 (global.erl:2963): a syncer answers {sync, Nodes} with ok once every node in it is in sync with
+// us or down. The core tells it {synced, [Node]}; it watches the nodes itself with monitor_node.
+void start_syncer(service& s, term from, const term& nodes_t) {
+  std::vector<term> v;
+  std::vector<atom> nodes;
+  if (nodes_t.list_to_vector(v))
+    for (auto& x : v)
+      if (x.is_atom()) nodes.push_back(x.atom_value());
+  auto wait = std::make_shared<std::vector<atom>>();
+  spawn_options opts;
+  opts.before_start = [&s, wait, nodes](const term& pid) { *wait = s.core->add_syncer(pid, nodes); };
+  s.n.spawn(
+      [&s, wait, from](process& me) -> asio::awaitable<void> {
+        std::vector<atom> left = *wait;
+        for (atom nd : left) s.d.monitor_node(me.pid(), nd, true);
+        while (!left.empty()) {
+          auto m = co_await me.receive();
+          std::vector<atom> gone;
+          if (m->is_tuple(2) && m->element(0).is_atom(at().nodedown) && m->element(1).is_atom()) {
+            gone.push_back(m->element(1).atom_value());
+          } else if (m->is_tuple(2) && m->element(0).is_atom(at().synced)) {
+            std::vector<term> ns;
+            if (m->element(1).list_to_vector(ns))
+              for (auto& x : ns)
+                if (x.is_atom()) gone.push_back(x.atom_value());
+          }
+          for (atom g : gone) {
+            auto it = std::find(left.begin(), left.end(), g);
+            if (it == left.end()) continue;
+            s.d.monitor_node(me.pid(), g, false);
+            left.erase(it);
+          }
+        }
+        s.core->remove_syncer(me.pid());
+        gen::reply(me, from, term(at().ok));
+      },
+      std::move(opts));
+}
+
 asio::awaitable<void> server(process& self, std::shared_ptr<shell_io> io) {
   service& s = *current();
   io->self = &self;
@@ -164,7 +204,9 @@ asio::awaitable<void> server(process& self, std::shared_ptr<shell_io> io) {
     try {
       gen::incoming_call c;
       term req;
-      if (gen::is_call(*m, c)) {
+      if (gen::is_call(*m, c) && c.request.is_tuple(2) && c.request.element(0).is_atom(at().sync)) {
+        start_syncer(s, c.from, c.request.element(1));
+      } else if (gen::is_call(*m, c)) {
         const term& from_pid = c.from.is_tuple(2) ? c.from.element(0) : term();
         auto reply = s.core->handle_call(c.request, from_pid);
         if (reply) gen::reply(self, c.from, std::move(*reply));
@@ -288,6 +330,16 @@ std::vector<atom> known() {
   return s ? s->core->known() : std::vector<atom>{};
 }
 
+asio::awaitable<term> sync(process& self, std::optional<std::vector<atom>> nodes) {
+  service* s = current();
+  if (!s) co_return term(at().ok);
+  auto ns = nodes.value_or(s->d.nodes(true, false));
+  std::vector<term> v(ns.begin(), ns.end());
+  const term req = term::tuple({term(at().sync), term::list(std::move(v))});
+  auto r = co_await gen::call(self, s->server_pid, req, infinity);
+  co_return r.ok ? r.reply : term::tuple({term(atom("error")), r.reason});
+}
+
 bool send(process& self, const term& name, term msg) {
   auto pid = whereis_name(name);
   if (!pid) return false;
@@ -371,6 +423,15 @@ void start(node& n, distribution& d, function_table& functions) {
   fn("unregister_name", 1, [](process& self, std::vector<term> a) -> asio::awaitable<term> {
     co_await unregister_name(self, a[0]);
     co_return term(at().ok);
+  });
+  fn("sync", 0, [](process& self, std::vector<term>) -> asio::awaitable<term> { co_return co_await sync(self); });
+  fn("sync", 1, [](process& self, std::vector<term> a) -> asio::awaitable<term> {
+    std::vector<term> v;
+    if (!a[0].list_to_vector(v)) erl_error(term(atom("function_clause")));
+    std::vector<atom> nodes;
+    for (auto& x : v)
+      if (x.is_atom()) nodes.push_back(x.atom_value());
+    co_return co_await sync(self, nodes);
   });
   fn("resolve_it", 4, [](process& self, std::vector<term> a) -> asio::awaitable<term> {
     co_return resolve_locally(self, a[0], a[1], a[2], a[3]);

@@ -73,6 +73,31 @@ def test_name_gone_when_cnode_goes_down(c):
                   "nil -> :hang end", timeout=30) == ":ok"
 
 
+def test_external_names_as_on_the_beam(c):
+    """global:register_name_external/2 names (global_names_ext): one registered before cnode joins arrives with the
+    exchange, one registered after with the register_ext call; cnode's get_names_ext equals a's, and they go with
+    unregister_name_external."""
+    c.epmd()
+    cn = start_cnode(c)
+    a = c.elixir("a")
+    a.eval(f"Process.put(:cn, :\"{cn.node}\")")
+    a.eval("p = spawn(fn -> receive do :stop -> :ok end end); Process.put(:e1, p); "
+           ":yes = :global.register_name_external(:ext1, p)")
+    assert a.eval("Node.connect(Process.get(:cn))") == "true"
+    assert a.eval(":global.sync()", timeout=30) == ":ok"
+    ext = "fn n -> Enum.sort(:gen_server.call({:global_name_server, n}, :get_names_ext)) end"
+    same = f"({ext}).(node()) == ({ext}).(Process.get(:cn))"
+    assert a.eval(f"({ext}).(node()) |> length()") == "1"
+    harness.wait_until(lambda: a.eval(same) == "true", 10, "ext1 in cnode's names_ext")
+    assert a.eval(":erpc.call(Process.get(:cn), :global, :whereis_name, [:ext1]) == Process.get(:e1)") == "true"
+    a.eval("p = spawn(fn -> receive do :stop -> :ok end end); :yes = :global.register_name_external(:ext2, p)")
+    assert a.eval(f"({ext}).(node()) |> length()") == "2"
+    harness.wait_until(lambda: a.eval(same) == "true", 10, "ext2 in cnode's names_ext")
+    a.eval(":global.unregister_name_external(:ext1)")
+    harness.wait_until(lambda: a.eval(f"({ext}).(Process.get(:cn)) |> length()") == "1", 10, "ext1 gone on cnode")
+    assert a.eval(same) == "true"
+
+
 def test_set_lock_excludes_across(c):
     cn, a, b = cluster(c)
     # An Elixir holder blocks the C++ side (through :global.trans from an erpc... the probe has no lock call, so

@@ -37,6 +37,28 @@ def test_sync_with_visible_cnode(c):
     sync_all([a, b, d])
 
 
+def test_global_sync_on_cnode(c):
+    """global:sync/0,1 called on cnode: :ok, and only once the nodes are in sync with it (each is in cnode's
+    get_synced by then). A node that is not connected counts as done, as on the BEAM."""
+    c.epmd()
+    cn = start_cnode(c)
+    a = c.elixir("a")
+    a.eval(f"Process.put(:cn, :\"{cn.node}\")")
+    synced = "fn -> :gen_server.call({:global_name_server, Process.get(:cn)}, :get_synced) end"
+    for name in ("b", "d"):
+        n = c.elixir(name)
+        # the connect and the sync in one expression, so the sync starts while global's handshake is under way
+        r = a.eval(f":pong = :rpc.call(:\"{n.node}\", :net_adm, :ping, [Process.get(:cn)]); "
+                   ":erpc.call(Process.get(:cn), :global, :sync, [], 30_000)", timeout=40)
+        assert r == ":ok", r
+        assert a.eval(f":\"{n.node}\" in ({synced}).()") == "true"
+    assert a.eval("Node.connect(Process.get(:cn))") == "true"
+    assert a.eval(":erpc.call(Process.get(:cn), :global, :sync, [[node()]], 30_000)", timeout=40) == ":ok"
+    assert a.eval(f"node() in ({synced}).()") == "true"
+    assert a.eval(":erpc.call(Process.get(:cn), :global, :sync, [[:nobody@localhost]], 10_000)",
+                  timeout=20) == ":ok"
+
+
 def test_sync_with_hidden_cnode(c):
     c.epmd()
     cn = start_cnode(c, hidden=True)

@@ -36,6 +36,10 @@ struct fake_io : server_io {
   void stop_resolver(atom) override {}
   void sync_others(const std::vector<atom>& ns) override { synced.insert(synced.end(), ns.begin(), ns.end()); }
   std::int64_t unique_integer() override { return tag++; }
+  std::vector<std::pair<term, term>> local;
+  void send_local(const term& p, term m) override { local.emplace_back(p, m); }
+  std::chrono::steady_clock::time_point clock{};
+  std::chrono::steady_clock::time_point now() const override { return clock; }
   const term* last_cast(const char* tag_name) const {
     for (auto it = casts.rbegin(); it != casts.rend(); ++it)
       if (it->second.is_tuple() && it->second.element(0).is_atom(atom(tag_name))) return &it->second;
@@ -156,4 +160,118 @@ TEST_CASE("remove_connection disconnects a known node; junk is ignored") {
   CHECK_FALSE(core.handle_cast(A("junk")));
   CHECK(core.handle_cast(t({A("init_connect"), A("bad"), A("x@h"), A("junk")})));
   CHECK_FALSE(core.handle_call(t({A("nope")}), term()).has_value());
+}
+
+namespace {
+bool has(const server_core& core, const char* name) {
+  return core.where(A(name), [](const term&) { return true; }).has_value();
+}
+term global_lock(const char* requester) { return t({A("global"), A(requester)}); }
+}  // namespace
+
+TEST_CASE("lock_still_set: a register whose lock went down with its holder is undone; del_lock clears that") {
+  fake_io io;
+  server_core core(io);
+  term reg = pid("a@h", 3), other = pid("b@h", 4);
+  // Held by the registrar: its register stays, another pid's does not.
+  REQUIRE(core.handle_call(t({A("set_lock"), global_lock("r1")}), reg) == term(true));
+  const term lock_ref = term(io.refs);  // the fake's monitor refs count up
+  CHECK(core.handle_call(t({A("register"), A("n1"), pid("a@h", 10), A("m")}), reg) == A("yes"));
+  CHECK(has(core, "n1"));
+  CHECK(core.handle_call(t({A("register"), A("n2"), pid("a@h", 11), A("m")}), other) == A("yes"));
+  CHECK_FALSE(has(core, "n2"));
+  // The holder dies (its node went down): the lock goes with a DOWN, and a register that arrives late is undone.
+  CHECK(core.handle_info(t({A("DOWN"), lock_ref, A("process"), reg, A("noconnection")})));
+  CHECK_FALSE(core.is_global_lock_set());
+  CHECK(core.handle_call(t({A("register"), A("n3"), pid("a@h", 12), A("m")}), reg) == A("yes"));
+  CHECK_FALSE(has(core, "n3"));
+  // A lock taken and released normally clears the flag.
+  REQUIRE(core.handle_call(t({A("set_lock"), global_lock("r2")}), other) == term(true));
+  REQUIRE(core.handle_call(t({A("del_lock"), global_lock("r2")}), other) == term(true));
+  CHECK(core.handle_call(t({A("register"), A("n4"), pid("a@h", 13), A("m")}), reg) == A("yes"));
+  CHECK(has(core, "n4"));
+}
+
+TEST_CASE("lock_still_set: ops from new_nodes go in only under the lock they name") {
+  fake_io io;
+  server_core core(io);
+  term locker = pid("x@h", 1);
+  REQUIRE(core.handle_call(t({A("set_lock"), global_lock("L")}), locker) == term(true));
+  auto new_nodes = [&](const char* name, const char* lock_requester) {
+    term ops = term::list({t({A("insert"), t({A(name), pid("x@h", 20), A("m")})})});
+    term extra = term::list({t({A("vsn"), term(8)}), t({A("lock"), global_lock(lock_requester)})});
+    core.handle_cast(t({A("new_nodes"), A("x@h"), ops, term::nil(), term::nil(), extra}));
+  };
+  new_nodes("good", "L");
+  CHECK(has(core, "good"));
+  new_nodes("stale", "older");
+  CHECK_FALSE(has(core, "stale"));
+}
+
+TEST_CASE("names_ext: register_ext, get_names_ext, carried by exchanges, removed with the name") {
+  fake_io io;
+  server_core core(io);
+  term p = pid("a@h", 5);
+  CHECK(core.handle_call(t({A("register_ext"), A("e1"), p, A("m"), A("a@h")}), term()) == A("yes"));
+  CHECK(core.handle_call(A("get_names_ext"), term()) == term::list({t({A("e1"), p, A("a@h")})}));
+  CHECK(core.handle_call(t({A("unregister"), A("e1")}), term()) == A("ok"));
+  CHECK(core.handle_call(A("get_names_ext"), term()) == term::nil());
+  // new_nodes with a Names_ext entry matching an insert: stored as an external name.
+  term q = pid("x@h", 6);
+  term ops = term::list({t({A("insert"), t({A("e2"), q, A("m")})}), t({A("insert"), t({A("plain"), q, A("m")})})});
+  core.handle_cast(t({A("new_nodes"), A("x@h"), ops, term::list({t({A("e2"), q, A("x@h")})}), term::nil(),
+                      term::nil()}));
+  CHECK(has(core, "e2"));
+  CHECK(has(core, "plain"));
+  CHECK(core.handle_call(A("get_names_ext"), term()) == term::list({t({A("e2"), q, A("x@h")})}));
+  // and sent along in our resolved
+  atom peer("ex@h");
+  core.nodeup(peer);
+  term my_tag = io.last_cast("init_connect")->element(1).element(1);
+  core.handle_cast(t({A("exchange_ops"), term(peer), my_tag, term::nil(), term::nil()}));
+  CHECK(io.last_cast("resolved")->element(5) == term::list({t({A("e2"), q, A("x@h")})}));
+  // its DOWN removes it from both tables
+  const term ref = term(io.refs - 1);  // e2 was inserted just before plain
+  CHECK(core.handle_info(t({A("DOWN"), ref, A("process"), q, A("normal")})));
+  CHECK_FALSE(has(core, "e2"));
+  CHECK(core.handle_call(A("get_names_ext"), term()) == term::nil());
+}
+
+TEST_CASE("lost_connection: a repeat is dropped for an hour, then handled again") {
+  fake_io io;
+  server_core core(io);
+  core.handle_cast(t({A("new_nodes"), A("x@h"), term::nil(), term::nil(),
+                      term::list({t({A("y@h"), term(8)}), t({A("z@h"), term(8)})}), term::nil()}));
+  term lc = t({A("lost_connection"), A("y@h"), term(77), term(1), A("q@h")});
+  auto forwarded = [&] {
+    std::size_t n = 0;
+    for (auto& [to, m] : io.sent)
+      if (m == lc) ++n;
+    io.sent.clear();
+    return n;
+  };
+  CHECK(core.handle_info(lc));
+  CHECK(forwarded() == 1);  // to z@h, not back to y@h
+  CHECK(core.handle_info(lc));
+  CHECK(forwarded() == 0);
+  io.clock += std::chrono::minutes(59);
+  CHECK(core.handle_info(lc));
+  CHECK(forwarded() == 0);
+  io.clock += std::chrono::minutes(2);
+  CHECK(core.handle_info(lc));
+  CHECK(forwarded() == 1);
+}
+
+TEST_CASE("syncers: told when a node gets in sync; nothing to wait for when all are synced") {
+  fake_io io;
+  server_core core(io);
+  term syncer = pid("cn@h", 40);
+  auto wait = core.add_syncer(syncer, {atom("x@h"), io.me, atom("x@h")});
+  CHECK(wait == std::vector<atom>{atom("x@h")});
+  core.handle_cast(t({A("in_sync"), A("x@h"), term(true)}));
+  REQUIRE(io.local.size() == 1);
+  CHECK(io.local[0].first == syncer);
+  CHECK(io.local[0].second == t({A("synced"), term::list({A("x@h")})}));
+  core.remove_syncer(syncer);
+  CHECK(core.add_syncer(syncer, {atom("x@h")}).empty());
 }
