@@ -1,6 +1,9 @@
 // global's locker (global.erl:2020-2470) and the lock client calls it shares with the registrar and the API.
 #include <algorithm>
 #include <random>
+#include <string>
+
+#include <unistd.h>
 
 #include "cnode/gen.hpp"
 #include "cnode/log.hpp"
@@ -261,14 +264,32 @@ asio::awaitable<void> lock_is_set(process& self, locker_state& st, him h, const 
   }
 }
 
+bool is_node_local(atom node) {
+  static const std::string host = [] {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0) return std::string();
+    std::string h(buf);
+    return h.substr(0, h.find('.'));  // inet:gethostname/0 gives the short name
+  }();
+  const std::string_view n = node.text();
+  const auto at_sign = n.find('@');
+  return !host.empty() && at_sign != std::string_view::npos && n.substr(at_sign + 1) == host;
+}
+
 asio::awaitable<void> select_node(process& self, locker_state& st) {
   std::vector<him> others;
   for (auto& h : st.others)
     if (std::find(st.known.begin(), st.known.end(), h.node) == st.known.end()) others.push_back(h);
   st.others = others;
   if (others.empty()) co_return;
+  // Requests from nodes on this host are chosen first (select_node/1, is_node_local/1: the host part of the node
+  // name equals inet:gethostname()).
+  std::vector<him> local;
+  for (auto& h : others)
+    if (is_node_local(h.node)) local.push_back(h);
+  const std::vector<him>& pool = local.empty() ? others : local;
   thread_local std::mt19937 rng{std::random_device{}()};
-  him h = others[std::uniform_int_distribution<std::size_t>(0, others.size() - 1)(rng)];
+  him h = pool[std::uniform_int_distribution<std::size_t>(0, pool.size() - 1)(rng)];
   term lock_id = locker_lock_id(self.pid(), h.locker);
   // [HisNode] as Extra prevents deadlock (global.erl:2244).
   const std::vector<atom> extra(1, h.node);
