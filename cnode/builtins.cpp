@@ -118,6 +118,8 @@ asio::awaitable<void> probe(process& self, term owner) {
       self.exit(r.element(1), r.element(2));
     } else if (is(at().send, 3)) {
       self.send(r.element(1), r.element(2));
+    } else if (is(atom("cast"), 3)) {
+      gen::cast(self, r.element(1), r.element(2));
     } else if (is(at().call, 4)) {
       auto res = co_await gen::call(self, r.element(1), r.element(2), to_timeout(r.element(3)));
       reply = res.ok ? term::tuple({term(at().ok), res.reply}) : term::tuple({term(at().error), res.reason});

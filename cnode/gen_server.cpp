@@ -11,10 +11,26 @@ const atoms& at() {
   static const atoms a;
   return a;
 }
+
+// gen.erl's do_for_proc: {global, Name} and {via, global, Name} are looked up in :global first (whatever Name is,
+// so {global, 'a@host'} is a global name, not the process `global` on a@host). nullopt: not such a form.
+std::optional<std::optional<term>> global_form(const node& n, const term& dest) {
+  static const atom global("global"), via("via");
+  if (dest.is_tuple(2) && dest.element(0).is_atom(global)) return n.global_whereis(dest.element(1));
+  if (dest.is_tuple(3) && dest.element(0).is_atom(via) && dest.element(1).is_atom(global))
+    return n.global_whereis(dest.element(2));
+  return std::nullopt;
+}
+
 }  // namespace
 
-asio::awaitable<call_result> call(process& self, const term& dest, term request, std::chrono::milliseconds timeout) {
+asio::awaitable<call_result> call(process& self, const term& dest_in, term request, std::chrono::milliseconds timeout) {
   node& n = self.node();
+  term dest = dest_in;
+  if (auto g = global_form(n, dest)) {
+    if (!*g) co_return call_result{false, {}, term(at().noproc)};  // gen:call exits noproc at once
+    dest = **g;
+  }
   term target;  // what we monitor and send to
   atom where = n.name_atom();
   if (dest.is_pid()) {
@@ -62,6 +78,11 @@ asio::awaitable<call_result> call(process& self, const term& dest, term request,
 }
 
 void cast(process& self, const term& dest, term request) {
+  if (auto g = global_form(self.node(), dest)) {
+    // gen_server:cast to a global name: global:send, its badarg caught — an unknown name is a no-op.
+    if (*g) self.send(**g, term::tuple({term(at().gen_cast), std::move(request)}));
+    return;
+  }
   self.send(dest, term::tuple({term(at().gen_cast), std::move(request)}));
 }
 

@@ -1,6 +1,7 @@
 // gen_server in C++, both ways.
 //
-// Client: call any Erlang/Elixir GenServer (by pid, local name, {Name, Node}) with a monitor and a timeout; the
+// Client: call any Erlang/Elixir GenServer (by pid, local name, {Name, Node}, and with :global running {global, Name}
+// or {via, global, Name}) with a monitor and a timeout; the
 // failures mirror gen:call's exit reasons: noproc, timeout, {nodedown, Node}, or the server's exit reason.
 //
 //   auto r = co_await gen::call(self, term::tuple({a("kv"), a("elixir@host")}), request, 5000ms);

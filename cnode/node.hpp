@@ -75,6 +75,14 @@ class node {
   std::optional<term> whereis(atom name) const;
   std::vector<atom> registered() const;
 
+  // ---- names in :global, for gen::call/cast's {global, Name} and {via, global, Name} ----
+  // Set once by the :global service before any process uses it; without one, every global name is unknown.
+  using global_lookup = std::function<std::optional<term>(const term& name)>;
+  void set_global_lookup(global_lookup f) { global_lookup_ = std::move(f); }
+  std::optional<term> global_whereis(const term& name) const {
+    return global_lookup_ ? global_lookup_(name) : std::nullopt;
+  }
+
   // ---- aliases ----
   void add_alias(const term& ref, std::uint64_t process_number);
   void remove_alias(const term& ref);
@@ -105,6 +113,7 @@ class node {
  private:
   void answer_dead(const term& to, signal& s);
 
+  global_lookup global_lookup_;
   asio::any_io_executor ex_;
   std::string name_;
   atom name_atom_;

@@ -398,6 +398,7 @@ void start(node& n, distribution& d, function_table& functions) {
     if (!n.register_name(gns, pid)) log::error("could not register global_name_server");
   };
   n.spawn([io](process& self) -> asio::awaitable<void> { co_await server(self, io); }, std::move(opts));
+  n.set_global_lookup([](const term& name) { return whereis_name(name); });
 
   auto fn = [&functions](const char* f, unsigned arity, function_body body) {
     functions.add("global", f, arity, std::move(body));

@@ -51,6 +51,17 @@ def test_names_both_ways(c):
     assert a.eval("GenServer.call(Process.get(:probe), {:global_unregister, :cn_name}, 30_000)") == ":ok"
     gone = (":undefined",) * 3
     harness.wait_until(lambda: where_everywhere(a, b, ":cn_name") == gone, 10, "cn_name gone")
+    # gen::call/cast from C++ to {:global, name} and {:via, :global, name}: an Elixir Agent and a C++ process.
+    b.eval("{:ok, _} = Agent.start(fn -> [1, 2, 3] end, name: {:global, :agent}); :ok")
+    harness.wait_until(lambda: where_everywhere(a, b, ":agent")[2] != ":undefined", 10, "agent on cnode")
+    probe_call = "fn r -> GenServer.call(Process.get(:probe), r, 10_000) end"
+    assert a.eval(f"({probe_call}).({{:cast, {{:global, :agent}}, {{:cast, &Enum.reverse/1}}}})") == ":ok"
+    assert a.eval(f"({probe_call}).({{:call, {{:via, :global, :agent}}, {{:get, &Function.identity/1}}, 5000}})") \
+        == "{:ok, [3, 2, 1]}"
+    assert a.eval(f"({probe_call}).({{:call, {{:global, :cn2}}, :alias, 5000}}) |> elem(1) |> is_reference()") \
+        == "true"
+    assert a.eval(f"({probe_call}).({{:call, {{:global, :nobody}}, :x, 5000}})") == "{:error, :noproc}"
+    assert a.eval(f"({probe_call}).({{:cast, {{:global, :nobody}}, :x}})") == ":ok"
     a.eval("GenServer.call(Process.get(:p2), :stop)")
     harness.wait_until(lambda: where_everywhere(a, b, ":cn2") == gone, 10, "cn2 gone after exit")
     a.eval("send(Process.get(:ex_p), :stop)")
