@@ -276,6 +276,10 @@ void distribution::on_down(atom node, dist::connection& c, std::error_code reaso
       current = true;
       it->second.conn.reset();
       if (!it->second.connecting && !it->second.accepting && it->second.queue.empty()) peers_.erase(it);
+      // The nodedown messages are queued before the lock is let go, so whoever sees the node gone from nodes()
+      // and then asks a subscriber (global's server, pg) is answered after it has handled the nodedown. As in
+      // the BEAM, they come before the noconnection exits and 'DOWN's below.
+      notify_locked(node, false, visible);
     }
   }
   if (!current) return;
@@ -283,23 +287,25 @@ void distribution::on_down(atom node, dist::connection& c, std::error_code reaso
   node_.for_each_process([&](process& p) {
     p.deliver(signal{signal_kind::node_down, {}, term(at().noconnection), {}, term(node), 0});
   });
-  notify(node, false, visible);
 }
 
 void distribution::notify(atom node, bool up, bool visible) {
+  std::lock_guard lock(mu_);
+  notify_locked(node, up, visible);
+}
+
+// Only messages to local processes: delivering them never calls back into the distribution.
+void distribution::notify_locked(atom node, bool up, bool visible) {
   std::vector<term> to;
-  {
-    std::lock_guard lock(mu_);
-    for (const auto& [pid, hidden_too] : node_monitors_)
-      if (visible || hidden_too) to.push_back(pid);
-    if (!up) {
-      for (auto it = single_node_monitors_.begin(); it != single_node_monitors_.end();) {
-        if (it->second == node) {
-          to.push_back(it->first);
-          it = single_node_monitors_.erase(it);
-        } else {
-          ++it;
-        }
+  for (const auto& [pid, hidden_too] : node_monitors_)
+    if (visible || hidden_too) to.push_back(pid);
+  if (!up) {
+    for (auto it = single_node_monitors_.begin(); it != single_node_monitors_.end();) {
+      if (it->second == node) {
+        to.push_back(it->first);
+        it = single_node_monitors_.erase(it);
+      } else {
+        ++it;
       }
     }
   }

@@ -111,6 +111,7 @@ class distribution final : public remote_router, public dist::handshake_policy {
                    bool noconnect = false);
   dist::handshake_config handshake_config() const;
   void notify(atom node, bool up, bool visible);
+  void notify_locked(atom node, bool up, bool visible);  // mu_ held
 
   node& node_;
   distribution_config cfg_;

@@ -278,7 +278,13 @@ std::optional<term> server_core::handle_call(const term& req, const term& from_p
     tables_.del_lock(req.element(1), from_pid, io_);
     return term(true);
   }
-  if (req.is_atom(at().get_known)) return mk_known_list();
+  if (req.is_atom(at().get_known)) {
+    // mk_known_list(0, S): plain node names, in the order global's fold over its small map gives (descending).
+    std::vector<term> v;
+    for (auto& [n, vsn] : known_) v.push_back(term(n));
+    std::sort(v.begin(), v.end(), [](const term& x, const term& y) { return y < x; });
+    return term::list(std::move(v));
+  }
   if (req.is_atom(at().get_synced)) return atom_list(synced_);
   if (req.is_atom(at().get_protocol_version)) return term(protocol_vsn);
   if (req.is_atom(at().get_names_ext)) return tables_.names_ext();

@@ -229,17 +229,31 @@ asio::awaitable<void> server(process& self, std::shared_ptr<shell_io> io) {
 }
 
 // The registrar (global.erl:3020): name operations one at a time, under global's lock on every known node.
+// get_known/0 as global.erl asks it: a call to the server, so that a nodedown already in its mailbox has been
+// handled (a direct read of the table could still list a node just cut off, and the lock calls to it would dial it
+// again).
+asio::awaitable<std::vector<atom>> get_known(process& self) {
+  service& s = *current();
+  std::vector<atom> out;
+  auto r = co_await gen::call(self, s.server_pid, term(atom("get_known")), infinity);
+  std::vector<term> v;
+  if (r.ok && r.reply.list_to_vector(v))
+    for (auto& x : v)
+      if (x.is_atom()) out.push_back(x.atom_value());
+  co_return out;
+}
+
 asio::awaitable<std::vector<atom>> set_lock_known(process& self, const term& id) {
   service& s = *current();
   for (int times = 0;; ++times) {
-    auto known = s.core->known();
+    auto known = co_await get_known(self);
     std::vector<atom> nodes{s.n.name_atom()};
     nodes.insert(nodes.end(), known.begin(), known.end());
     atom boss = the_boss(nodes);
     const std::vector<atom> just_boss(1, boss);
     if (co_await set_lock_on_nodes(self, id, just_boss)) {
       if (co_await set_lock_on_nodes(self, id, nodes)) {
-        auto now = s.core->known();
+        auto now = co_await get_known(self);
         bool same = std::all_of(now.begin(), now.end(),
                                 [&](atom x) { return std::find(known.begin(), known.end(), x) != known.end(); });
         if (same) co_return nodes;
