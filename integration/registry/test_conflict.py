@@ -6,6 +6,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cnode"))
 import harness  # noqa: E402
 from cnode_node import start_cnode  # noqa: E402
+import split  # noqa: E402
 
 SYNC = ("t = Task.async(fn -> :global.sync() end); case Task.yield(t, 20_000) do {:ok, r} -> r; nil -> :hang end")
 
@@ -19,8 +20,7 @@ def split_and_register(c, sname):
         n.eval(f"Process.put(:cn, :\"{cn.node}\")")
         assert n.eval("Node.connect(Process.get(:cn))") == "true"
     assert a.eval(SYNC, timeout=30) == ":ok"
-    assert a.eval("Node.disconnect(Process.get(:cn))") == "true"
-    harness.wait_until(lambda: a.eval("Node.list()") == "[]", 10, "a to be cut off")
+    split.cut_off(a, drv)
     drv.eval("p = :erpc.call(Process.get(:cn), :cnode, :spawn_probe, [self()]); Process.put(:probe, p); :ok")
     assert drv.eval("GenServer.call(Process.get(:probe), {:global_register, :dup}, 30_000)") == ":yes"
     a.eval("p = spawn(fn -> receive do :stop -> :ok end end); Process.put(:ex_p, p); :ok")

@@ -9,6 +9,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cnode"))
 import harness  # noqa: E402
 from cnode_node import start_cnode  # noqa: E402
+import split  # noqa: E402
 
 SYNC = "t = Task.async(fn -> :global.sync() end); case Task.yield(t, 20_000) do {:ok, r} -> r; nil -> :hang end"
 
@@ -37,18 +38,7 @@ def split_and_register(c, kind, sname, method):
         n.eval(f"Process.put(:cn, :\"{other}\")")
         assert n.eval("Node.connect(Process.get(:cn))") == "true"
     assert a.eval(SYNC, timeout=30) == ":ok"
-    assert a.eval("Node.disconnect(Process.get(:cn))") == "true"
-
-    def cut_off():
-        # Both ends must have dropped the connection. A send still under way right after the sync (global's own
-        # traffic) can auto-connect it again at once (seen once with cnode: "up a@localhost (we connected)" just
-        # after the down); then the cut is made again rather than the registrations meeting across it.
-        if a.eval("Node.list()") != "[]":
-            a.eval("Node.disconnect(Process.get(:cn))")
-            return False
-        return drv.eval(":erpc.call(Process.get(:cn), :erlang, :nodes, [])") == "[]"
-
-    harness.wait_until(cut_off, 10, "a and the other side to be cut off")
+    split.cut_off(a, drv)
     m = f"&:global.{method}/3"
     if kind == "cnode":
         drv.eval("p = :erpc.call(Process.get(:cn), :cnode, :spawn_probe, [self()]); Process.put(:holder, p); :ok")
