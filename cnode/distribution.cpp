@@ -470,12 +470,17 @@ void distribution::send_packet(atom node, std::vector<std::byte> packet, const t
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
+    if (noconnect) {
+      // erlang:send/3 with noconnect: with no connection and none on its way, the message is dropped (and no
+      // entry is made for the node).
+      auto it = peers_.find(node);
+      if (it == peers_.end()) return;
+      const peer& p = it->second;
+      if (!(p.conn && p.conn->is_up()) && !p.connecting && !p.accepting && !p.awaiting_peer()) return;
+    }
     peer& e = peers_[node];
     if (e.conn && e.conn->is_up()) {
       conn = e.conn;
-    } else if (noconnect && !e.connecting && !e.accepting && !e.awaiting_peer()) {
-      // erlang:send/3 with noconnect: no connection and none on its way, so the message is dropped.
-      return;
     } else {
       e.queue.push_back(std::move(packet));
       if (s && (s->kind == signal_kind::link || s->kind == signal_kind::monitor)) {
