@@ -68,6 +68,8 @@ def test_sync_with_hidden_cnode(c):
     assert b.eval("Node.connect(:a@localhost)") == "true"
     sync_all([a, b])
     assert cn.node not in a.eval(":gen_server.call(:global_name_server, :get_known) |> inspect()")
+    # on the hidden cnode itself, as on a hidden BEAM node: nodes() is [] and global:sync() returns at once
+    assert a.eval(f":erpc.call(:\"{cn.node}\", :global, :sync, [], 5000)", timeout=15) == ":ok"
 
 
 harness.main(globals())
