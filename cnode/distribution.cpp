@@ -261,9 +261,11 @@ void distribution::connection_up(atom node, asio::ip::tcp::socket socket, dist::
     e.queue.clear();
     e.queued_signals.clear();
     e.queued_targets.clear();
+    // nodeup under the lock that makes the node part of nodes(): a close of this connection (on_down takes the
+    // same lock) can only be announced after it, never before.
+    notify_locked(node, true, visible);
   }
   log::info("up {} ({}, {})", node.text(), visible ? "visible" : "hidden", initiated ? "we connected" : "it connected");
-  notify(node, true, visible);
 }
 
 void distribution::on_down(atom node, dist::connection& c, std::error_code reason) {
@@ -276,17 +278,19 @@ void distribution::on_down(atom node, dist::connection& c, std::error_code reaso
       current = true;
       it->second.conn.reset();
       if (!it->second.connecting && !it->second.accepting && it->second.queue.empty()) peers_.erase(it);
-      // The nodedown messages are queued before the lock is let go, so whoever sees the node gone from nodes()
-      // and then asks a subscriber (global's server, pg) is answered after it has handled the nodedown. As in
-      // the BEAM, they come before the noconnection exits and 'DOWN's below.
+      // Everything the node's going down means is queued before the lock is let go: whoever sees the node gone
+      // from nodes() and then asks a subscriber (global's server, pg) is answered after it has handled the
+      // nodedown, and a new connection from the node (accepted under this lock) cannot get a message in before
+      // the noconnection exits and 'DOWN's of the old one (global.erl:1950 relies on that order). As in the
+      // BEAM, the nodedown messages come first. Only local deliveries: none calls back into the distribution.
       notify_locked(node, false, visible);
+      node_.for_each_process([&](process& p) {
+        p.deliver(signal{signal_kind::node_down, {}, term(at().noconnection), {}, term(node), 0});
+      });
     }
   }
   if (!current) return;
   log::info("down {} reason={}", node.text(), dist::reason_name(reason));
-  node_.for_each_process([&](process& p) {
-    p.deliver(signal{signal_kind::node_down, {}, term(at().noconnection), {}, term(node), 0});
-  });
 }
 
 void distribution::notify(atom node, bool up, bool visible) {
@@ -494,8 +498,10 @@ void distribution::send_packet(atom node, std::vector<std::byte> packet, const t
     }
     if (conn && !conn->try_send(packet)) {
       // Over the busy limit: the packet waits in the connection's sender queue, and the sending process is
-      // suspended (at its next receive) until it is taken, so no sender can grow that queue without bound.
-      std::shared_ptr<process> p = sender && sender->is_pid() ? node_.find(*sender) : nullptr;
+      // suspended (at its next receive) until it is taken, so no sender can grow that queue without bound. A
+      // noconnect send does not suspend its sender (global's volatile sends are [nosuspend, noconnect], handing
+      // the message to a helper process when the connection is busy).
+      std::shared_ptr<process> p = !noconnect && sender && sender->is_pid() ? node_.find(*sender) : nullptr;
       if (p) {
         p->busy_send_started();
         conn->async_send(std::move(packet), [p](std::error_code) { p->busy_send_finished(); });

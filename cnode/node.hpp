@@ -76,11 +76,12 @@ class node {
   std::vector<atom> registered() const;
 
   // ---- names in :global, for gen::call/cast's {global, Name} and {via, global, Name} ----
-  // Set once by the :global service before any process uses it; without one, every global name is unknown.
-  using global_lookup = std::function<std::optional<term>(const term& name)>;
-  void set_global_lookup(global_lookup f) { global_lookup_ = std::move(f); }
+  // Set by the :global service when it starts; until then (and without it) every global name is unknown.
+  using global_lookup = std::optional<term> (*)(const term& name);
+  void set_global_lookup(global_lookup f) { global_lookup_.store(f, std::memory_order_release); }
   std::optional<term> global_whereis(const term& name) const {
-    return global_lookup_ ? global_lookup_(name) : std::nullopt;
+    auto f = global_lookup_.load(std::memory_order_acquire);
+    return f ? f(name) : std::nullopt;
   }
 
   // ---- aliases ----
@@ -113,7 +114,7 @@ class node {
  private:
   void answer_dead(const term& to, signal& s);
 
-  global_lookup global_lookup_;
+  std::atomic<global_lookup> global_lookup_{nullptr};
   asio::any_io_executor ex_;
   std::string name_;
   atom name_atom_;

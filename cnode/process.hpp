@@ -69,7 +69,8 @@ class process : public std::enable_shared_from_this<process> {
   // dest: a pid, a registered name (atom), {Name, Node}, or an alias reference.
   void send(const term& dest, term msg);
   // erlang:send(Dest, Msg, [noconnect]): a message for another node is dropped rather than bringing up a
-  // connection (global's volatile sends). It is not told whether the message went.
+  // connection, and a busy connection does not suspend the sender (global's volatile sends). It is not told
+  // whether the message went.
   void send_noconnect(const term& dest, term msg);
   // The first message, or nullopt after the timeout.
   asio::awaitable<std::optional<term>> receive(std::chrono::milliseconds timeout = infinity);

@@ -155,6 +155,28 @@ void shell_io::sync_others(const std::vector<atom>& nodes) {
   }
 }
 
+// sync_loop/2 (global.erl:2970): until every node in `left` is in sync ({synced, Nodes} from the core) or down.
+asio::awaitable<void> sync_loop(service& s, process& me, std::vector<atom>& left) {
+  while (!left.empty()) {
+    auto m = co_await me.receive();
+    std::vector<atom> gone;
+    if (m->is_tuple(2) && m->element(0).is_atom(at().nodedown) && m->element(1).is_atom()) {
+      gone.push_back(m->element(1).atom_value());
+    } else if (m->is_tuple(2) && m->element(0).is_atom(at().synced)) {
+      std::vector<term> ns;
+      if (m->element(1).list_to_vector(ns))
+        for (auto& x : ns)
+          if (x.is_atom()) gone.push_back(x.atom_value());
+    }
+    for (atom g : gone) {
+      auto it = std::find(left.begin(), left.end(), g);
+      if (it == left.end()) continue;
+      s.d.monitor_node(me.pid(), g, false);
+      left.erase(it);
+    }
+  }
+}
+
 // start_sync/2 (global.erl:2963): a syncer answers {sync, Nodes} with ok once every node in it is in sync with
 // us or down. The core tells it {synced, [Node]}; it watches the nodes itself with monitor_node.
 void start_syncer(service& s, term from, const term& nodes_t) {
@@ -169,24 +191,18 @@ void start_syncer(service& s, term from, const term& nodes_t) {
   s.n.spawn(
       [&s, wait, from](process& me) -> asio::awaitable<void> {
         std::vector<atom> left = *wait;
-        for (atom nd : left) s.d.monitor_node(me.pid(), nd, true);
-        while (!left.empty()) {
-          auto m = co_await me.receive();
-          std::vector<atom> gone;
-          if (m->is_tuple(2) && m->element(0).is_atom(at().nodedown) && m->element(1).is_atom()) {
-            gone.push_back(m->element(1).atom_value());
-          } else if (m->is_tuple(2) && m->element(0).is_atom(at().synced)) {
-            std::vector<term> ns;
-            if (m->element(1).list_to_vector(ns))
-              for (auto& x : ns)
-                if (x.is_atom()) gone.push_back(x.atom_value());
+        try {
+          // erlang:monitor_node/2 connects to a node that is not connected (and says nodedown if that fails).
+          for (atom nd : left) {
+            co_await s.d.connect(nd);
+            s.d.monitor_node(me.pid(), nd, true);
           }
-          for (atom g : gone) {
-            auto it = std::find(left.begin(), left.end(), g);
-            if (it == left.end()) continue;
-            s.d.monitor_node(me.pid(), g, false);
-            left.erase(it);
-          }
+          co_await sync_loop(s, me, left);
+        } catch (const process_exit&) {
+          // Killed: out of the core's list and the node monitors, as the link's 'EXIT' does in global.erl.
+          s.core->remove_syncer(me.pid());
+          for (atom nd : left) s.d.monitor_node(me.pid(), nd, false);
+          throw;
         }
         s.core->remove_syncer(me.pid());
         gen::reply(me, from, term(at().ok));
@@ -320,6 +336,7 @@ asio::awaitable<term> register_name(process& self, const term& name, const term&
 }
 
 asio::awaitable<term> re_register_name(process& self, const term& name, const term& pid, std::optional<term> method) {
+  if (!pid.is_pid()) co_return term(at().no);
   term req = term::tuple({term(at().re_register), name, pid, method.value_or(default_method())});
   co_return co_await registrar_call(self, std::move(req));
 }
@@ -412,7 +429,7 @@ void start(node& n, distribution& d, function_table& functions) {
     if (!n.register_name(gns, pid)) log::error("could not register global_name_server");
   };
   n.spawn([io](process& self) -> asio::awaitable<void> { co_await server(self, io); }, std::move(opts));
-  n.set_global_lookup([](const term& name) { return whereis_name(name); });
+  n.set_global_lookup(&whereis_name);
 
   auto fn = [&functions](const char* f, unsigned arity, function_body body) {
     functions.add("global", f, arity, std::move(body));
@@ -433,6 +450,7 @@ void start(node& n, distribution& d, function_table& functions) {
     co_return co_await register_name(self, a[0], a[1], a[2]);
   });
   fn("re_register_name", 2, [](process& self, std::vector<term> a) -> asio::awaitable<term> {
+    if (!a[1].is_pid()) erl_error(term(atom("function_clause")));  // global.erl:339: when is_pid(Pid)
     co_return co_await re_register_name(self, a[0], a[1]);
   });
   fn("unregister_name", 1, [](process& self, std::vector<term> a) -> asio::awaitable<term> {

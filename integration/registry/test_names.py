@@ -47,6 +47,11 @@ def test_names_both_ways(c):
     assert a.eval("a = :erpc.call(Process.get(:cn), :global, :register_name, [:cn2, Process.get(:p2)]); a") == ":yes"
     harness.wait_until(lambda: where_everywhere(a, b, ":cn2") == (p2, p2, p2), 10, "cn2 everywhere")
     assert "cn_name" in a.eval(":erpc.call(Process.get(:cn), :global, :registered_names, [])")
+    # re_register_name/2 takes pids only, as global:re_register_name/2's guard (and the cluster's lock is free after)
+    assert a.eval("try do :erpc.call(Process.get(:cn), :global, :re_register_name, [:x, :foo]) rescue "
+                  "e -> elem(e.original, 1) end") == ":function_clause"
+    assert a.eval("(:global.set_lock({:global, self()}, [node(), Process.get(:cn)], 0))") == "true"
+    a.eval(":global.del_lock({:global, self()}, [node(), Process.get(:cn)])")
     # unregister from cnode; exit of the C++ process; exit of the Elixir process: gone everywhere.
     assert a.eval("GenServer.call(Process.get(:probe), {:global_unregister, :cn_name}, 30_000)") == ":ok"
     gone = (":undefined",) * 3

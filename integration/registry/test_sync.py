@@ -57,6 +57,11 @@ def test_global_sync_on_cnode(c):
     assert a.eval(f"node() in ({synced}).()") == "true"
     assert a.eval(":erpc.call(Process.get(:cn), :global, :sync, [[:nobody@localhost]], 10_000)",
                   timeout=20) == ":ok"
+    # a node that is up but not connected: sync connects to it first (monitor_node does on the BEAM) and waits
+    # for global's handshake with it
+    e = c.elixir("e")
+    assert a.eval(f":erpc.call(Process.get(:cn), :global, :sync, [[:\"{e.node}\"]], 30_000)", timeout=40) == ":ok"
+    assert a.eval(f":\"{e.node}\" in ({synced}).()") == "true"
 
 
 def test_sync_with_hidden_cnode(c):

@@ -74,6 +74,8 @@ TEST_CASE("noconnect: a send to an unconnected node is dropped without dialling;
     co_return;
   });
   REQUIRE(eventually([&] { return done.load(); }));
+  // A connect is marked pending synchronously by the send that starts it, so none may be pending now.
+  CHECK_FALSE(d.is_pending("peer@localhost"));
   // An ordinary send to another node: it dials. A dial started by the noconnect sends would have been started
   // before it on this one-thread io_context, so by the time `other` sees its dial, `peer` would have seen one.
   n.send(term(), to_other, term(atom("hello")));
