@@ -41,6 +41,16 @@ namespace {
 // so arbitrarily deep terms are freed with constant stack.
 thread_local std::vector<node*>* tl_pending = nullptr;
 thread_local bool tl_draining = false;
+// Frees the thread's work list when the thread ends. A term released by a thread_local destructor that runs after
+// this one makes a new list (freed by nobody: rare, and only at thread exit).
+struct pending_owner {
+  bool armed = false;
+  ~pending_owner() {
+    delete tl_pending;
+    tl_pending = nullptr;
+  }
+};
+thread_local pending_owner tl_pending_owner;
 
 void destroy_terms(term* t, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i) t[i].~term();
@@ -105,7 +115,10 @@ void release(node* n) noexcept {
     tl_pending->push_back(n);
     return;
   }
-  if (!tl_pending) tl_pending = new std::vector<node*>();  // per thread, kept for the thread's life
+  if (!tl_pending) {
+    tl_pending = new std::vector<node*>();  // per thread, kept for the thread's life
+    tl_pending_owner.armed = true;          // constructs the owner, whose destructor frees it
+  }
   tl_draining = true;
   destroy(n);
   while (!tl_pending->empty()) {
