@@ -248,8 +248,9 @@ class walker {
         if (int c = cmp3(x.index, y.index)) return c;
         if (int c = std::memcmp(x.uniq, y.uniq, 16)) return c < 0 ? -1 : 1;
         if (int c = cmp3(x.free_vars.size(), y.free_vars.size())) return c;
+        // The creator pid takes no part: OTP 25 orders funs by module, index, uniq, arity of the environment and
+        // the environment, and two funs that differ only in their creator are =:= (checked live).
         push_run(x.free_vars.data(), y.free_vars.data(), x.free_vars.size(), m);
-        push_pair(&x.pid, &y.pid, m);
         return 0;
       }
       case term_type::tuple: {

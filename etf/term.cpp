@@ -182,7 +182,7 @@ bool operator==(const ref_value& a, const ref_value& b) noexcept {
 
 bool operator==(const fun_value& a, const fun_value& b) noexcept {
   return a.arity == b.arity && std::memcmp(a.uniq, b.uniq, 16) == 0 && a.index == b.index && a.module == b.module &&
-         exact_equal(a.old_index, b.old_index) && exact_equal(a.old_uniq, b.old_uniq) && exact_equal(a.pid, b.pid) &&
+         exact_equal(a.old_index, b.old_index) && exact_equal(a.old_uniq, b.old_uniq) &&  // not pid: as =:=
          a.free_vars.size() == b.free_vars.size() &&
          std::equal(a.free_vars.begin(), a.free_vars.end(), b.free_vars.begin(), exact_equal);
 }
