@@ -152,6 +152,25 @@ defmodule CNode do
   def connect(server), do: connect(node_name(server))
 
   @doc """
+  Waits until `:global` on this VM and on the cnode are in sync with each other (`:global.sync/1` on both sides),
+  so that names registered on either side before are known on both. Returns `:ok` or `{:error, reason}`.
+
+  A newly connected node exchanges `:global` names asynchronously after the connection is up; `CNode.Case`
+  calls this after connecting a visible cnode.
+  """
+  @spec sync_global(server | node()) :: :ok | {:error, term()}
+  def sync_global(node) when is_atom(node) and node not in [nil, true, false] do
+    with :ok <- :global.sync([node]),
+         :ok <- :erpc.call(node, :global, :sync, [[node()]], 60_000) do
+      :ok
+    end
+  catch
+    kind, reason -> {:error, {kind, reason}}
+  end
+
+  def sync_global(server), do: sync_global(node_name(server))
+
+  @doc """
   Stops the cnode OS process (SIGTERM, SIGKILL after 5 s) and the GenServer. Returns `:ok`.
   """
   @spec stop(server, timeout()) :: :ok

@@ -5,4 +5,5 @@ CNode.Distribution.ensure_started!()
 
 # cnode's info lines (each cnode logs a few as it starts) only when a test fails, or when asked for.
 Logger.put_module_level(CNode, :warning)
+Logger.put_module_level(CNode.EPMD, :warning)
 ExUnit.start(capture_log: true)

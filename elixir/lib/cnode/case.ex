@@ -19,7 +19,8 @@ defmodule CNode.Case do
 
   The context gets `:cnode` (the node name) and `:cnode_server` (the `CNode` GenServer, for `CNode.output/1`,
   `CNode.os_pid/1`, ...). The cnode runs under ExUnit's test supervisor, so it stops after the module (or the
-  test) whatever the outcome; `Node.connect/1` has connected it before the first test runs.
+  test) whatever the outcome. Before the first test runs, `Node.connect/1` has connected it and, unless it is
+  hidden, `CNode.sync_global/1` has made `:global` consistent between it and this VM.
 
   The test VM must be distributed. This case template calls `CNode.Distribution.ensure_started/1` when it is not
   (which needs an EPMD on the VM's port, see `CNode.Distribution`); or run
@@ -56,7 +57,13 @@ defmodule CNode.Case do
     # Not start_supervised!/1: its error would lose cnode's output, which is what tells why it did not start.
     case ExUnit.Callbacks.start_supervised({CNode, [id: id, connect: true] ++ cnode_opts}) do
       {:ok, pid} ->
-        %{cnode: CNode.node_name(pid), cnode_server: pid}
+        node = CNode.node_name(pid)
+
+        unless cnode_opts[:hidden] do
+          :ok = CNode.sync_global(node)
+        end
+
+        %{cnode: node, cnode_server: pid}
 
       {:error, {reason, _child}} ->
         raise "cnode did not start: #{inspect(reason, limit: :infinity, printable_limit: :infinity)}"

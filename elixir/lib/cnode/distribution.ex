@@ -108,7 +108,7 @@ defmodule CNode.Distribution do
   end
 
   defp run_child(args) do
-    {:ok, epmd} = CNode.EPMD.start_link(port: CNode.EPMD.free_port())
+    {:ok, epmd} = CNode.EPMD.start_link(port: CNode.EPMD.free_port(), log: false)
     epmd_port = CNode.EPMD.port(epmd)
     elixir = System.find_executable("elixir") || Mix.raise("cnode: no elixir in PATH")
 

@@ -19,6 +19,7 @@ defmodule CNode.EPMD do
           {:port, :inet.port_number()}
           | {:bin, Path.t()}
           | {:timeout, timeout()}
+          | {:log, boolean()}
           | {:name, GenServer.name()}
 
   @doc "A child spec; `opts` as for `start_link/1`."
@@ -31,7 +32,7 @@ defmodule CNode.EPMD do
   Starts `epmd -port PORT` and returns once it answers a NAMES request.
 
   Options: `:port` (default: a free port), `:bin` (default: `epmd` in `PATH`), `:timeout` for the first answer
-  (10 000 ms), `:name` to register the GenServer. Returns `{:error, {:epmd_exited, status, output}}` when the
+  (10 000 ms), `:log` (`true`: the daemon's lines go to `Logger` at `:debug`), `:name` to register the GenServer. Returns `{:error, {:epmd_exited, status, output}}` when the
   daemon exits at once (for example the port is taken), `{:error, {:timeout, output}}` when it never answers.
   """
   @spec start_link([option]) :: GenServer.on_start()
@@ -83,7 +84,7 @@ defmodule CNode.EPMD do
     bin = opts[:bin] || System.find_executable("epmd") || raise "cnode: no epmd in PATH"
     {port, os_pid} = CNode.OSProcess.open(bin, ["-port", Integer.to_string(tcp_port)])
     deadline = System.monotonic_time(:millisecond) + Keyword.get(opts, :timeout, 10_000)
-    state = %{port: port, os_pid: os_pid, tcp_port: tcp_port, output: []}
+    state = %{port: port, os_pid: os_pid, tcp_port: tcp_port, output: [], log?: Keyword.get(opts, :log, true)}
 
     case await_answer(state, deadline) do
       {:ok, state} ->
@@ -125,7 +126,7 @@ defmodule CNode.EPMD do
 
   @impl true
   def handle_info({port, {:data, {_, line}}}, %{port: port} = state) do
-    Logger.debug("epmd: " <> line)
+    if state.log?, do: Logger.debug("epmd: " <> line)
     {:noreply, state}
   end
 

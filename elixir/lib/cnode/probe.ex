@@ -182,8 +182,11 @@ defmodule CNode.Probe do
   @spec pg_monitor(t, atom(), term()) :: {reference(), [pid()]}
   def pg_monitor(probe, scope, group), do: req(probe, {:pg_monitor, scope, group})
 
-  @doc "`:pg.demonitor(scope, ref)` for the probe (`{:pg_demonitor, scope, ref}`): `:ok` or `false`."
-  @spec pg_demonitor(t, atom(), reference()) :: :ok | false
+  @doc """
+  Removes the probe's `:pg` monitor `ref` (`{:pg_demonitor, scope, ref}`): `true` when it existed, else `false`
+  (cnode's reply; `:pg.demonitor/2` itself returns `:ok | false`). No event of `ref` reaches the owner after it.
+  """
+  @spec pg_demonitor(t, atom(), reference()) :: boolean()
   def pg_demonitor(probe, scope, ref), do: req(probe, {:pg_demonitor, scope, ref})
 
   ## :global
