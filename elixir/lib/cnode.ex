@@ -211,7 +211,14 @@ defmodule CNode do
     {epmd_port, embedded?} = epmd_from(opts)
 
     args =
-      [flag, Atom.to_string(node), "--cookie", cookie, "--epmd-port", Integer.to_string(epmd_port)] ++
+      [
+        flag,
+        Atom.to_string(node),
+        "--cookie",
+        cookie,
+        "--epmd-port",
+        Integer.to_string(epmd_port)
+      ] ++
         if(embedded?, do: ["--embedded-epmd"], else: []) ++
         if(opts[:hidden], do: ["--hidden"], else: []) ++
         if(level = opts[:log_level], do: ["--log-level", to_string(level)], else: []) ++
@@ -285,8 +292,11 @@ defmodule CNode do
     case :binary.match(line, needle) do
       {pos, len} ->
         case binary_part(line, pos + len, byte_size(line) - pos - len) do
-          "" -> true
-          <<c, _::binary>> -> not (c in ?a..?z or c in ?A..?Z or c in ?0..?9 or c in [?_, ?-, ?., ?@])
+          "" ->
+            true
+
+          <<c, _::binary>> ->
+            not (c in ?a..?z or c in ?A..?Z or c in ?0..?9 or c in [?_, ?-, ?., ?@])
         end
 
       :nomatch ->
@@ -353,7 +363,10 @@ defmodule CNode do
     case Enum.find(all_lines(state), &String.contains?(&1, substring)) do
       nil ->
         ref = make_ref()
-        timer = if timeout != :infinity, do: Process.send_after(self(), {:await_timeout, ref}, timeout)
+
+        timer =
+          if timeout != :infinity, do: Process.send_after(self(), {:await_timeout, ref}, timeout)
+
         {:noreply, %{state | waiters: [{ref, from, substring, timer} | state.waiters]}}
 
       line ->
@@ -410,7 +423,8 @@ defmodule CNode do
   end
 
   defp wake_waiters(state, line) do
-    {matched, rest} = Enum.split_with(state.waiters, fn {_, _, sub, _} -> String.contains?(line, sub) end)
+    {matched, rest} =
+      Enum.split_with(state.waiters, fn {_, _, sub, _} -> String.contains?(line, sub) end)
 
     for {_ref, from, _, timer} <- matched do
       if timer, do: Process.cancel_timer(timer)

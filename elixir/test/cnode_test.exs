@@ -9,7 +9,13 @@ defmodule CNode.LifecycleTest do
     {:ok, pid} = CNode.start_link(sname: "lifecycle_#{System.unique_integer([:positive])}")
     node = CNode.node_name(pid)
     assert node |> Atom.to_string() |> String.starts_with?("lifecycle_")
-    assert node |> Atom.to_string() |> String.ends_with?("@" <> (node() |> Atom.to_string() |> String.split("@") |> List.last()))
+
+    assert node
+           |> Atom.to_string()
+           |> String.ends_with?(
+             "@" <> (node() |> Atom.to_string() |> String.split("@") |> List.last())
+           )
+
     assert CNode.cookie(pid) == Node.get_cookie()
     assert CNode.epmd_port(pid) == CNode.Distribution.epmd_port()
     assert Node.ping(node) == :pong
@@ -74,7 +80,8 @@ defmodule CNode.LifecycleTest do
   end
 
   test "errors: no executable, a usage error, a taken name, no ready line in time", ctx do
-    assert CNode.start(bin: "/nonexistent/cnode") == {:error, {:no_executable, "/nonexistent/cnode"}}
+    assert CNode.start(bin: "/nonexistent/cnode") ==
+             {:error, {:no_executable, "/nonexistent/cnode"}}
 
     assert {:error, {:cnode_exited, 2, lines}} = CNode.start(args: ["--no-such-option"])
     assert Enum.any?(lines, &(&1 =~ "no-such-option"))
@@ -92,7 +99,10 @@ defmodule CNode.LifecycleTest do
     script = Path.join(dir, "silent")
     File.write!(script, "#!/bin/sh\necho \"pid $$\"\nexec sleep 600\n")
     File.chmod!(script, 0o755)
-    assert {:error, {:ready_timeout, ["pid " <> os_pid]}} = CNode.start(bin: script, ready_timeout: 500)
+
+    assert {:error, {:ready_timeout, ["pid " <> os_pid]}} =
+             CNode.start(bin: script, ready_timeout: 500)
+
     assert gone?(String.to_integer(os_pid))
     _ = ctx
   end
@@ -104,7 +114,7 @@ defmodule CNode.LifecycleTest do
     assert CNode.EPMD.answers?(port)
     {:ok, pid} = CNode.start(epmd_port: port)
     assert {:ok, names} = :erl_epmd.names({127, 0, 0, 1}) |> then(fn _ -> epmd_names(port) end)
-    assert names =~ (CNode.node_name(pid) |> Atom.to_string() |> String.split("@") |> hd())
+    assert names =~ CNode.node_name(pid) |> Atom.to_string() |> String.split("@") |> hd()
     CNode.stop(pid)
     CNode.EPMD.stop(epmd)
     assert gone?(os_pid)
@@ -212,7 +222,11 @@ defmodule CNode.OrphanTest do
   test "a VM killed with SIGKILL leaves no cnode behind" do
     ebin = CNode |> :code.which() |> Path.dirname()
     elixir = System.find_executable("elixir")
-    {port, _} = CNode.OSProcess.open(elixir, ["-pa", ebin, "-e", @child], env: [{"CNODE_BIN", CNode.default_bin()}])
+
+    {port, _} =
+      CNode.OSProcess.open(elixir, ["-pa", ebin, "-e", @child],
+        env: [{"CNODE_BIN", CNode.default_bin()}]
+      )
 
     {cnode_os_pid, vm_os_pid} =
       receive_line(port, ~r/CNODE_OS_PID (\d+) VM_OS_PID (\d+)/, 60_000)

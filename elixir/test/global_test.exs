@@ -40,11 +40,13 @@ defmodule CNode.GlobalTest do
     wait_until(fn -> :global.whereis_name(name) == :undefined end)
   end
 
-  test "global_set_lock/2 and global_del_lock/2 against Elixir's :global.set_lock", %{cnode: cnode} = ctx do
+  test "global_set_lock/2 and global_del_lock/2 against Elixir's :global.set_lock",
+       %{cnode: cnode} = ctx do
     probe = probe(ctx)
     id = {:cnode_global_lock, make_ref()}
     nodes = [node(), cnode]
     assert Probe.global_set_lock(probe, id) == true
+
     # The lock id is {id, probe}: another requester of the resource is refused while the probe holds it.
     assert :global.set_lock({id, self()}, nodes, 0) == false
     assert :ok = Probe.global_del_lock(probe, id)

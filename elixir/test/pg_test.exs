@@ -13,11 +13,18 @@ defmodule CNode.PGTest do
 
   defp group, do: {:group, make_ref()}
 
-  test "pg_join/3 and pg_leave/3: the probe is a member seen from Elixir", %{cnode: cnode} = ctx do
+  test "pg_join/3 and pg_leave/3: the probe is a member seen from Elixir",
+       %{cnode: cnode} = ctx do
     probe = probe(ctx)
     g = group()
     assert :ok = Probe.pg_join(probe, @scope, g)
-    wait_until(fn -> :pg.get_members(@scope, g) == [probe] end, 10_000, "the probe in #{inspect(g)}")
+
+    wait_until(
+      fn -> :pg.get_members(@scope, g) == [probe] end,
+      10_000,
+      "the probe in #{inspect(g)}"
+    )
+
     assert :erpc.call(cnode, :pg, :get_local_members, [@scope, g]) == [probe]
 
     assert :ok = Probe.pg_leave(probe, @scope, g)
@@ -53,6 +60,7 @@ defmodule CNode.PGTest do
     assert Probe.pg_demonitor(probe, @scope, ref) == true
     assert Probe.pg_demonitor(probe, @scope, ref) == false
     :ok = :pg.join(@scope, g, me)
+
     # The probe's own join travels after our join on the connection to the cnode: it is seen once the probe is
     # a member, and the demonitored ref must have sent nothing.
     :ok = Probe.pg_join(probe, @scope, g)

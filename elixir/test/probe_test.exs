@@ -28,7 +28,7 @@ defmodule CNode.ProbeTest do
     assert {:ok, probe} = Probe.spawn(cnode)
     assert node(probe) == cnode
     assert :ok = Probe.stop(probe)
-    assert {:error, {:erpc, :noconnection}} = Probe.spawn(:"nobody@nowhere")
+    assert {:error, {:erpc, :noconnection}} = Probe.spawn(:nobody@nowhere)
   end
 
   test "a link kills the probe when the Elixir process exits with a reason", ctx do
@@ -141,8 +141,13 @@ defmodule CNode.ProbeTest do
     name = {:probe_test_agent, make_ref()}
     start = {Agent, :start_link, [fn -> :global_state end, [name: {:global, name}]]}
     {:ok, _} = start_supervised(%{id: :global_agent, start: start})
-    assert Probe.call(probe, {:global, name}, {:get, &Function.identity/1}) == {:ok, :global_state}
-    assert Probe.call(probe, {:via, :global, name}, {:get, &Function.identity/1}) == {:ok, :global_state}
+
+    assert Probe.call(probe, {:global, name}, {:get, &Function.identity/1}) ==
+             {:ok, :global_state}
+
+    assert Probe.call(probe, {:via, :global, name}, {:get, &Function.identity/1}) ==
+             {:ok, :global_state}
+
     assert Probe.call(probe, {:global, :no_such_global_name}, :x) == {:error, :noproc}
   end
 

@@ -105,7 +105,7 @@ defmodule CNode.Case do
   A fun that raises or exits is "not yet". This is a deadline wait, not a sleep: use it for conditions that
   have no message to wait for, such as `:pg` membership seen from another node.
   """
-  @spec wait_until((-> term()), timeout(), String.t()) :: term()
+  @spec wait_until((() -> term()), timeout(), String.t()) :: term()
   def wait_until(fun, timeout \\ 10_000, what \\ "condition") when is_function(fun, 0) do
     deadline = System.monotonic_time(:millisecond) + timeout
     do_wait_until(fun, deadline, timeout, what)
@@ -127,7 +127,9 @@ defmodule CNode.Case do
 
       {_, last} ->
         if System.monotonic_time(:millisecond) > deadline do
-          ExUnit.Assertions.flunk("timed out after #{timeout} ms waiting for #{what} (last: #{inspect(last)})")
+          ExUnit.Assertions.flunk(
+            "timed out after #{timeout} ms waiting for #{what} (last: #{inspect(last)})"
+          )
         end
 
         # The polling interval of a deadline wait.

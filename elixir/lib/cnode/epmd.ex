@@ -84,7 +84,14 @@ defmodule CNode.EPMD do
     bin = opts[:bin] || System.find_executable("epmd") || raise "cnode: no epmd in PATH"
     {port, os_pid} = CNode.OSProcess.open(bin, ["-port", Integer.to_string(tcp_port)])
     deadline = System.monotonic_time(:millisecond) + Keyword.get(opts, :timeout, 10_000)
-    state = %{port: port, os_pid: os_pid, tcp_port: tcp_port, output: [], log?: Keyword.get(opts, :log, true)}
+
+    state = %{
+      port: port,
+      os_pid: os_pid,
+      tcp_port: tcp_port,
+      output: [],
+      log?: Keyword.get(opts, :log, true)
+    }
 
     case await_answer(state, deadline) do
       {:ok, state} ->

@@ -96,7 +96,10 @@ defmodule CNode.OSProcess do
         not String.starts_with?(state, ["Z", "X"])
 
       {:error, _} ->
-        match?({_, 0}, System.cmd("kill", ["-0", Integer.to_string(os_pid)], stderr_to_stdout: true))
+        match?(
+          {_, 0},
+          System.cmd("kill", ["-0", Integer.to_string(os_pid)], stderr_to_stdout: true)
+        )
     end
   end
 

@@ -193,14 +193,17 @@ defmodule CNode.Probe do
 
   @doc """
   `:global.register_name(name, probe)` from the cnode (`{:global_register, name}`): `:yes` or `:no`.
-
-  With `method`, a resolve fun such as `&:global.notify_all_name/3` (`{:global_register, name, method}`).
   """
   @spec global_register(t, term()) :: :yes | :no
   def global_register(probe, name), do: req(probe, {:global_register, name}, 60_000)
 
+  @doc """
+  `:global.register_name(name, probe, method)` from the cnode (`{:global_register, name, method}`): `:yes` or
+  `:no`. `method` is the resolve fun used on a name clash after a netsplit, such as `&:global.notify_all_name/3`.
+  """
   @spec global_register(t, term(), (term(), pid(), pid() -> pid() | :none)) :: :yes | :no
-  def global_register(probe, name, method), do: req(probe, {:global_register, name, method}, 60_000)
+  def global_register(probe, name, method),
+    do: req(probe, {:global_register, name, method}, 60_000)
 
   @doc "`:global.unregister_name(name)` from the cnode (`{:global_unregister, name}`): `:ok`."
   @spec global_unregister(t, term()) :: :ok
@@ -222,7 +225,8 @@ defmodule CNode.Probe do
   (`{:global_trans, id, ms}`): `:ok`, or `:aborted` when the lock was not got.
   """
   @spec global_trans(t, term(), non_neg_integer()) :: :ok | :aborted
-  def global_trans(probe, id, ms), do: req(probe, {:global_trans, id, ms}, add_margin(ms) + 50_000)
+  def global_trans(probe, id, ms),
+    do: req(probe, {:global_trans, id, ms}, add_margin(ms) + 50_000)
 
   ## Helpers
 
