@@ -65,4 +65,19 @@ defmodule CNode.GlobalTest do
     assert Probe.global_trans(probe, id, 10) == :aborted
     :global.del_lock({id, self()}, [node(), cnode])
   end
+
+  test "CNode.Global: cnode's registrar and name table", %{cnode: cnode} do
+    name = name()
+    me = self()
+    assert CNode.Global.register_name(cnode, name, me) == :yes
+    assert :global.whereis_name(name) == me
+    assert CNode.Global.whereis_name(cnode, name) == me
+    assert name in CNode.Global.registered_names(cnode)
+    assert CNode.Global.register_name(cnode, name, me) == :no
+    assert :ok = CNode.Global.unregister_name(cnode, name)
+    assert CNode.Global.whereis_name(cnode, name) == :undefined
+    wait_until(fn -> :global.whereis_name(name) == :undefined end)
+    assert :ok = CNode.Global.sync(cnode)
+    assert :ok = CNode.Global.sync(cnode, [node()])
+  end
 end

@@ -81,4 +81,23 @@ defmodule CNode.PGTest do
     :ok = :pg.leave(@scope, g, me)
     assert_receive {:probe, ^probe, {^ref, :leave, ^g, [^me]}}, 5_000
   end
+
+  test "CNode.PG: cnode's view of the scope", %{cnode: cnode} = ctx do
+    probe = probe(ctx)
+    g = group()
+    me = self()
+    :ok = :pg.join(@scope, g, me)
+    :ok = CNode.Probe.pg_join(probe, @scope, g)
+
+    wait_until(fn ->
+      Enum.sort(CNode.PG.get_members(cnode, @scope, g)) == Enum.sort([me, probe])
+    end)
+
+    assert CNode.PG.get_local_members(cnode, @scope, g) == [probe]
+    assert g in CNode.PG.which_groups(cnode, @scope)
+    assert g in CNode.PG.which_local_groups(cnode, @scope)
+    :ok = CNode.Probe.pg_join(probe, :pg, g)
+    assert CNode.PG.get_local_members(cnode, g) == [probe]
+    assert CNode.PG.get_members(cnode, :cnode_no_such_scope, g) == []
+  end
 end
