@@ -39,8 +39,9 @@ defmodule CNode.Distribution do
 
   When not alive: makes sure an EPMD answers on `epmd_port/0` (starting `CNode.EPMD` there under this
   application's supervisor when none does and `:start_epmd` is true, the default), then `Node.start/2` with
-  `:name` (default `cnode_test_<random>`, short names unless `longnames: true`) and sets `:cookie` (default: a
-  random one, so that no cookie file is read or created).
+  `:name` (default `cnode_test_<random>@localhost`, which needs no resolvable host name; short names unless
+  `longnames: true`) and sets `:cookie` (default: a random one, so that no cookie file is read or created).
+  cnodes that `CNode.start_link/1` starts then get the same host.
 
   Returns `{:error, reason}` when EPMD cannot be started or `Node.start/2` fails.
   """
@@ -49,7 +50,10 @@ defmodule CNode.Distribution do
     if Node.alive?() do
       {:ok, node()}
     else
-      name = opts[:name] || "cnode_test_" <> random_hex(4)
+      name =
+        opts[:name] ||
+          "cnode_test_" <> random_hex(4) <> if(opts[:longnames], do: "", else: "@localhost")
+
       cookie = opts[:cookie] || "c" <> random_hex(12)
       type = if opts[:longnames], do: :longnames, else: :shortnames
 
@@ -92,7 +96,7 @@ defmodule CNode.Distribution do
 
   When this VM is already distributed, or was started with an EPMD port (`$ERL_EPMD_PORT`), or runs as the child
   of this function, it runs `mix test args` here (`test_helper.exs` then calls `ensure_started/1`). Otherwise it
-  starts `CNode.EPMD` on a free port and runs `elixir --sname cnode_test_<random> -S mix test args` with
+  starts `CNode.EPMD` on a free port and runs `elixir --sname cnode_test_<random>@localhost -S mix test args` with
   `ERL_EPMD_PORT` set to it, relaying the output; a failing child exits this task with its status. The child VM
   stops when this one dies (its stdin closes), and with it every cnode it started.
   """
@@ -118,7 +122,7 @@ defmodule CNode.Distribution do
         else: []
 
     argv =
-      ["--erl", "-start_epmd false", "--sname", "cnode_test_" <> random_hex(4)] ++
+      ["--erl", "-start_epmd false", "--sname", "cnode_test_" <> random_hex(4) <> "@localhost"] ++
         ["--cookie", "c" <> random_hex(12), "-S", "mix", "test"] ++ color ++ args
 
     env = [
