@@ -86,7 +86,7 @@ defmodule CNode do
     * `:log_level` - cnode's `--log-level` (cnode's default, `info`).
     * `:log` - send cnode's lines to `Logger` (`true`).
     * `:args` - more command-line arguments, e.g. `["--pg-scope", "my_scope", "--threads", "1"]`.
-    * `:env` - extra environment variables for the OS process.
+    * `:env` - extra environment variables for the OS process (`{"NAME", nil}` unsets one).
     * `:connect` - `Node.connect/1` to it once ready, failing the start when that fails (`false`).
     * `:ready_timeout` - how long to wait for `ready` (20 000 ms).
     * `:bin` - the executable (see the module doc).

@@ -97,12 +97,20 @@ defmodule CNode.LifecycleTest do
     File.mkdir_p!(dir)
     on_exit(fn -> File.rm_rf!(dir) end)
     script = Path.join(dir, "silent")
-    File.write!(script, "#!/bin/sh\necho \"pid $$\"\nexec sleep 600\n")
+
+    File.write!(
+      script,
+      "#!/bin/sh\necho \"pid $$ foo=$FOO home=${HOME-unset}\"\nexec sleep 600\n"
+    )
+
     File.chmod!(script, 0o755)
 
-    assert {:error, {:ready_timeout, ["pid " <> os_pid]}} =
-             CNode.start(bin: script, ready_timeout: 500)
+    env = [{"FOO", "bar"}, {"HOME", nil}]
 
+    assert {:error, {:ready_timeout, [line]}} =
+             CNode.start(bin: script, ready_timeout: 500, env: env)
+
+    assert [_, os_pid] = Regex.run(~r/^pid (\d+) foo=bar home=unset$/, line)
     assert gone?(String.to_integer(os_pid))
     _ = ctx
   end

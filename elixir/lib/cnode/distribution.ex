@@ -83,6 +83,8 @@ defmodule CNode.Distribution do
         {:error, {:no_epmd, port}}
 
       true ->
+        {:ok, _} = Application.ensure_all_started(:cnode)
+
         case Supervisor.start_child(CNode.Supervisor, {CNode.EPMD, port: port}) do
           {:ok, _} -> :ok
           {:error, {:already_started, _}} -> :ok

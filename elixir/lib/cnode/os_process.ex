@@ -26,7 +26,10 @@ defmodule CNode.OSProcess do
   @spec open(Path.t(), [String.t()], keyword()) :: {port(), non_neg_integer()}
   def open(exe, args, opts \\ []) do
     sh = System.find_executable("sh") || raise "cnode: no sh in PATH"
-    env = for {k, v} <- Keyword.get(opts, :env, []), do: {to_charlist(k), v && to_charlist(v)}
+    # A nil value unsets the variable (a Port's false).
+    env =
+      for {k, v} <- Keyword.get(opts, :env, []),
+          do: {to_charlist(k), if(v, do: to_charlist(v), else: false)}
 
     port_opts =
       [
