@@ -94,7 +94,8 @@ defmodule CNode do
 
   Errors: `{:error, {:no_executable, path}}`, `{:error, {:cnode_exited, status, output}}` (cnode exited before
   being ready, `output` being its lines, e.g. a usage error or the name being taken),
-  `{:error, {:ready_timeout, output}}`, `{:error, {:connect_failed, node}}`.
+  `{:error, {:ready_timeout, output}}`, `{:error, {:connect_failed, node}}`. As with any `GenServer.start_link/3`,
+  a failed start also sends the linked caller an exit signal; `start/1` (or a supervisor) avoids that.
   """
   @spec start_link([option]) :: GenServer.on_start()
   def start_link(opts \\ []) do
