@@ -51,11 +51,7 @@ asio::awaitable<void> echo(process& self) {
 }
 
 void spawn_registered(node& n, atom name, process::body_type body) {
-  spawn_options opts;
-  opts.before_start = [&n, name](const term& pid) {
-    if (!n.register_name(name, pid)) log::error("could not register {}", name.text());
-  };
-  n.spawn(std::move(body), std::move(opts));
+  if (!n.spawn_registered(name, std::move(body))) log::error("could not register {}", name.text());
 }
 
 term atoms_list(const std::vector<atom>& v) {
@@ -74,20 +70,6 @@ std::chrono::milliseconds to_timeout(const term& t) {
   if (t.is_atom(at().infinity)) return infinity;
   if (t.is_small() && t.small() >= 0) return std::chrono::milliseconds(t.small());
   return std::chrono::milliseconds(5000);
-}
-
-std::unordered_map<atom, probe_call>& probe_calls() {
-  static std::unordered_map<atom, probe_call> calls;
-  return calls;
-}
-
-const probe_call* find_probe_call(const term& r) {
-  atom tag;
-  if (r.is_atom()) tag = r.atom_value();
-  else if (r.is_tuple() && r.tuple_size() > 0 && r.element(0).is_atom()) tag = r.element(0).atom_value();
-  else return nullptr;
-  auto it = probe_calls().find(tag);
-  return it == probe_calls().end() ? nullptr : &it->second;
 }
 
 asio::awaitable<void> probe(process& self, term owner) {
@@ -135,7 +117,7 @@ asio::awaitable<void> probe(process& self, term owner) {
     } else if (r.is_atom(at().stop)) {
       gen::reply(self, c.from, term(at().ok));
       self.exit(term(at().normal));
-    } else if (const probe_call* ext = find_probe_call(r)) {
+    } else if (auto ext = self.node().probe_calls().find(r)) {
       reply = co_await (*ext)(self, r);
     } else {
       reply = term::tuple({term(at().error), term(at().unknown_call)});
@@ -214,8 +196,6 @@ void add_builtin_functions(node& n, distribution& d, function_table& fns) {
 }
 
 }  // namespace
-
-void add_probe_call(atom tag, probe_call handler) { probe_calls()[tag] = std::move(handler); }
 
 term spawn_probe(node& n, const term& owner) {
   return n.spawn([owner](process& self) -> asio::awaitable<void> { co_await probe(self, owner); });

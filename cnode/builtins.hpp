@@ -16,10 +16,6 @@ void start_builtins(node& n, distribution& d, function_table& functions);
 // every signal it sees to owner as {probe, ProbePid, Msg}.
 term spawn_probe(node& n, const term& owner);
 
-// Layers above the runtime (pg, global, ...) teach the probe more calls: a request that is a tuple whose first
-// element is `tag` (or the atom `tag` itself) goes to the handler, which runs in the probe process and returns the
-// reply. Register before the node starts taking calls.
-using probe_call = std::function<asio::awaitable<term>(process& self, const term& request)>;
-void add_probe_call(atom tag, probe_call handler);
+// Layers above the runtime teach the probe more calls through the node's probe registry (node::probe_calls()).
 
 }  // namespace cnode

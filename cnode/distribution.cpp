@@ -149,6 +149,7 @@ asio::awaitable<void> distribution::handle_accept(asio::ip::tcp::socket socket) 
       log::debug("connection from {} not taken: {}", who, res.ec.message());
     } else {
       log::warning("refused connection from {}: {}", who, res.detail.empty() ? res.ec.message() : res.detail);
+      stats_.count_refused(res.ec.message());
     }
     if (!res.peer.node.empty()) {
       std::lock_guard lock(mu_);
@@ -216,6 +217,7 @@ void distribution::connect_failed(atom node, const std::string& why) {
     targets = std::move(e.queued_targets);
     peers_.erase(it);
   }
+  stats_.connect_failed.fetch_add(1, std::memory_order_relaxed);
   log::warning("cannot connect to {}: {}", node.text(), why);
   // What was waiting for the connection is answered as for a lost connection.
   for (std::size_t i = 0; i < sigs.size(); ++i) {
@@ -265,6 +267,7 @@ void distribution::connection_up(atom node, asio::ip::tcp::socket socket, dist::
     // same lock) can only be announced after it, never before.
     notify_locked(node, true, visible);
   }
+  (initiated ? stats_.connected : stats_.accepted).fetch_add(1, std::memory_order_relaxed);
   log::info("up {} ({}, {})", node.text(), visible ? "visible" : "hidden", initiated ? "we connected" : "it connected");
 }
 
@@ -290,6 +293,7 @@ void distribution::on_down(atom node, dist::connection& c, std::error_code reaso
     }
   }
   if (!current) return;
+  stats_.connections_lost.fetch_add(1, std::memory_order_relaxed);
   log::info("down {} reason={}", node.text(), dist::reason_name(reason));
 }
 
@@ -502,6 +506,7 @@ void distribution::send_packet(atom node, std::vector<std::byte> packet, const t
       // noconnect send does not suspend its sender (global's volatile sends are [nosuspend, noconnect], handing
       // the message to a helper process when the connection is busy).
       std::shared_ptr<process> p = !noconnect && sender && sender->is_pid() ? node_.find(*sender) : nullptr;
+      stats_.busy_waits.fetch_add(1, std::memory_order_relaxed);
       if (p) {
         p->busy_send_started();
         conn->async_send(std::move(packet), [p](std::error_code) { p->busy_send_finished(); });
@@ -572,8 +577,15 @@ std::vector<connection_info> distribution::connections() const {
   std::vector<connection_info> out;
   std::lock_guard lock(mu_);
   for (const auto& [n, p] : peers_)
-    if (p.conn && p.conn->is_up()) out.push_back({n, p.conn->peer().published(), p.conn->stats()});
+    if (p.conn && p.conn->is_up())
+      out.push_back({n, p.conn->peer().published(), p.conn->stats(), p.conn->peer().effective, p.conn->peer().creation});
   return out;
+}
+
+bool distribution::healthy() const {
+  std::lock_guard lock(mu_);
+  if (stopping_ || !acceptor_ || !acceptor_->is_open()) return false;
+  return !cfg_.use_epmd || (registration_ && registration_->active());
 }
 
 void distribution::monitor_nodes(const term& pid, bool on, bool include_hidden) {

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <chrono>
+#include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -43,6 +45,30 @@ struct connection_info {
   atom node;
   bool visible;
   dist::connection_stats stats;
+  dist::dflags flags = 0;  // what both directions use (ours & theirs)
+  std::uint32_t creation = 0;
+};
+
+// What the distribution has seen since start, for /metrics and /status.
+struct distribution_stats {
+  std::atomic<std::uint64_t> accepted{0};        // handshakes from other nodes that ended in a connection
+  std::atomic<std::uint64_t> connected{0};       // our own connects that ended in a connection
+  std::atomic<std::uint64_t> connect_failed{0};  // our own connects that failed
+  std::atomic<std::uint64_t> busy_waits{0};      // sends that found their connection over the busy limit
+  std::atomic<std::uint64_t> connections_lost{0};
+  // Handshakes from other nodes refused, by reason (the handshake's error message).
+  std::map<std::string, std::uint64_t> refused() const {
+    std::lock_guard lk(mu);
+    return refused_;
+  }
+  void count_refused(const std::string& why) {
+    std::lock_guard lk(mu);
+    ++refused_[why];
+  }
+
+ private:
+  mutable std::mutex mu;
+  std::map<std::string, std::uint64_t> refused_;
 };
 
 class distribution final : public remote_router, public dist::handshake_policy {
@@ -65,6 +91,9 @@ class distribution final : public remote_router, public dist::handshake_policy {
   bool disconnect(atom node);
   std::vector<atom> nodes(bool visible, bool hidden) const;
   std::vector<connection_info> connections() const;
+  const distribution_stats& stats() const noexcept { return stats_; }
+  // Listening, and (with EPMD) registered there.
+  bool healthy() const;
   // net_kernel:monitor_nodes/1,2: {nodeup, Node} and {nodedown, Node} messages to pid.
   void monitor_nodes(const term& pid, bool on, bool include_hidden = false);
   // erlang:monitor_node/2: {nodedown, Node} once, when the connection to node goes down (at once if there is none).
@@ -121,6 +150,7 @@ class distribution final : public remote_router, public dist::handshake_policy {
   spawn_handler spawn_handler_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   bool stopping_ = false;
+  distribution_stats stats_;
 
   mutable std::mutex mu_;
   std::unordered_map<atom, peer> peers_;

@@ -12,15 +12,8 @@ const atoms& at() {
   return a;
 }
 
-// gen.erl's do_for_proc: {global, Name} and {via, global, Name} are looked up in :global first (whatever Name is,
-// so {global, 'a@host'} is a global name, not the process `global` on a@host). nullopt: not such a form.
-std::optional<std::optional<term>> global_form(const node& n, const term& dest) {
-  static const atom global("global"), via("via");
-  if (dest.is_tuple(2) && dest.element(0).is_atom(global)) return n.global_whereis(dest.element(1));
-  if (dest.is_tuple(3) && dest.element(0).is_atom(via) && dest.element(1).is_atom(global))
-    return n.global_whereis(dest.element(2));
-  return std::nullopt;
-}
+// {global, Name} and {via, Module, Name}, through the node's resolver (services add their modules to it).
+std::optional<std::optional<term>> global_form(const node& n, const term& dest) { return n.resolver().resolve(dest); }
 
 }  // namespace
 
@@ -90,39 +83,45 @@ void cast(process& self, const term& dest, term request) {
 
 namespace cnode {
 
-term start_gen_server(node& n, std::shared_ptr<gen_server> server, std::optional<atom> name, spawn_options opts) {
-  // The name is taken before the body runs, so nobody can find the process unnamed.
-  auto registered = std::make_shared<bool>(true);
-  if (name) {
-    opts.before_start = [&n, name, registered, prev = std::move(opts.before_start)](const term& pid) {
-      *registered = n.register_name(*name, pid);
-      if (prev) prev(pid);
-    };
+asio::awaitable<void> run_gen_server(process& self, std::shared_ptr<gen_server> server) {
+  try {
+    co_await server->init(self);
+    for (;;) {
+      auto m = co_await self.receive();
+      gen::incoming_call c;
+      term req;
+      if (gen::is_call(*m, c)) {
+        auto reply = co_await server->handle_call(self, c.request, c.from);
+        if (reply) gen::reply(self, c.from, std::move(*reply));
+      } else if (gen::is_cast(*m, req)) {
+        co_await server->handle_cast(self, req);
+      } else {
+        co_await server->handle_info(self, *m);
+      }
+    }
+  } catch (const process_exit& e) {
+    server->terminate(self, e.reason);
+    throw;
+  } catch (const std::exception& e) {
+    server->terminate(self, term::tuple({term(atom("cpp_exception")), term::binary(std::string_view(e.what()))}));
+    throw;
   }
-  return n.spawn(
-      [server, name, registered](process& self) -> asio::awaitable<void> {
-        if (!*registered) self.exit(term::tuple({term(atom("already_started")), term(*name)}));
-        co_await server->init(self);
-        try {
-          for (;;) {
-            auto m = co_await self.receive();
-            gen::incoming_call c;
-            term req;
-            if (gen::is_call(*m, c)) {
-              auto reply = co_await server->handle_call(self, c.request, c.from);
-              if (reply) gen::reply(self, c.from, std::move(*reply));
-            } else if (gen::is_cast(*m, req)) {
-              co_await server->handle_cast(self, req);
-            } else {
-              co_await server->handle_info(self, *m);
-            }
-          }
-        } catch (const process_exit& e) {
-          server->terminate(self, e.reason);
-          throw;
-        }
-      },
-      std::move(opts));
+}
+
+term start_gen_server(node& n, std::shared_ptr<gen_server> server, std::optional<atom> name, spawn_options opts) {
+  auto body = [server](process& self) -> asio::awaitable<void> { co_await run_gen_server(self, server); };
+  if (!name) return n.spawn(std::move(body), std::move(opts));
+  auto pid = n.spawn_registered(*name, std::move(body), std::move(opts));
+  if (!pid) {
+    // As gen_server:start({local, Name}, ...) when the name is taken: a process that exits {already_started, Pid}.
+    auto holder = n.whereis(*name);
+    term reason = term::tuple({term(atom("already_started")), holder ? *holder : term(atom("undefined"))});
+    return n.spawn([reason](process& self) -> asio::awaitable<void> {
+      self.exit(reason);
+      co_return;
+    });
+  }
+  return *pid;
 }
 
 }  // namespace cnode

@@ -46,6 +46,11 @@ class gen_server {
   virtual void terminate(process&, const term&) {}
 };
 
+// The gen_server loop in the calling process: init, then every '$gen_call' to handle_call (replied as gen:reply
+// does), '$gen_cast' to handle_cast and anything else to handle_info. terminate runs however the process ends
+// (exit, kill, a C++ exception); the exit goes on.
+asio::awaitable<void> run_gen_server(process& self, std::shared_ptr<gen_server> server);
+
 // Spawns the server process (registered under `name` when given: false from register → it exits {already_started}).
 term start_gen_server(node& n, std::shared_ptr<gen_server> server, std::optional<atom> name = std::nullopt,
                       spawn_options opts = {});

@@ -1,6 +1,7 @@
 // The cnode executable: a C++ node that joins an Erlang/Elixir cluster. Options follow erl's where erl has one.
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <memory>
@@ -9,25 +10,9 @@
 #include <thread>
 #include <vector>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
-
-#include "cnode/builtins.hpp"
-#include "cnode/distribution.hpp"
+#include "cnode/host.hpp"
 #include "cnode/log.hpp"
-#include "dist/cookie.hpp"
 #include "epmd/client.hpp"
-#include "epmd/server.hpp"
-#ifdef CNODE_HAVE_PG
-#include "pg/pg.hpp"
-#endif
-#ifdef CNODE_HAVE_REGISTRY
-#include "registry/global.hpp"
-#endif
 
 namespace {
 
@@ -50,12 +35,15 @@ constexpr const char* usage = R"(usage: cnode [options]
   --net-ticktime SECONDS  as erl -kernel net_ticktime (default: 60)
   --dist-buf-busy-limit KB  outbound bytes per connection before senders wait (default: 1024, as erl +zdbbl)
   --threads N             I/O threads (default: number of cores)
-  --pg-scope NAME         take part in this :pg scope besides the default pg (repeatable)
-  --log-level LEVEL       error | warning | info | debug (default: info)
+  --log-level LEVEL       error | warning | info | debug, for every layer (default: info)
+  --log-format FORMAT     text | json (one JSON object a line, for log shippers; default: text)
+  --stop-timeout MS       how long each service may take to stop on SIGTERM (default: 5000)
   --help
 )";
 
 struct options {
+  std::vector<std::string> service_args;
+  unsigned stop_timeout_ms = 5000;
   std::string name;
   bool long_name = false;
   std::optional<std::string> cookie;
@@ -71,7 +59,6 @@ struct options {
   unsigned net_ticktime = 60;
   std::size_t busy_limit_kb = 1024;
   unsigned threads = 0;
-  std::vector<std::string> pg_scopes{"pg"};
 };
 
 [[noreturn]] void fail(const std::string& msg) {
@@ -86,14 +73,7 @@ unsigned long number(const std::string& opt, const std::string& v, unsigned long
   return n;
 }
 
-std::string short_host() {
-  char buf[256] = {};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "localhost";
-  std::string h(buf);
-  return h.substr(0, h.find('.'));
-}
-
-options parse(int argc, char** argv) {
+options parse(int argc, char** argv, const option_list& service_options) {
   options o;
   std::vector<std::string> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {
@@ -103,7 +83,7 @@ options parse(int argc, char** argv) {
       return args[++i];
     };
     if (a == "--help" || a == "-h") {
-      std::cout << usage;
+      std::cout << usage << "\nservices built into this cnode:" << service_options.usage();
       std::exit(0);
     } else if (a == "--sname") {
       o.name = value();
@@ -146,132 +126,76 @@ options parse(int argc, char** argv) {
       o.busy_limit_kb = number(a, value(), 2 * 1024 * 1024);
     } else if (a == "--threads") {
       o.threads = static_cast<unsigned>(number(a, value(), 1024));
-    } else if (a == "--pg-scope") {
-      o.pg_scopes.push_back(value());
     } else if (a == "--log-level") {
       log::level l;
       if (!log::parse_level(value(), l)) fail("--log-level: error, warning, info or debug");
       log::threshold() = l;
+    } else if (a == "--log-format") {
+      log::format f;
+      if (!log::parse_format(value(), f)) fail("--log-format: text or json");
+      log::output_format() = f;
+    } else if (a == "--stop-timeout") {
+      o.stop_timeout_ms = static_cast<unsigned>(number(a, value(), 3'600'000));
+    } else if (const auto* so = service_options.find(a)) {
+      o.service_args.push_back(a);
+      if (!so->metavar.empty()) o.service_args.push_back(value());
     } else {
       fail("unknown option " + a);
     }
   }
   if (o.name.empty()) o.name = "cnode";
-  if (o.name.find('@') == std::string::npos) {
-    if (o.long_name) fail("--name wants NAME@HOST");
-    o.name += "@" + short_host();
-  }
   if (!o.use_epmd && o.listen_port == 0) fail("--no-epmd needs --listen-port");
   return o;
 }
 
-asio::awaitable<void> keep_connected(distribution& d, atom peer) {
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  auto backoff = std::chrono::milliseconds(250);
-  for (;;) {
-    auto up = d.nodes(true, true);
-    if (std::find(up.begin(), up.end(), peer) == up.end()) {
-      if (co_await d.connect(peer)) {
-        backoff = std::chrono::milliseconds(250);
-      } else {
-        log::info("connect to {} failed; retrying in {} ms", peer.text(), backoff.count());
-        t.expires_after(backoff);
-        co_await t.async_wait(asio::use_awaitable);
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(30'000));
-        continue;
-      }
-    }
-    t.expires_after(std::chrono::seconds(1));
-    co_await t.async_wait(asio::use_awaitable);
-  }
+// A pasteable line for the user: iex with this node's cookie.
+std::string iex_hint(const options& o, const std::string& node, std::uint16_t epmd_port) {
+  std::string cookie = o.cookie ? "'" + *o.cookie + "'" : std::string("\"$(cat ~/.erlang.cookie)\"");
+  std::string you = o.long_name ? "--name you@" + node.substr(node.find('@') + 1) : std::string("--sname you");
+  std::string env = epmd_port == 4369 ? std::string() : fmt::format("ERL_EPMD_PORT={} ", epmd_port);
+  return fmt::format("{}iex {} --cookie {} -e 'IO.inspect Node.ping(:\"{}\")'", env, you, cookie, node);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  options o = parse(argc, argv);
+  std::signal(SIGPIPE, SIG_IGN);
+  auto services = built_services();
+  option_list service_options;
+  for (auto& s : services) {
+    service_options.owner = std::string(s->name());
+    s->add_options(service_options);
+  }
+  options o = parse(argc, argv, service_options);
 
-  auto cookie = dist::load_cookie(o.cookie);
-  if (cookie.ec) {
-    log::error("{}", cookie.message.empty() ? cookie.ec.message() : cookie.message);
+  host_config cfg;
+  cfg.name = o.name;
+  cfg.long_name = o.long_name;
+  cfg.cookie = o.cookie;
+  cfg.embedded_epmd = o.embedded_epmd;
+  cfg.threads = o.threads;
+  cfg.connect = o.connect;
+  cfg.stop_timeout = std::chrono::milliseconds(o.stop_timeout_ms);
+  cfg.service_args = o.service_args;
+  distribution_config& dc = cfg.dist;
+  dc.hidden = o.hidden;
+  for (auto& [n, c] : o.node_cookies) dc.cookies.per_node[n] = c;
+  dc.listen_address = o.listen_address;
+  dc.listen_port = o.listen_port;
+  dc.use_epmd = o.use_epmd;
+  dc.epmd_port = o.epmd_port.value_or(epmd::epmd_port_from_env());
+  dc.net_ticktime = std::chrono::seconds(o.net_ticktime);
+  dc.outbound_limit = o.busy_limit_kb * 1024;
+  for (auto& [n, a] : o.peers) dc.static_peers[n] = a;
+
+  std::unique_ptr<host> h;
+  try {
+    h = std::make_unique<host>(std::move(cfg), std::move(services));
+  } catch (const std::invalid_argument& e) {
+    fail(e.what());
+  } catch (const std::exception& e) {
+    log::error("{}", e.what());
     return 1;
   }
-  if (cookie.created) log::info("created cookie file {}", cookie.path.string());
-
-  asio::io_context ioc;
-  const std::uint16_t epmd_port = o.epmd_port.value_or(epmd::epmd_port_from_env());
-
-  std::unique_ptr<epmd::server> embedded;
-  if (o.embedded_epmd && o.use_epmd && !epmd::epmd_answering_sync({"localhost", epmd_port})) {
-    epmd::server_options so;
-    so.port = epmd_port;
-    embedded = std::make_unique<epmd::server>(ioc, so);
-    epmd::failure f;
-    if (!embedded->start(f)) {
-      log::error("cannot start the embedded EPMD: {}", f.message);
-      return 1;
-    }
-    log::info("started the embedded EPMD on port {}", epmd_port);
-  }
-
-  distribution_config cfg;
-  cfg.hidden = o.hidden;
-  cfg.cookies.cookie = cookie.cookie;
-  for (auto& [n, c] : o.node_cookies) cfg.cookies.per_node[n] = c;
-  cfg.listen_address = o.listen_address;
-  cfg.listen_port = o.listen_port;
-  cfg.use_epmd = o.use_epmd;
-  cfg.epmd_port = epmd_port;
-  cfg.net_ticktime = std::chrono::seconds(o.net_ticktime);
-  cfg.outbound_limit = o.busy_limit_kb * 1024;
-  for (auto& [n, a] : o.peers) cfg.static_peers[n] = a;
-
-  node n(ioc.get_executor(), o.name, o.use_epmd ? 0 : static_cast<std::uint32_t>(std::time(nullptr)) | 1u);
-  distribution d(n, cfg);
-  function_table functions;
-  int exit_code = 0;
-
-  asio::co_spawn(
-      ioc,
-      [&]() -> asio::awaitable<void> {
-        try {
-          co_await d.start();
-        } catch (const std::exception& e) {
-          log::error("{}", e.what());
-          exit_code = 1;
-          ioc.stop();
-          co_return;
-        }
-        start_builtins(n, d, functions);
-#ifdef CNODE_HAVE_REGISTRY
-        global::start(n, d, functions);
-#endif
-#ifdef CNODE_HAVE_PG
-        pg::start(n, d, functions, o.pg_scopes);
-#endif
-        log::info("ready {} (distribution port {}, {})", n.name(), d.port(), o.hidden ? "hidden" : "visible");
-        log::info("from iex: iex --sname you --cookie '{}' then Node.ping(:\"{}\")",
-                  o.cookie ? *o.cookie : std::string("<your ~/.erlang.cookie>"), n.name());
-        for (const auto& peer : o.connect) asio::co_spawn(ioc, keep_connected(d, atom(peer)), asio::detached);
-      },
-      asio::detached);
-
-  asio::signal_set signals(ioc, SIGINT, SIGTERM);
-  asio::steady_timer grace(ioc);
-  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (ec) return;
-    log::info("signal {}: closing connections and leaving EPMD", sig);
-    d.stop();
-    if (embedded) embedded->stop();
-    // Let the connections' writers see the close before the loop ends.
-    grace.expires_after(std::chrono::milliseconds(200));
-    grace.async_wait([&](const boost::system::error_code&) { ioc.stop(); });
-  });
-
-  const unsigned threads = o.threads ? o.threads : std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back([&] { ioc.run(); });
-  ioc.run();
-  for (auto& t : pool) t.join();
-  return exit_code;
+  return h->run([&o](host& h) { log::info("from another shell: {}", iex_hint(o, h.n().name(), h.config().dist.epmd_port)); });
 }

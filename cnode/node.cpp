@@ -1,5 +1,7 @@
 #include "cnode/node.hpp"
 
+#include "cnode/service.hpp"
+
 #include <mutex>
 #include <random>
 
@@ -15,6 +17,7 @@ atom atom_noproc() {
 node::node(asio::any_io_executor ex, std::string name, std::uint32_t creation)
     : ex_(std::move(ex)), name_(std::move(name)), name_atom_(name_), creation_(creation),
       started_(std::chrono::steady_clock::now()) {
+  services_ = std::make_unique<service_directory>();
   std::random_device rd;
   ref_salt_ = rd();
 }
@@ -280,6 +283,83 @@ void node::answer_dead(const term& to, signal& s) {
       break;
     default: break;
   }
+}
+
+}  // namespace cnode
+
+namespace cnode {
+
+std::optional<term> node::spawn_registered(atom name, process::body_type body, spawn_options opts) {
+  if (whereis(name)) return std::nullopt;
+  auto registered = std::make_shared<bool>(false);
+  opts.before_start = [this, name, registered, prev = std::move(opts.before_start)](const term& pid) {
+    *registered = register_name(name, pid);
+    if (*registered && prev) prev(pid);
+  };
+  term pid = spawn(
+      [registered, body = std::move(body)](process& self) -> asio::awaitable<void> {
+        if (!*registered) co_return;  // the name was taken between whereis and spawn: the process ends at once
+        co_await body(self);
+      },
+      std::move(opts));
+  if (!*registered) return std::nullopt;
+  return pid;
+}
+
+void probe_registry::add(atom tag, probe_call handler) {
+  std::unique_lock lk(mu_);
+  calls_[tag] = std::move(handler);
+}
+
+void probe_registry::remove(atom tag) {
+  std::unique_lock lk(mu_);
+  calls_.erase(tag);
+}
+
+std::optional<probe_call> probe_registry::find(const term& r) const {
+  atom tag;
+  if (r.is_atom()) tag = r.atom_value();
+  else if (r.is_tuple() && r.tuple_size() > 0 && r.element(0).is_atom()) tag = r.element(0).atom_value();
+  else return std::nullopt;
+  std::shared_lock lk(mu_);
+  auto it = calls_.find(tag);
+  if (it == calls_.end()) return std::nullopt;
+  return it->second;
+}
+
+void name_resolver::add(atom module, whereis_fn f) {
+  std::unique_lock lk(mu_);
+  modules_[module] = std::move(f);
+}
+
+void name_resolver::remove(atom module) {
+  std::unique_lock lk(mu_);
+  modules_.erase(module);
+}
+
+std::optional<std::optional<term>> name_resolver::resolve(const term& dest) const {
+  static const atom global("global"), via("via");
+  // gen.erl's do_for_proc: {global, Name} is {via, global, Name}, whatever Name is ({global, 'a@host'} is a global
+  // name, not the process `global` on a@host).
+  atom module;
+  const term* name = nullptr;
+  if (dest.is_tuple(2) && dest.element(0).is_atom(global)) {
+    module = global;
+    name = &dest.element(1);
+  } else if (dest.is_tuple(3) && dest.element(0).is_atom(via) && dest.element(1).is_atom()) {
+    module = dest.element(1).atom_value();
+    name = &dest.element(2);
+  } else {
+    return std::nullopt;
+  }
+  whereis_fn f;
+  {
+    std::shared_lock lk(mu_);
+    auto it = modules_.find(module);
+    if (it == modules_.end()) return std::optional<term>{};
+    f = it->second;
+  }
+  return f(*name);
 }
 
 }  // namespace cnode

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
 
 #include "cnode/process.hpp"
 #include "cnode/signal.hpp"
@@ -37,6 +38,39 @@ struct spawn_options {
   // Runs after the process exists and before its body starts: a SPAWN_REPLY sent here reaches the requester
   // before anything the new process does.
   std::function<void(const term& pid)> before_start;
+};
+
+class service_directory;
+
+// Requests the probe (cnode:spawn_probe/1) learns from the layers above the runtime: a request that is a tuple whose
+// first element is `tag` (or the atom `tag` itself) goes to the handler, which runs in the probe process and returns
+// the reply. Per node, behind a lock: services add theirs while the node already takes calls.
+using probe_call = std::function<boost::asio::awaitable<term>(process& self, const term& request)>;
+class probe_registry {
+ public:
+  void add(atom tag, probe_call handler);
+  void remove(atom tag);
+  std::optional<probe_call> find(const term& request) const;
+
+ private:
+  mutable std::shared_mutex mu_;
+  std::unordered_map<atom, probe_call> calls_;
+};
+
+// {via, Module, Name} and {global, Name} (= {via, global, Name}), as gen.erl resolves them: a service that keeps
+// names (:global) adds its whereis_name here.
+class name_resolver {
+ public:
+  using whereis_fn = std::function<std::optional<term>(const term& name)>;
+  void add(atom module, whereis_fn f);
+  void remove(atom module);
+  // nullopt: dest is not a {global, _} / {via, _, _} form. Otherwise the pid, or nullopt inside when the name is
+  // not registered or the module is unknown here (gen:call exits noproc).
+  std::optional<std::optional<term>> resolve(const term& dest) const;
+
+ private:
+  mutable std::shared_mutex mu_;
+  std::unordered_map<atom, whereis_fn> modules_;
 };
 
 // Counters for cnode:info/0 and metrics.
@@ -75,14 +109,16 @@ class node {
   std::optional<term> whereis(atom name) const;
   std::vector<atom> registered() const;
 
-  // ---- names in :global, for gen::call/cast's {global, Name} and {via, global, Name} ----
-  // Set by the :global service when it starts; until then (and without it) every global name is unknown.
-  using global_lookup = std::optional<term> (*)(const term& name);
-  void set_global_lookup(global_lookup f) { global_lookup_.store(f, std::memory_order_release); }
-  std::optional<term> global_whereis(const term& name) const {
-    auto f = global_lookup_.load(std::memory_order_acquire);
-    return f ? f(name) : std::nullopt;
-  }
+  // Spawns body registered as `name`: the name is taken before the body runs, so nobody finds the process
+  // unnamed. nullopt (and no process) when the name is taken.
+  std::optional<term> spawn_registered(atom name, process::body_type body, spawn_options opts = {});
+
+  // ---- what services add to the node ----
+  name_resolver& resolver() noexcept { return resolver_; }
+  const name_resolver& resolver() const noexcept { return resolver_; }
+  probe_registry& probe_calls() noexcept { return probe_calls_; }
+  // The services running here, by name (cnode/service.hpp).
+  service_directory& services() noexcept { return *services_; }
 
   // ---- aliases ----
   void add_alias(const term& ref, std::uint64_t process_number);
@@ -114,7 +150,9 @@ class node {
  private:
   void answer_dead(const term& to, signal& s);
 
-  std::atomic<global_lookup> global_lookup_{nullptr};
+  name_resolver resolver_;
+  probe_registry probe_calls_;
+  std::unique_ptr<service_directory> services_;
   asio::any_io_executor ex_;
   std::string name_;
   atom name_atom_;

@@ -149,9 +149,7 @@ void start_rpc(node& n, distribution& d, const function_table& functions) {
   d.set_spawn_handler([&n, &d, &functions](atom from_node, dist::spawn_request_msg req, term args) {
     handle_spawn_request(n, d, functions, from_node, std::move(req), std::move(args));
   });
-  spawn_options opts;
-  opts.before_start = [&n](const term& pid) { n.register_name(at().rex, pid); };
-  n.spawn([&functions](process& self) -> asio::awaitable<void> { co_await rex(self, functions); }, std::move(opts));
+  n.spawn_registered(at().rex, [&functions](process& self) -> asio::awaitable<void> { co_await rex(self, functions); });
 }
 
 }  // namespace cnode

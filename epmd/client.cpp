@@ -259,7 +259,7 @@ asio::awaitable<result<registration>> try_register_node(epmd_endpoint epmd, node
       if (p.value.result != 0)
         co_return make_failure(error::name_in_use,
                                fmt::format("name {} already registered at {}", node.name, x.where()));
-      log(log_level::info, "registered {} (port {}) at EPMD {}, creation {}", node.name, node.port, x.where(),
+      log(log_level::debug, "registered {} (port {}) at EPMD {}, creation {}", node.name, node.port, x.where(),
           p.value.creation);
       co_return registration(std::move(x.socket()), node.name, p.value.creation, p.value.extended, x.where());
     }

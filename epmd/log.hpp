@@ -1,5 +1,5 @@
-// Minimal levelled logging to stderr for the EPMD layer. Deliberately tiny so that a shared logging facility can
-// replace it later: every call site goes through epmd::log(level, fmt, args...).
+// The EPMD layer's log calls, written through the one log of every layer (log/log.hpp) as "epmd <level>: ..."
+// lines. log_level::none silences everything (cnode-epmd --log-level none).
 #pragma once
 
 #include <atomic>
@@ -8,19 +8,27 @@
 
 #include <fmt/core.h>
 
+#include "log/log.hpp"
+
 namespace cnode::epmd {
 
 enum class log_level { none = 0, error = 1, warning = 2, info = 3, debug = 4 };
 
-inline std::atomic<log_level>& log_threshold() {
-  static std::atomic<log_level> level{log_level::warning};
-  return level;
+inline std::atomic<bool>& log_silenced() {
+  static std::atomic<bool> off{false};
+  return off;
 }
 
-inline void set_log_level(log_level level) { log_threshold().store(level, std::memory_order_relaxed); }
+inline cnode::log::level to_shared(log_level level) { return static_cast<cnode::log::level>(static_cast<int>(level) - 1); }
+
+inline void set_log_level(log_level level) {
+  log_silenced().store(level == log_level::none, std::memory_order_relaxed);
+  if (level != log_level::none) cnode::log::threshold().store(to_shared(level), std::memory_order_relaxed);
+}
 
 inline bool log_enabled(log_level level) {
-  return level != log_level::none && level <= log_threshold().load(std::memory_order_relaxed);
+  return level != log_level::none && !log_silenced().load(std::memory_order_relaxed) &&
+         cnode::log::enabled(to_shared(level));
 }
 
 inline std::optional<log_level> parse_log_level(std::string_view s) {
@@ -33,20 +41,13 @@ inline std::optional<log_level> parse_log_level(std::string_view s) {
 }
 
 inline std::string_view to_string(log_level level) {
-  switch (level) {
-    case log_level::none: return "none";
-    case log_level::error: return "error";
-    case log_level::warning: return "warning";
-    case log_level::info: return "info";
-    case log_level::debug: return "debug";
-  }
-  return "?";
+  return level == log_level::none ? std::string_view("none") : cnode::log::to_string(to_shared(level));
 }
 
 template <class... Args>
 void log(log_level level, fmt::format_string<Args...> format, Args&&... args) {
   if (!log_enabled(level)) return;
-  fmt::print(stderr, "epmd {}: {}\n", to_string(level), fmt::format(format, std::forward<Args>(args)...));
+  cnode::log::emit("epmd", to_shared(level), fmt::format(format, std::forward<Args>(args)...));
 }
 
 }  // namespace cnode::epmd

@@ -94,6 +94,7 @@ int run_client(std::string_view command, const std::string& stop_name, std::uint
 
 int main(int argc, char** argv) {
   server_options opts;
+  set_log_level(log_level::warning);  // cnode-epmd is quiet unless asked (cnode itself defaults to info)
   opts.port = epmd_port_from_env();
   std::string client_command, stop_name;
   std::vector<std::string_view> args(argv + 1, argv + argc);

@@ -11,6 +11,7 @@
 // run here). Reads take the scope's table lock and need no process.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,17 +19,19 @@
 #include "cnode/distribution.hpp"
 #include "cnode/functions.hpp"
 #include "cnode/node.hpp"
+#include "cnode/service.hpp"
 
 namespace cnode::pg {
 
-// Called by cnode/main.cpp: starts every scope in `scopes` (registered under its name), registers the pg read
-// functions for erpc (pg:get_members/1,2, get_local_members/1,2, which_groups/0,1, which_local_groups/0,1) and the
-// probe calls {pg_join, Scope, Group}, {pg_leave, Scope, Group}, {pg_monitor_scope, Scope}, {pg_monitor, Scope,
-// Group}.
-void start(node& n, distribution& d, function_table& functions, const std::vector<std::string>& scopes);
+// The pg service, for the host's list (cnode/host.hpp): runs the scopes of --pg-scope (default `pg`), registers
+// the pg read functions for erpc (pg:get_members/1,2, get_local_members/1,2, which_groups/0,1,
+// which_local_groups/0,1) and the probe calls {pg_join, Scope, Group}, {pg_leave, Scope, Group},
+// {pg_monitor_scope, Scope}, {pg_monitor, Scope, Group}, {pg_demonitor, Scope, Ref}.
+std::unique_ptr<cnode::service> make_service();
 
-// Starts one more scope; its pid, or nullopt if the name is taken.
-std::optional<term> start_scope(node& n, distribution& d, atom scope);
+// Starts one more scope on a node running the pg service; its pid, or nullopt if the name is taken (or pg does
+// not run there).
+std::optional<term> start_scope(node& n, atom scope);
 // The scopes running on n.
 std::vector<atom> scopes(node& n);
 

@@ -1,5 +1,5 @@
-// The process shell around scope_core: one registered process per scope, the registry of running scopes (for the
-// lock-protected reads that pg does through ETS), and the C++ call API.
+// The process shell around scope_core: one registered process per scope (a gen_server), the scopes of the pg
+// service (for the lock-protected reads that pg does through ETS), and the C++ call API.
 #include <algorithm>
 #include <mutex>
 #include <shared_mutex>
@@ -10,31 +10,17 @@
 #include "etf/format.hpp"
 #include "pg/core.hpp"
 #include "pg/pg.hpp"
+#include "pg/service.hpp"
 
 namespace cnode::pg {
 
+using detail::scope_state;
+
 namespace {
 
-struct scope_state {
-  std::shared_mutex mu;
-  std::optional<scope_core> core;  // set while the scope process runs
-};
-
-struct registry {
-  std::mutex mu;
-  std::unordered_map<const node*, std::unordered_map<atom, std::shared_ptr<scope_state>>> scopes;
-};
-registry& reg() {
-  static registry r;
-  return r;
-}
-
 std::shared_ptr<scope_state> find_scope(node& n, atom scope) {
-  std::lock_guard lk(reg().mu);
-  auto it = reg().scopes.find(&n);
-  if (it == reg().scopes.end()) return nullptr;
-  auto s = it->second.find(scope);
-  return s == it->second.end() ? nullptr : s->second;
+  auto* svc = detail::find_service(n);
+  return svc ? svc->find(scope) : nullptr;
 }
 
 // scope_io on the scope's own process.
@@ -65,56 +51,63 @@ class process_io final : public scope_io {
   std::optional<std::vector<atom>> connected_;  // per message handled: a broadcast asks once
 };
 
-asio::awaitable<void> run_scope(process& self, std::shared_ptr<scope_state> st, distribution& d, atom scope) {
-  process_io io(self, d);
-  const bool hidden = d.config().hidden;
-  // On exit (killed, or a bug): the reads see an empty scope and the registry forgets it.
-  struct cleanup {
-    std::shared_ptr<scope_state> st;
-    distribution& d;
-    process& self;
-    atom scope;
-    ~cleanup() {
-      d.monitor_nodes(self.pid(), false);
-      {
-        std::lock_guard lk(reg().mu);
-        auto it = reg().scopes.find(&self.node());
-        if (it != reg().scopes.end() && it->second[scope] == st) it->second.erase(scope);
-      }
-      std::unique_lock lk(st->mu);
-      st->core.reset();
+// The scope process: pg.erl's gen_server, its state in scope_core behind the scope's read lock.
+class scope_server final : public gen_server {
+ public:
+  scope_server(detail::pg_service& svc, std::shared_ptr<scope_state> st, atom scope)
+      : svc_(svc), st_(std::move(st)), scope_(scope) {}
+
+  asio::awaitable<void> init(process& self) override {
+    io_.emplace(self, *svc_.d);
+    const bool hidden = svc_.d->config().hidden;
+    {
+      std::unique_lock lk(st_->mu);
+      st_->core.emplace(scope_, self.pid(), *io_);
     }
-  } guard{st, d, self, scope};
-  {
-    std::unique_lock lk(st->mu);
-    st->core.emplace(scope, self.pid(), io);
+    // A hidden node gets no nodeup-driven discover from Erlang scopes: it discovers over its hidden connections
+    // itself (wire facts §5: the Erlang scope answers a hidden node's discover).
+    svc_.d->monitor_nodes(self.pid(), true, hidden);
+    std::unique_lock lk(st_->mu);
+    st_->core->init(svc_.d->nodes(true, hidden));
+    co_return;
   }
-  // A hidden node gets no nodeup-driven discover from Erlang scopes: it discovers over its hidden connections
-  // itself (wire facts §5: the Erlang scope answers a hidden node's discover).
-  d.monitor_nodes(self.pid(), true, hidden);
-  {
-    std::unique_lock lk(st->mu);
-    st->core->init(d.nodes(true, hidden));
+
+  asio::awaitable<std::optional<term>> handle_call(process&, const term& request, const term& from) override {
+    io_->new_message();
+    std::unique_lock lk(st_->mu);
+    auto reply = st_->core->handle_call(request, from.element(0));
+    if (!reply) log::debug("pg {}: ignored call {}", scope_.text(), etf::to_string(request));
+    co_return reply;
   }
-  for (;;) {
-    auto m = co_await self.receive();
-    if (!m) continue;
-    io.new_message();
-    gen::incoming_call c;
-    term request;
-    std::unique_lock lk(st->mu);
-    if (gen::is_call(*m, c)) {
-      auto reply = st->core->handle_call(c.request, c.from.element(0));
-      lk.unlock();
-      if (reply) gen::reply(self, c.from, std::move(*reply));
-      else log::debug("pg {}: ignored call {}", scope.text(), etf::to_string(c.request));
-    } else if (gen::is_cast(*m, request)) {
-      if (!st->core->handle_cast(request)) log::debug("pg {}: ignored cast {}", scope.text(), etf::to_string(request));
-    } else if (!st->core->handle_info(*m)) {
-      log::debug("pg {}: ignored message {}", scope.text(), etf::to_string(*m));
-    }
+
+  asio::awaitable<void> handle_cast(process&, const term& request) override {
+    io_->new_message();
+    std::unique_lock lk(st_->mu);
+    if (!st_->core->handle_cast(request)) log::debug("pg {}: ignored cast {}", scope_.text(), etf::to_string(request));
+    co_return;
   }
-}
+
+  asio::awaitable<void> handle_info(process&, const term& msg) override {
+    io_->new_message();
+    std::unique_lock lk(st_->mu);
+    if (!st_->core->handle_info(msg)) log::debug("pg {}: ignored message {}", scope_.text(), etf::to_string(msg));
+    co_return;
+  }
+
+  // On exit (stopped, killed, or a bug): the reads see an empty scope and the service forgets it.
+  void terminate(process& self, const term&) override {
+    svc_.d->monitor_nodes(self.pid(), false);
+    svc_.forget(scope_, st_);
+    std::unique_lock lk(st_->mu);
+    st_->core.reset();
+  }
+
+ private:
+  detail::pg_service& svc_;
+  std::shared_ptr<scope_state> st_;
+  atom scope_;
+  std::optional<process_io> io_;
+};
 
 term call_scope(const gen::call_result& r) {
   if (!r.ok) erl_exit(r.reason);
@@ -134,35 +127,51 @@ void ensure_local(node& n, const term& pid_or_pids) {  // pg.erl:456
 
 }  // namespace
 
-std::optional<term> start_scope(node& n, distribution& d, atom scope) {
-  if (n.whereis(scope)) return std::nullopt;
+namespace detail {
+
+std::optional<term> pg_service::start_scope(atom scope) {
   auto st = std::make_shared<scope_state>();
-  auto registered = std::make_shared<bool>(false);
+  auto server = std::make_shared<scope_server>(*this, st, scope);
   spawn_options opts;
-  // Runs synchronously inside spawn, before the body (node.cpp): the name and the registry entry exist before any
-  // message can reach the scope.
-  opts.before_start = [&n, st, registered, scope](const term& pid) {
-    *registered = n.register_name(scope, pid);
-    if (!*registered) return;
-    std::lock_guard lk(reg().mu);
-    reg().scopes[&n][scope] = st;
+  // Runs inside spawn, before the body: the scope is known to the reads before any message can reach it.
+  opts.before_start = [this, st, scope](const term& pid) {
+    st->pid = pid;
+    std::lock_guard lk(mu_);
+    scopes_[scope] = st;
   };
-  term pid = n.spawn(
-      [st, &d, scope, registered](process& self) -> asio::awaitable<void> {
-        if (!*registered) co_return;  // the name was taken between whereis and spawn
-        co_await run_scope(self, st, d, scope);
-      },
-      std::move(opts));
-  if (!*registered) return std::nullopt;
-  return pid;
+  auto body = [server](process& self) -> asio::awaitable<void> { co_await run_gen_server(self, server); };
+  return n->spawn_registered(scope, std::move(body), std::move(opts));
+}
+
+std::shared_ptr<scope_state> pg_service::find(atom scope) const {
+  std::lock_guard lk(mu_);
+  auto it = scopes_.find(scope);
+  return it == scopes_.end() ? nullptr : it->second;
+}
+
+std::vector<std::pair<atom, std::shared_ptr<scope_state>>> pg_service::scopes() const {
+  std::lock_guard lk(mu_);
+  return {scopes_.begin(), scopes_.end()};
+}
+
+void pg_service::forget(atom scope, const std::shared_ptr<scope_state>& st) {
+  std::lock_guard lk(mu_);
+  auto it = scopes_.find(scope);
+  if (it != scopes_.end() && it->second == st) scopes_.erase(it);
+}
+
+}  // namespace detail
+
+std::optional<term> start_scope(node& n, atom scope) {
+  auto* svc = detail::find_service(n);
+  if (!svc) return std::nullopt;
+  return svc->start_scope(scope);
 }
 
 std::vector<atom> scopes(node& n) {
-  std::lock_guard lk(reg().mu);
   std::vector<atom> out;
-  auto it = reg().scopes.find(&n);
-  if (it != reg().scopes.end())
-    for (const auto& [s, st] : it->second) out.push_back(s);
+  if (auto* svc = detail::find_service(n))
+    for (const auto& [s, st] : svc->scopes()) out.push_back(s);
   return out;
 }
 

@@ -3,12 +3,13 @@
 // round; :global.sync() on Erlang/Elixir nodes completes while cnode is connected.
 //
 //   auto r = co_await global::register_name(self, term(atom("kv")), self.pid());   // yes | no
-//   auto pid = global::whereis_name(term(atom("kv")));                            // std::optional<term>
+//   auto pid = global::whereis_name(node, term(atom("kv")));                            // std::optional<term>
 //   global::send(self, term(atom("kv")), msg);
 //   co_await global::trans(self, id, [&]() -> asio::awaitable<term> { ... });
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -16,15 +17,17 @@
 #include "cnode/functions.hpp"
 #include "cnode/gen_server.hpp"
 #include "cnode/node.hpp"
+#include "cnode/service.hpp"
 
 namespace cnode::global {
 
-// Starts global_name_server, the locker and the registrar, and registers global:whereis_name/1,
-// registered_names/0, register_name/2,3, unregister_name/1, re_register_name/2, sync/0,1, resolve_it/4 and the random_*
-// resolvers in `functions`, plus the probe calls {global_register, Name[, Method]}, {global_unregister, Name},
-// {global_set_lock, Id}, {global_del_lock, Id} and {global_trans, Id, Ms} (lock id {Id, ProbePid}). A hidden
-// node answers calls as a hidden BEAM node does but takes part in nothing.
-void start(node& n, distribution& d, function_table& functions);
+// The :global service, for the host's list (cnode/host.hpp): global_name_server, the locker and the registrar; the
+// functions global:whereis_name/1, registered_names/0, register_name/2,3, unregister_name/1, re_register_name/2,
+// sync/0,1, resolve_it/4 and the random_* resolvers; the probe calls {global_register, Name[, Method]},
+// {global_unregister, Name}, {global_set_lock, Id}, {global_del_lock, Id} and {global_trans, Id, Ms} (lock id
+// {Id, ProbePid}); {global, Name} and {via, global, Name} in the node's resolver. A hidden node answers calls as a
+// hidden BEAM node does but takes part in nothing.
+std::unique_ptr<cnode::service> make_service();
 
 // ---- names (after start) ----
 // yes | no. The method is a resolve fun (default fun global:random_exit_name/3).
@@ -33,8 +36,8 @@ asio::awaitable<term> register_name(process& self, const term& name, const term&
 asio::awaitable<term> re_register_name(process& self, const term& name, const term& pid,
                                        std::optional<term> method = std::nullopt);
 asio::awaitable<void> unregister_name(process& self, const term& name);
-std::optional<term> whereis_name(const term& name);
-std::vector<term> registered_names();
+std::optional<term> whereis_name(node& n, const term& name);
+std::vector<term> registered_names(node& n);
 // global:send/2 without the badarg: false when the name is not registered.
 bool send(process& self, const term& name, term msg);
 // gen:call to {global, Name}: noproc when it is not registered.
@@ -54,6 +57,6 @@ asio::awaitable<term> trans(process& self, const term& id, std::function<asio::a
 asio::awaitable<term> sync(process& self, std::optional<std::vector<atom>> nodes = std::nullopt);
 
 // The nodes global knows (global:get_known/0 on the BEAM), for tests and diagnostics.
-std::vector<atom> known();
+std::vector<atom> known(node& n);
 
 }  // namespace cnode::global

@@ -91,7 +91,7 @@ asio::awaitable<std::vector<std::pair<atom, term>>> multi_call(process& self, co
 
 asio::awaitable<bool> set_lock_on_nodes(process& self, const term& id, const std::vector<atom>& nodes) {
   if (nodes.empty()) co_return true;
-  service& s = *current();
+  service& s = *current(self.node());
   const atom me = self.node().name_atom();
   // local_lock_check/2: probe our own table before bothering the others.
   if (nodes.size() > 1 && std::find(nodes.begin(), nodes.end(), me) != nodes.end() && !s.core->can_set_lock(id))
@@ -188,7 +188,7 @@ void send_lock_set(process& self, const locker_state& st, bool set, const term& 
 // lock_nodes_safely/3 (global.erl:2273): the boss first, then us and Extra, then the rest of our partition.
 asio::awaitable<bool> lock_nodes_safely(process& self, locker_state& st, const term& lock_id,
                                         const std::vector<atom>& extra) {
-  service& s = *current();
+  service& s = *current(self.node());
   const atom me = self.node().name_atom();
   std::vector<atom> all = st.known;
   all.push_back(me);
@@ -343,7 +343,7 @@ asio::awaitable<void> locker_message(process& self, locker_state& st, const term
 
 asio::awaitable<void> locker(process& self) {
   locker_state st;
-  st.known = current()->core->known();
+  st.known = current(self.node())->core->known();
   for (;;) {
     auto m = co_await self.receive(std::chrono::milliseconds(0));
     if (m) {
@@ -359,7 +359,7 @@ asio::awaitable<void> locker(process& self) {
     st.just_synced = false;
     m = co_await self.receive(timeout);
     if (m) co_await locker_message(self, st, *m);
-    else if (!current()->core->is_global_lock_set()) co_await select_node(self, st);
+    else if (!current(self.node())->core->is_global_lock_set()) co_await select_node(self, st);
   }
 }
 

@@ -12,10 +12,7 @@
 namespace cnode::global {
 
 namespace detail {
-namespace {
-service* the_service = nullptr;
-}
-service* current() { return the_service; }
+service* current(node& n) { return n.services().find_as<service>("global"); }
 }  // namespace detail
 
 using namespace detail;
@@ -46,9 +43,9 @@ term default_method() {
   return term::export_(etf::export_value{at().global, at().random_exit_name, 3});
 }
 
-bool local_alive(const term& pid) {
-  service* s = current();
-  return s && s->n.find(pid) != nullptr;
+// Whether a pid of this node is alive, for server_core::where.
+std::function<bool(const term&)> alive_on(node& n) {
+  return [&n](const term& pid) { return n.find(pid) != nullptr; };
 }
 
 // global:resolve_it/4 run here: the three resolvers global exports; anything else is what `catch` gives for a fun
@@ -83,7 +80,7 @@ class shell_io final : public server_io {
   explicit shell_io(service& s) : s_(s) {}
   process* self = nullptr;
 
-  atom self_node() const override { return s_.n.name_atom(); }
+  atom self_node() const override { return s_.n->name_atom(); }
   void send_server(atom nd, term msg) override {
     self->send_noconnect(term::tuple({term(gns), term(nd)}), std::move(msg));
   }
@@ -94,7 +91,7 @@ class shell_io final : public server_io {
   term locker_pid() const override { return s_.locker_pid; }
   term monitor(const term& pid) override { return self->monitor(pid); }
   void demonitor(const term& ref) override { self->demonitor(ref, true); }
-  void disconnect(atom nd) override { s_.d.disconnect(nd); }
+  void disconnect(atom nd) override { s_.d->disconnect(nd); }
   void start_resolver(atom nd, const term& tag, const term& his, std::vector<name_entry> ours) override;
   void stop_resolver(atom nd) override {
     auto it = resolvers_.find(nd);
@@ -114,12 +111,12 @@ class shell_io final : public server_io {
 void shell_io::start_resolver(atom nd, const term& tag, const term& his, std::vector<name_entry> ours) {
   service& s = s_;
   term server = s.server_pid;
-  resolvers_[nd] = s.n.spawn([&s, nd, tag, his, ours = std::move(ours), server](process& me) -> asio::awaitable<void> {
-    exchange_plan plan = plan_exchange(ours, his, s.n.name_atom(), nd);
+  resolvers_[nd] = s.n->spawn([&s, nd, tag, his, ours = std::move(ours), server](process& me) -> asio::awaitable<void> {
+    exchange_plan plan = plan_exchange(ours, his, s.n->name_atom(), nd);
     for (const conflict& c : plan.conflicts) {
       term result;
       atom node2 = c.pid2.node_of();
-      if (node2 == s.n.name_atom()) {
+      if (node2 == s.n->name_atom()) {
         result = resolve_locally(me, c.method2, c.name, c.pid, c.pid2);
       } else {
         // rpc:call(Node2, global, resolve_it, [Method2, Name, Pid, Pid2]) through rex (global.erl:2563).
@@ -140,15 +137,15 @@ void shell_io::start_resolver(atom nd, const term& tag, const term& his, std::ve
 void shell_io::sync_others(const std::vector<atom>& nodes) {
   service& s = s_;
   for (atom nd : nodes) {
-    if (nd == s.n.name_atom()) continue;
-    s.n.spawn([&s, nd](process& me) -> asio::awaitable<void> {
+    if (nd == s.n->name_atom()) continue;
+    s.n->spawn([&s, nd](process& me) -> asio::awaitable<void> {
       // sync_other/2 (global.erl:1926): connect, then tell him we are in sync; else an artificial nodedown.
-      bool up = co_await s.d.connect(nd);
+      bool up = co_await s.d->connect(nd);
       if (up) {
         me.send(term::tuple({term(gns), term(nd)}),
-                term::tuple({term(at().gen_cast), term::tuple({term(at().in_sync), term(s.n.name_atom()), term(true)})}));
+                term::tuple({term(at().gen_cast), term::tuple({term(at().in_sync), term(s.n->name_atom()), term(true)})}));
       } else {
-        log::warning("'global' at {} failed to connect to {}", s.n.name(), nd.text());
+        log::warning("'global' at {} failed to connect to {}", s.n->name(), nd.text());
         me.send(term(gns), term::tuple({term(at().extra_nodedown), term(nd)}));
       }
     });
@@ -171,7 +168,7 @@ asio::awaitable<void> sync_loop(service& s, process& me, std::vector<atom>& left
     for (atom g : gone) {
       auto it = std::find(left.begin(), left.end(), g);
       if (it == left.end()) continue;
-      s.d.monitor_node(me.pid(), g, false);
+      s.d->monitor_node(me.pid(), g, false);
       left.erase(it);
     }
   }
@@ -188,20 +185,20 @@ void start_syncer(service& s, term from, const term& nodes_t) {
   auto wait = std::make_shared<std::vector<atom>>();
   spawn_options opts;
   opts.before_start = [&s, wait, nodes](const term& pid) { *wait = s.core->add_syncer(pid, nodes); };
-  s.n.spawn(
+  s.n->spawn(
       [&s, wait, from](process& me) -> asio::awaitable<void> {
         std::vector<atom> left = *wait;
         try {
           // erlang:monitor_node/2 connects to a node that is not connected (and says nodedown if that fails).
           for (atom nd : left) {
-            co_await s.d.connect(nd);
-            s.d.monitor_node(me.pid(), nd, true);
+            co_await s.d->connect(nd);
+            s.d->monitor_node(me.pid(), nd, true);
           }
           co_await sync_loop(s, me, left);
         } catch (const process_exit&) {
           // Killed: out of the core's list and the node monitors, as the link's 'EXIT' does in global.erl.
           s.core->remove_syncer(me.pid());
-          for (atom nd : left) s.d.monitor_node(me.pid(), nd, false);
+          for (atom nd : left) s.d->monitor_node(me.pid(), nd, false);
           throw;
         }
         s.core->remove_syncer(me.pid());
@@ -211,10 +208,10 @@ void start_syncer(service& s, term from, const term& nodes_t) {
 }
 
 asio::awaitable<void> server(process& self, std::shared_ptr<shell_io> io) {
-  service& s = *current();
+  service& s = *current(self.node());
   io->self = &self;
   self.trap_exit(true);
-  if (!s.hidden) s.d.monitor_nodes(self.pid(), true);
+  if (!s.hidden) s.d->monitor_nodes(self.pid(), true);
   for (;;) {
     auto m = co_await self.receive();
     try {
@@ -249,7 +246,7 @@ asio::awaitable<void> server(process& self, std::shared_ptr<shell_io> io) {
 // handled (a direct read of the table could still list a node just cut off, and the lock calls to it would dial it
 // again).
 asio::awaitable<std::vector<atom>> get_known(process& self) {
-  service& s = *current();
+  service& s = *current(self.node());
   std::vector<atom> out;
   auto r = co_await gen::call(self, s.server_pid, term(atom("get_known")), infinity);
   std::vector<term> v;
@@ -260,10 +257,10 @@ asio::awaitable<std::vector<atom>> get_known(process& self) {
 }
 
 asio::awaitable<std::vector<atom>> set_lock_known(process& self, const term& id) {
-  service& s = *current();
+  service& s = *current(self.node());
   for (int times = 0;; ++times) {
     auto known = co_await get_known(self);
-    std::vector<atom> nodes{s.n.name_atom()};
+    std::vector<atom> nodes{s.n->name_atom()};
     nodes.insert(nodes.end(), known.begin(), known.end());
     atom boss = the_boss(nodes);
     const std::vector<atom> just_boss(1, boss);
@@ -276,22 +273,25 @@ asio::awaitable<std::vector<atom>> set_lock_known(process& self, const term& id)
       }
       co_await del_lock_on_nodes(self, id, just_boss);
     }
+    s.lock_waits.fetch_add(1, std::memory_order_relaxed);
     co_await random_sleep(self, times);
   }
 }
 
 asio::awaitable<void> registrar(process& self) {
-  service& s = *current();
+  service& s = *current(self.node());
   for (;;) {
     auto m = co_await self.receive();
     gen::incoming_call c;
     if (!gen::is_call(*m, c) || !c.request.is_tuple() || c.request.tuple_size() < 2) continue;
     const term& r = c.request;
     term id = term::tuple({term(at().global), self.pid()});
+    if (r.element(0).is_atom(at().register_) || r.element(0).is_atom(at().re_register))
+      s.registrations.fetch_add(1, std::memory_order_relaxed);
     auto nodes = co_await set_lock_known(self, id);
     term reply(at().ok);
     if (r.element(0).is_atom(at().register_) && r.tuple_size() == 4) {
-      if (!s.core->where(r.element(1), local_alive) && !s.core->has_pid(r.element(2))) {
+      if (!s.core->where(r.element(1), alive_on(*s.n)) && !s.core->has_pid(r.element(2))) {
         const term reg = term::tuple({term(at().register_), r.element(1), r.element(2), r.element(3)});
         co_await multi_call(self, nodes, reg);
         reply = term(at().yes);
@@ -304,7 +304,7 @@ asio::awaitable<void> registrar(process& self) {
       reply = term(at().yes);
     } else if (r.element(0).is_atom(at().unregister)) {
       const term unreg = term::tuple({term(at().unregister), r.element(1)});
-      if (s.core->where(r.element(1), local_alive)) co_await multi_call(self, nodes, unreg);
+      if (s.core->where(r.element(1), alive_on(*s.n))) co_await multi_call(self, nodes, unreg);
     }
     co_await delete_global_lock(self, id, nodes);
     gen::reply(self, c.from, std::move(reply));
@@ -312,16 +312,16 @@ asio::awaitable<void> registrar(process& self) {
 }
 
 asio::awaitable<term> registrar_call(process& self, term req) {
-  service* s = current();
+  service* s = current(self.node());
   if (!s) co_return term(at().no);
   auto r = co_await gen::call(self, s->registrar_pid, std::move(req), infinity);
   co_return r.ok ? r.reply : term(at().no);
 }
 
-std::vector<atom> default_nodes() {
-  service& s = *current();
-  std::vector<atom> v{s.n.name_atom()};
-  for (atom x : s.d.nodes(true, false)) v.push_back(x);
+std::vector<atom> default_nodes(node& n) {
+  service& s = *current(n);
+  std::vector<atom> v{s.n->name_atom()};
+  for (atom x : s.d->nodes(true, false)) v.push_back(x);
   return v;
 }
 
@@ -346,25 +346,25 @@ asio::awaitable<void> unregister_name(process& self, const term& name) {
   co_await registrar_call(self, std::move(req));
 }
 
-std::optional<term> whereis_name(const term& name) {
-  service* s = current();
-  return s ? s->core->where(name, local_alive) : std::nullopt;
+std::optional<term> whereis_name(node& n, const term& name) {
+  service* s = current(n);
+  return s ? s->core->where(name, alive_on(n)) : std::nullopt;
 }
 
-std::vector<term> registered_names() {
-  service* s = current();
+std::vector<term> registered_names(node& n) {
+  service* s = current(n);
   return s ? s->core->registered_names() : std::vector<term>{};
 }
 
-std::vector<atom> known() {
-  service* s = current();
+std::vector<atom> known(node& n) {
+  service* s = current(n);
   return s ? s->core->known() : std::vector<atom>{};
 }
 
 asio::awaitable<term> sync(process& self, std::optional<std::vector<atom>> nodes) {
-  service* s = current();
+  service* s = current(self.node());
   if (!s) co_return term(at().ok);
-  auto ns = nodes.value_or(s->d.nodes(true, false));
+  auto ns = nodes.value_or(s->d->nodes(true, false));
   std::vector<term> v(ns.begin(), ns.end());
   const term req = term::tuple({term(at().sync), term::list(std::move(v))});
   auto r = co_await gen::call(self, s->server_pid, req, infinity);
@@ -372,21 +372,21 @@ asio::awaitable<term> sync(process& self, std::optional<std::vector<atom>> nodes
 }
 
 bool send(process& self, const term& name, term msg) {
-  auto pid = whereis_name(name);
+  auto pid = whereis_name(self.node(), name);
   if (!pid) return false;
   self.send(*pid, std::move(msg));
   return true;
 }
 
 asio::awaitable<gen::call_result> call(process& self, const term& name, term request, std::chrono::milliseconds timeout) {
-  auto pid = whereis_name(name);
+  auto pid = whereis_name(self.node(), name);
   if (!pid) co_return gen::call_result{false, {}, term(atom("noproc"))};
   co_return co_await gen::call(self, *pid, std::move(request), timeout);
 }
 
 asio::awaitable<bool> set_lock(process& self, const term& id, std::optional<std::vector<atom>> nodes, int retries) {
   if (!id.is_tuple(2)) co_return false;
-  auto ns = nodes.value_or(default_nodes());
+  auto ns = nodes.value_or(default_nodes(self.node()));
   for (int times = 1;; ++times) {
     if (co_await set_lock_on_nodes(self, id, ns)) co_return true;
     if (retries >= 0 && times > retries) co_return false;
@@ -395,12 +395,12 @@ asio::awaitable<bool> set_lock(process& self, const term& id, std::optional<std:
 }
 
 asio::awaitable<void> del_lock(process& self, const term& id, std::optional<std::vector<atom>> nodes) {
-  co_await del_lock_on_nodes(self, id, nodes.value_or(default_nodes()));
+  co_await del_lock_on_nodes(self, id, nodes.value_or(default_nodes(self.node())));
 }
 
 asio::awaitable<term> trans(process& self, const term& id, std::function<asio::awaitable<term>()> fn,
                             std::optional<std::vector<atom>> nodes, int retries) {
-  auto ns = nodes.value_or(default_nodes());
+  auto ns = nodes.value_or(default_nodes(self.node()));
   if (!co_await set_lock(self, id, ns, retries)) co_return term(at().aborted);
   std::exception_ptr err;
   term result;
@@ -416,30 +416,34 @@ asio::awaitable<term> trans(process& self, const term& id, std::function<asio::a
 
 // ---------------------------------------------------------------- start
 
-void start(node& n, distribution& d, function_table& functions) {
-  auto* s = new service{n, d, d.config().hidden, nullptr, {}, {}, {}, {}};  // lives as long as the executable
-  auto io = std::make_shared<shell_io>(*s);
-  s->core = std::make_unique<server_core>(*io, s->hidden);
-  the_service = s;
-  s->locker_pid = n.spawn(locker);
-  s->registrar_pid = n.spawn(registrar);
-  spawn_options opts;
-  opts.before_start = [&n, s](const term& pid) {
-    s->server_pid = pid;
-    if (!n.register_name(gns, pid)) log::error("could not register global_name_server");
-  };
-  n.spawn([io](process& self) -> asio::awaitable<void> { co_await server(self, io); }, std::move(opts));
-  n.set_global_lookup(&whereis_name);
+namespace detail {
 
-  auto fn = [&functions](const char* f, unsigned arity, function_body body) {
-    functions.add("global", f, arity, std::move(body));
+asio::awaitable<void> service::start(service_context& ctx) {
+  node& nd = ctx.n;
+  n = &ctx.n;
+  d = &ctx.d;
+  hidden = ctx.hidden;
+  auto shell = std::make_shared<shell_io>(*this);
+  io = shell;
+  core = std::make_unique<server_core>(*shell, hidden);
+  locker_pid = nd.spawn(locker);
+  registrar_pid = nd.spawn(registrar);
+  spawn_options opts;
+  opts.before_start = [this](const term& pid) { server_pid = pid; };
+  if (!nd.spawn_registered(gns, [shell](process& self) -> asio::awaitable<void> { co_await server(self, shell); },
+                           std::move(opts)))
+    throw std::runtime_error("global: global_name_server is already registered");
+  ctx.resolver.add(at().global, [&nd](const term& name) { return whereis_name(nd, name); });
+
+  auto fn = [&ctx](const char* f, unsigned arity, function_body body) {
+    ctx.functions.add("global", f, arity, std::move(body));
   };
-  fn("whereis_name", 1, [](process&, std::vector<term> a) -> asio::awaitable<term> {
-    auto p = whereis_name(a[0]);
+  fn("whereis_name", 1, [](process& self, std::vector<term> a) -> asio::awaitable<term> {
+    auto p = whereis_name(self.node(), a[0]);
     co_return p ? *p : term(at().undefined);
   });
-  fn("registered_names", 0, [](process&, std::vector<term>) -> asio::awaitable<term> {
-    co_return term::list(registered_names());
+  fn("registered_names", 0, [](process& self, std::vector<term>) -> asio::awaitable<term> {
+    co_return term::list(registered_names(self.node()));
   });
   fn("register_name", 2, [](process& self, std::vector<term> a) -> asio::awaitable<term> {
     if (!a[1].is_pid()) erl_error(term(atom("function_clause")));
@@ -475,7 +479,7 @@ void start(node& n, distribution& d, function_table& functions) {
     });
   }
 
-  add_probe_call(at().global_register, [](process& self, const term& r) -> asio::awaitable<term> {
+  ctx.probes.add(at().global_register, [](process& self, const term& r) -> asio::awaitable<term> {
     // {global_register, Name} or {global_register, Name, Method}: Method is the resolve fun, as in
     // global:register_name/3 (e.g. &:global.notify_all_name/3), so the notifying resolvers can be tried live.
     if (r.is_tuple(2)) co_return co_await register_name(self, r.element(1), self.pid());
@@ -483,18 +487,18 @@ void start(node& n, distribution& d, function_table& functions) {
     const term method = r.element(2);
     co_return co_await register_name(self, r.element(1), self.pid(), method);
   });
-  add_probe_call(at().global_unregister, [](process& self, const term& r) -> asio::awaitable<term> {
+  ctx.probes.add(at().global_unregister, [](process& self, const term& r) -> asio::awaitable<term> {
     if (r.is_tuple(2)) co_await unregister_name(self, r.element(1));
     co_return term(at().ok);
   });
   // Locks held by the probe: the lock id is {Id, ProbePid}, as global:set_lock({Id, self()}) in a BEAM process.
-  add_probe_call(at().global_set_lock, [](process& self, const term& r) -> asio::awaitable<term> {
+  ctx.probes.add(at().global_set_lock, [](process& self, const term& r) -> asio::awaitable<term> {
     if (!r.is_tuple(2)) co_return term(false);
     // Built outside the co_await: g++ 12 rejects a braced list inside a co_await expression.
     const term id = term::tuple({r.element(1), self.pid()});
     co_return term(co_await set_lock(self, id, std::nullopt, probe_lock_retries));
   });
-  add_probe_call(at().global_del_lock, [](process& self, const term& r) -> asio::awaitable<term> {
+  ctx.probes.add(at().global_del_lock, [](process& self, const term& r) -> asio::awaitable<term> {
     if (!r.is_tuple(2)) co_return term(at().ok);
     const term id = term::tuple({r.element(1), self.pid()});
     co_await del_lock(self, id);
@@ -502,7 +506,7 @@ void start(node& n, distribution& d, function_table& functions) {
   });
   // {global_trans, Id, Ms}: global:trans({Id, self()}, fun) whose fun "works" for Ms milliseconds holding the lock
   // (other requesters see it taken meanwhile); :ok, or :aborted when the lock could not be had.
-  add_probe_call(at().global_trans, [](process& self, const term& r) -> asio::awaitable<term> {
+  ctx.probes.add(at().global_trans, [](process& self, const term& r) -> asio::awaitable<term> {
     if (!r.is_tuple(3) || !r.element(2).is_small() || r.element(2).small() < 0) co_return term(at().aborted);
     auto ms = std::chrono::milliseconds(r.element(2).small());
     const term id = term::tuple({r.element(1), self.pid()});
@@ -514,6 +518,50 @@ void start(node& n, distribution& d, function_table& functions) {
         },
         std::nullopt, probe_lock_retries);
   });
+  co_return;
 }
+
+asio::awaitable<void> service::stop(clock::time_point deadline) {
+  if (hidden || !n) co_return;
+  // The names held by this node's processes, unregistered one by one through the registrar.
+  std::vector<term> ours;
+  for (const auto& name : core->registered_names()) {
+    auto pid = core->where(name, alive_on(*n));
+    if (pid && n->is_local(*pid)) ours.push_back(name);
+  }
+  if (ours.empty()) co_return;
+  // Named first: a temporary inside a co_await expression is destroyed twice by GCC 12 (README).
+  std::function<asio::awaitable<term>(process&)> release = [ours](process& self) -> asio::awaitable<term> {
+    for (const auto& name : ours) co_await unregister_name(self, name);
+    co_return term(at().ok);
+  };
+  auto r = co_await run_in_process(*n, std::move(release), deadline);
+  if (!r) log::warning("global: {} names of this node were not all released before the stop deadline", ours.size());
+}
+
+void service::metrics(metrics_sink& m) const {
+  if (!core) return;
+  m.gauge("cnode_global_names", "Names registered in :global, cluster-wide, as this node sees them.",
+          static_cast<double>(core->registered_names().size()));
+  m.gauge("cnode_global_known_nodes", "Nodes :global is in sync with.", static_cast<double>(core->known().size()));
+  m.counter("cnode_global_registrations_total", "Registrations asked of this node's registrar.",
+            static_cast<double>(registrations.load()));
+  m.counter("cnode_global_lock_waits_total",
+            "Times the registrar found global's lock taken and waited to try again (random_sleep).",
+            static_cast<double>(lock_waits.load()));
+}
+
+term service::status() const {
+  if (!core) return term::map({});
+  std::vector<term> known_nodes;
+  for (atom a : core->known()) known_nodes.emplace_back(a);
+  return term::map({{term(atom("names")), term(core->registered_names().size())},
+                    {term(atom("known")), term::list(std::move(known_nodes))},
+                    {term(atom("hidden")), term(hidden)}});
+}
+
+}  // namespace detail
+
+std::unique_ptr<cnode::service> make_service() { return std::make_unique<detail::service>(); }
 
 }  // namespace cnode::global

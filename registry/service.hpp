@@ -8,21 +8,33 @@
 
 #include "cnode/distribution.hpp"
 #include "cnode/node.hpp"
+#include "cnode/service.hpp"
 #include "registry/core.hpp"
 
 namespace cnode::global::detail {
 
-struct service;
-service* current();
+// The :global service of a node: its state (the server core and the pids of its processes) lives here.
+struct service final : cnode::service {
+  std::string_view name() const override { return "global"; }
+  asio::awaitable<void> start(service_context& ctx) override;
+  // Releases this node's names (unregistered through the registrar, under global's lock, as
+  // global:unregister_name/1 does), so every node sees them go before the connection closes.
+  asio::awaitable<void> stop(clock::time_point deadline) override;
+  void metrics(metrics_sink& m) const override;
+  term status() const override;
 
-struct service {
-  node& n;
-  distribution& d;
-  bool hidden;
+  node* n = nullptr;
+  distribution* d = nullptr;
+  bool hidden = false;
   std::unique_ptr<server_core> core;
+  std::shared_ptr<server_io> io;
   term server_pid, locker_pid, registrar_pid;
   std::atomic<std::int64_t> next_tag{1};
+  std::atomic<std::uint64_t> registrations{0}, lock_waits{0};
 };
+
+// The :global service of n, or null when it does not run there.
+service* current(node& n);
 
 inline const atom gns{"global_name_server"};
 

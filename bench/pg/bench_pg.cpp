@@ -6,11 +6,7 @@
 #include <cstdlib>
 #include <thread>
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
-
-#include "cnode/builtins.hpp"
+#include "cnode/host.hpp"
 #include "cnode/log.hpp"
 #include "pg/pg.hpp"
 
@@ -21,14 +17,14 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "usage: bench_pg NAME@HOST COOKIE EPMD_PORT\n");
     return 2;
   }
-  asio::io_context ioc;
-  distribution_config cfg;
-  cfg.cookies.cookie = argv[2];
-  cfg.epmd_port = static_cast<std::uint16_t>(std::atoi(argv[3]));
-  node n(ioc.get_executor(), argv[1], 0);
-  distribution d(n, cfg);
-  function_table functions;
-  functions.add("pg_bench", "fill", 3, [&n](process& self, std::vector<term> a) -> asio::awaitable<term> {
+  host_config cfg;
+  cfg.name = argv[1];
+  cfg.cookie = argv[2];
+  cfg.dist.epmd_port = static_cast<std::uint16_t>(std::atoi(argv[3]));
+  cfg.threads = 2;
+  host h(cfg);
+  node& n = h.n();
+  h.functions().add("pg_bench", "fill", 3, [&n](process& self, std::vector<term> a) -> asio::awaitable<term> {
     const auto t0 = std::chrono::steady_clock::now();
     const std::int64_t groups = a[0].small(), per = a[1].small(), procs = a[2].small();
     std::vector<term> pids;
@@ -48,17 +44,5 @@ int main(int argc, char** argv) {
     co_return term(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
                        .count());
   });
-  asio::co_spawn(
-      ioc,
-      [&]() -> asio::awaitable<void> {
-        co_await d.start();
-        start_builtins(n, d, functions);
-        pg::start(n, d, functions, {"pg"});
-        log::info("ready {}", n.name());
-      },
-      asio::detached);
-  std::vector<std::thread> pool;
-  for (int i = 0; i < 1; ++i) pool.emplace_back([&] { ioc.run(); });
-  ioc.run();
-  for (auto& t : pool) t.join();
+  return h.run();
 }

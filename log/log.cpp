@@ -1,0 +1,101 @@
+#include "log/log.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <ctime>
+#include <string>
+
+namespace cnode::log {
+
+std::atomic<level>& threshold() {
+  static std::atomic<level> l{level::info};
+  return l;
+}
+
+std::atomic<format>& output_format() {
+  static std::atomic<format> f{format::text};
+  return f;
+}
+
+bool parse_level(std::string_view s, level& out) {
+  if (s == "error") out = level::error;
+  else if (s == "warning" || s == "warn") out = level::warning;
+  else if (s == "info") out = level::info;
+  else if (s == "debug") out = level::debug;
+  else return false;
+  return true;
+}
+
+bool parse_format(std::string_view s, format& out) {
+  if (s == "text") out = format::text;
+  else if (s == "json") out = format::json;
+  else return false;
+  return true;
+}
+
+std::string_view to_string(level l) {
+  static constexpr std::string_view names[] = {"error", "warning", "info", "debug"};
+  return names[static_cast<int>(l)];
+}
+
+std::string json_string(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
+        else out += static_cast<char>(c);  // UTF-8 passes through; other bytes are the caller's text
+    }
+  }
+  out += '"';
+  return out;
+}
+
+namespace {
+
+std::string utc_timestamp() {
+  auto now = std::chrono::system_clock::now();
+  auto secs = std::chrono::system_clock::to_time_t(now);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  return fmt::format("{}.{:03}Z", buf, ms);
+}
+
+void write_all(const std::string& line) {
+  const char* p = line.data();
+  std::size_t left = line.size();
+  while (left > 0) {
+    ssize_t n = ::write(STDERR_FILENO, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // stderr closed or broken: the node goes on without its log
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+}  // namespace
+
+void emit(std::string_view component, level l, std::string_view message) {
+  std::string line;
+  if (output_format().load(std::memory_order_relaxed) == format::json) {
+    line = fmt::format("{{\"time\":\"{}\",\"level\":\"{}\",\"component\":{},\"message\":{}}}\n", utc_timestamp(),
+                       to_string(l), json_string(component), json_string(message));
+  } else {
+    line = fmt::format("{} {}: {}\n", component, to_string(l), message);
+  }
+  write_all(line);
+}
+
+}  // namespace cnode::log
