@@ -12,6 +12,9 @@ namespace cnode {
 // Registers the built-in functions in `functions`, then spawns and registers net_kernel, rex and echo.
 void start_builtins(node& n, distribution& d, function_table& functions);
 
+// erlang:memory/0,1, system_info/1, statistics/1, process_info/1,2 with cnode's own figures (introspection.cpp).
+void add_introspection_functions(node& n, function_table& functions);
+
 // The probe: a C++ process driven by GenServer.call from Elixir (see README), forwarding every other message and
 // every signal it sees to owner as {probe, ProbePid, Msg}.
 term spawn_probe(node& n, const term& owner);

@@ -39,6 +39,20 @@ void process::start() {
       asio::bind_executor(strand_, [self](std::exception_ptr e) { self->on_body_done(e); }));
 }
 
+void process::inspect(std::function<void(process_snapshot)> done) {
+  asio::post(strand_, [self = shared_from_this(), done = std::move(done)] {
+    process_snapshot snap;
+    snap.message_queue_len = self->mailbox_.size();
+    snap.names = self->names_;
+    for (const auto& [pid, id] : self->links_)
+      if (id == 0) snap.links.push_back(pid);
+    for (const auto& [ref, m] : self->monitors_) snap.monitors.push_back(m.object);
+    for (const auto& [ref, m] : self->monitored_by_) snap.monitored_by.push_back(m.watcher);
+    snap.trap_exit = self->trap_exit_;
+    done(std::move(snap));
+  });
+}
+
 void process::deliver(signal s) {
   {
     std::unique_lock lock(inbox_mu_);

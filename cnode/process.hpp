@@ -48,6 +48,16 @@ struct process_exit : std::exception {
   const char* what() const noexcept override { return "process exit"; }
 };
 
+// What erlang:process_info/2 reports of a process, taken on its strand.
+struct process_snapshot {
+  std::size_t message_queue_len = 0;
+  std::vector<atom> names;
+  std::vector<term> links;
+  std::vector<term> monitors;      // what this process monitors: pids, or {Name, Node}
+  std::vector<term> monitored_by;  // the watchers
+  bool trap_exit = false;
+};
+
 class process : public std::enable_shared_from_this<process> {
  public:
   using executor_type = asio::strand<asio::any_io_executor>;
@@ -109,6 +119,8 @@ class process : public std::enable_shared_from_this<process> {
   void busy_send_started() noexcept { busy_sends_.fetch_add(1, std::memory_order_relaxed); }
   void busy_send_finished();
   void start();
+  // Calls done(snapshot) from the process's strand, between two steps of its body; from any thread.
+  void inspect(std::function<void(process_snapshot)> done);
   // Run on the strand for the body's life (gen_server-like bases use it to stash state).
   const std::unordered_map<term, std::uint64_t>& links() const noexcept { return links_; }
 
