@@ -1,5 +1,14 @@
 #include "cnode/distribution.hpp"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/strand.hpp>
+
+#include "cnode/oneshot.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -124,42 +133,193 @@ void distribution::stop() {
   if (registration_) registration_->close();
 }
 
+namespace {
+
+// A descriptor held back for the moment the process runs out: closed to accept (and at once close) the connection
+// waiting in the backlog, so a peer is refused cleanly instead of waiting on a listener that cannot take it.
+struct reserve_fd {
+  int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  ~reserve_fd() {
+    if (fd >= 0) ::close(fd);
+  }
+  void use(int listener) {
+    if (fd >= 0) ::close(fd);
+    int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c >= 0) ::close(c);
+    fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+};
+
+}  // namespace
+
 asio::awaitable<void> distribution::accept_loop() {
   auto ex = co_await asio::this_coro::executor;
+  reserve_fd reserve;
+  asio::steady_timer pause(ex);
+  auto backoff = std::chrono::milliseconds(10);
   for (;;) {
-    auto [ec, socket] = co_await acceptor_->async_accept(asio::as_tuple(asio::use_awaitable));
+    // Each handshake on a strand of its own, so a flood's oldest can be dropped from another thread.
+    auto strand = asio::make_strand(ex);
+    auto [ec, socket] = co_await acceptor_->async_accept(strand, asio::as_tuple(asio::use_awaitable));
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping_ || !acceptor_->is_open()) co_return;
-      log::warning("accept failed: {}", ec.message());
+      const bool out_of_fds = ec == asio::error::no_descriptors || ec.value() == ENFILE;
+      if (auto suffix = accept_log_.admit(ec.message()))
+        log::warning("accept failed: {}{}", ec.message(), *suffix);
+      if (out_of_fds) reserve.use(acceptor_->native_handle());
+      // Never spin on a listener that keeps failing: wait, longer each time, up to a second.
+      pause.expires_after(backoff);
+      co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
       continue;
     }
+    backoff = std::chrono::milliseconds(10);
     socket.set_option(asio::ip::tcp::no_delay(true), ec);
-    asio::co_spawn(ex, handle_accept(std::move(socket)), asio::detached);
+    asio::co_spawn(strand, handle_accept(std::move(socket)), asio::detached);
   }
 }
 
+std::uint64_t distribution::take_handshake_slot(const std::string& address, std::function<void()> evict) {
+  std::vector<std::function<void()>> dropped;
+  std::uint64_t id;
+  {
+    std::lock_guard lk(hs_mu_);
+    std::size_t same = 0;
+    for (const auto& s : hs_slots_) same += s.address == address;
+    if (same >= per_address_handshakes) {
+      for (auto it = hs_slots_.begin(); it != hs_slots_.end(); ++it)
+        if (it->address == address) {
+          dropped.push_back(std::move(it->evict));
+          hs_slots_.erase(it);
+          break;
+        }
+    }
+    while (hs_slots_.size() >= max_handshakes) {
+      dropped.push_back(std::move(hs_slots_.front().evict));
+      hs_slots_.pop_front();
+    }
+    id = next_slot_id_++;
+    hs_slots_.push_back({id, address, std::move(evict)});
+  }
+  if (!dropped.empty()) {
+    if (auto suffix = refused_log_.admit("handshake slots"))
+      log::warning("too many handshakes under way ({} at most, {} from one address): dropped the oldest{}",
+                   max_handshakes, per_address_handshakes, *suffix);
+    stats_.count_refused("too many handshakes");
+  }
+  for (auto& f : dropped) f();
+  return id;
+}
+
+void distribution::free_handshake_slot(std::uint64_t id) {
+  std::lock_guard lk(hs_mu_);
+  for (auto it = hs_slots_.begin(); it != hs_slots_.end(); ++it)
+    if (it->id == id) {
+      hs_slots_.erase(it);
+      return;
+    }
+}
+
+std::chrono::milliseconds distribution::failure_delay(const std::string& address) {
+  std::lock_guard lk(hs_mu_);
+  auto it = failures_.find(address);
+  if (it == failures_.end()) return std::chrono::milliseconds(0);
+  if (std::chrono::steady_clock::now() - it->second.last > std::chrono::seconds(60)) {
+    failures_.erase(it);
+    return std::chrono::milliseconds(0);
+  }
+  // The BEAM answers cookie guesses as fast as they come; we slow an address down after 5 failures in a minute:
+  // 50 ms more for each further one, a second at most.
+  const unsigned n = it->second.count;
+  if (n <= 5) return std::chrono::milliseconds(0);
+  return std::chrono::milliseconds(std::min<unsigned>(50 * (n - 5), 1000));
+}
+
+void distribution::count_failure(const std::string& address, bool bad_cookie) {
+  std::lock_guard lk(hs_mu_);
+  if (!bad_cookie) return;
+  if (failures_.size() >= 4096) failures_.clear();  // bounded: a wide flood forgets its history, never grows it
+  auto& f = failures_[address];
+  ++f.count;
+  f.last = std::chrono::steady_clock::now();
+}
+
+// The policy of one accepted handshake: the distribution's, remembering whether this handshake was recorded as the
+// pending one for its node name, so that its end (whatever it is) forgets exactly that record.
+class accept_guard final : public dist::handshake_policy {
+ public:
+  explicit accept_guard(distribution& d) : d_(d) {}
+  ~accept_guard() override { release(); }
+  dist::accept_answer accept_pending(std::string_view node, bool dynamic, bool published) override {
+    auto ans = d_.accept_pending(node, dynamic, published);
+    if (ans == dist::accept_answer::ok || ans == dist::accept_answer::alive ||
+        ans == dist::accept_answer::ok_simultaneous)
+      name_ = std::string(node);
+    return ans;
+  }
+  bool is_pending(std::string_view node) override { return d_.is_pending(node); }
+  asio::awaitable<void> wait_pending(std::string_view node) override { return d_.wait_pending(node); }
+  // The handshake is over: its name is no longer pending (call under no lock).
+  void release() {
+    if (name_.empty()) return;
+    std::lock_guard lock(d_.mu_);
+    d_.accepting_.erase(name_);
+    name_.clear();
+  }
+
+ private:
+  distribution& d_;
+  std::string name_;
+};
+
 asio::awaitable<void> distribution::handle_accept(asio::ip::tcp::socket socket) {
+  using namespace asio::experimental::awaitable_operators;
   boost::system::error_code ec;
   auto remote = socket.remote_endpoint(ec);
-  auto res = co_await dist::accept_handshake(socket, handshake_config(), *this, cfg_.setup_time);
+  const std::string address = remote.address().to_string();
+  auto ex = co_await asio::this_coro::executor;  // this handshake's strand
+  oneshot<bool> evicted(ex);
+  const std::uint64_t slot = take_handshake_slot(address, [evicted] { evicted.set(true); });
+  struct slot_release {
+    distribution& d;
+    std::uint64_t id;
+    ~slot_release() { d.free_handshake_slot(id); }
+  } release{*this, slot};
+  if (auto delay = failure_delay(address); delay.count() > 0) {
+    auto waited = co_await evicted.wait(std::chrono::steady_clock::now() + delay);
+    if (waited) co_return;
+  }
+  accept_guard guard(*this);
+  std::function<asio::awaitable<void>()> drop = [&]() -> asio::awaitable<void> {
+    co_await evicted.wait(std::chrono::steady_clock::time_point::max());
+    boost::system::error_code ignored;
+    socket.close(ignored);  // the handshake's pending read ends at once
+  };
+  auto both = co_await (dist::accept_handshake(socket, handshake_config(), guard, cfg_.setup_time) || drop());
+  if (both.index() == 1) {
+    guard.release();
+    co_return;
+  }
+  auto res = std::move(std::get<0>(both));
+  count_failure(address, res.ec == dist::error::bad_cookie);
   if (res.ec) {
     const std::string who = res.peer.node.empty() ? fmt::format("{}:{}", remote.address().to_string(), remote.port())
                                                   : res.peer.node;
     if (res.ec == dist::error::nok || res.ec == dist::error::already_pending) {
       log::debug("connection from {} not taken: {}", who, res.ec.message());
     } else {
-      log::warning("refused connection from {}: {}", who, res.detail.empty() ? res.ec.message() : res.detail);
+      if (auto suffix = refused_log_.admit(res.ec.message()))
+        log::warning("refused connection from {}: {}{}", who, res.detail.empty() ? res.ec.message() : res.detail,
+                     *suffix);
       stats_.count_refused(res.ec.message());
     }
-    if (!res.peer.node.empty()) {
-      std::lock_guard lock(mu_);
-      auto it = peers_.find(atom(res.peer.node));
-      if (it != peers_.end()) it->second.accepting = false;
-    }
+    guard.release();
     co_return;
   }
+  // The cookie is proven: only now does the peer's name become an atom.
   const atom peer_node(res.peer.node);  // before res is moved from
   connection_up(peer_node, std::move(socket), std::move(res), false);
+  guard.release();
 }
 
 void distribution::start_connect(atom node) {
@@ -212,13 +372,13 @@ void distribution::connect_failed(atom node, const std::string& why) {
     peer& e = it->second;
     e.connecting = false;
     e.attempt_superseded = false;
-    if (e.conn || e.accepting) return;  // another connection will carry the queue
+    if (e.conn || accepting_locked(node)) return;  // another connection will carry the queue
     sigs = std::move(e.queued_signals);
     targets = std::move(e.queued_targets);
     peers_.erase(it);
   }
   stats_.connect_failed.fetch_add(1, std::memory_order_relaxed);
-  log::warning("cannot connect to {}: {}", node.text(), why);
+  if (auto suffix = connect_log_.admit(node.text())) log::warning("cannot connect to {}: {}{}", node.text(), why, *suffix);
   // What was waiting for the connection is answered as for a lost connection.
   for (std::size_t i = 0; i < sigs.size(); ++i) {
     signal& s = sigs[i];
@@ -239,7 +399,6 @@ void distribution::connection_up(atom node, asio::ip::tcp::socket socket, dist::
     std::lock_guard lock(mu_);
     peer& e = peers_[node];
     if (initiated) e.connecting = false;
-    else e.accepting = false;
     e.awaiting_peer_until = {};
     const bool superseded = initiated && e.attempt_superseded;
     if (initiated) e.attempt_superseded = false;  // our attempt has ended, whatever happens to it now
@@ -280,7 +439,7 @@ void distribution::on_down(atom node, dist::connection& c, std::error_code reaso
     if (it != peers_.end() && it->second.conn.get() == &c) {
       current = true;
       it->second.conn.reset();
-      if (!it->second.connecting && !it->second.accepting && it->second.queue.empty()) peers_.erase(it);
+      if (!it->second.connecting && !accepting_locked(node) && it->second.queue.empty()) peers_.erase(it);
       // Everything the node's going down means is queued before the lock is let go: whoever sees the node gone
       // from nodes() and then asks a subscriber (global's server, pg) is answered after it has handled the
       // nodedown, and a new connection from the node (accepted under this lock) cannot get a message in before
@@ -484,7 +643,7 @@ void distribution::send_packet(atom node, std::vector<std::byte> packet, const t
       auto it = peers_.find(node);
       if (it == peers_.end()) return;
       const peer& p = it->second;
-      if (!(p.conn && p.conn->is_up()) && !p.connecting && !p.accepting && !p.awaiting_peer()) return;
+      if (!(p.conn && p.conn->is_up()) && !p.connecting && !accepting_locked(node) && !p.awaiting_peer()) return;
     }
     peer& e = peers_[node];
     if (e.conn && e.conn->is_up()) {
@@ -495,7 +654,7 @@ void distribution::send_packet(atom node, std::vector<std::byte> packet, const t
         e.queued_signals.push_back(*s);
         e.queued_targets.push_back(*to);
       }
-      if (!e.connecting && !e.accepting && !e.awaiting_peer()) {
+      if (!e.connecting && !accepting_locked(node) && !e.awaiting_peer()) {
         e.connecting = true;
         connect = true;
       }
@@ -525,7 +684,7 @@ asio::awaitable<bool> distribution::connect(atom node) {
     std::lock_guard lock(mu_);
     peer& e = peers_[node];
     if (e.conn && e.conn->is_up()) co_return true;
-    if (!e.connecting && !e.accepting && !e.awaiting_peer()) {
+    if (!e.connecting && !accepting_locked(node) && !e.awaiting_peer()) {
       e.connecting = true;
       start = true;
     }
@@ -540,7 +699,7 @@ asio::awaitable<bool> distribution::connect(atom node) {
       auto it = peers_.find(node);
       if (it == peers_.end()) co_return false;
       if (it->second.conn && it->second.conn->is_up()) co_return true;
-      if (!it->second.connecting && !it->second.accepting && !it->second.conn && !it->second.awaiting_peer())
+      if (!it->second.connecting && !accepting_locked(node) && !it->second.conn && !it->second.awaiting_peer())
         co_return false;
     }
     t.expires_after(std::chrono::milliseconds(5));
@@ -624,18 +783,23 @@ void distribution::monitor_node(const term& pid, atom node, bool on) {
 dist::accept_answer distribution::accept_pending(std::string_view node, bool, bool) {
   std::lock_guard lock(mu_);
   if (stopping_) return dist::accept_answer::not_allowed;
-  peer& e = peers_[atom(node)];
-  if (e.accepting) return dist::accept_answer::already_pending;
+  if (accepting_.contains(node)) return dist::accept_answer::already_pending;
+  // A name we have never seen is no atom yet and has no entry: nothing is made for it here.
+  peer* e = nullptr;
+  if (auto a = atom::existing(node)) {
+    auto it = peers_.find(*a);
+    if (it != peers_.end()) e = &it->second;
+  }
   dist::connection_state st = dist::connection_state::none;
-  if (e.conn && e.conn->is_up()) st = dist::connection_state::up;
-  else if (e.connecting) st = dist::connection_state::pending;
+  if (e && e->conn && e->conn->is_up()) st = dist::connection_state::up;
+  else if (e && e->connecting) st = dist::connection_state::pending;
   const auto ans = dist::decide_accept(node_.name(), node, st);
   switch (ans) {
     case dist::accept_answer::ok:
-    case dist::accept_answer::alive: e.accepting = true; break;
+    case dist::accept_answer::alive: accepting_.emplace(node); break;
     case dist::accept_answer::ok_simultaneous:
-      e.accepting = true;
-      e.attempt_superseded = true;
+      accepting_.emplace(node);
+      if (e) e->attempt_superseded = true;
       break;
     default: break;
   }
@@ -646,14 +810,18 @@ bool distribution::is_pending(std::string_view node) {
   // The peer said "alive" to our attempt: it is wanted only if nothing has replaced it meanwhile — in particular not
   // if the peer's own connection was accepted and is up (answering true would make the peer tear that one down).
   std::lock_guard lock(mu_);
-  auto it = peers_.find(atom(node));
+  auto a = atom::existing(node);
+  if (!a) return false;
+  auto it = peers_.find(*a);
   if (it == peers_.end()) return false;
   const peer& e = it->second;
   return e.connecting && !e.attempt_superseded && !(e.conn && e.conn->is_up());
 }
 
 asio::awaitable<void> distribution::wait_pending(std::string_view node) {
-  const atom n(node);
+  const auto existing = atom::existing(node);  // "alive": the node has a connection, so its atom exists
+  if (!existing) co_return;
+  const atom n = *existing;
   std::shared_ptr<dist::connection> old;
   {
     std::lock_guard lock(mu_);

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -13,11 +14,13 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "cnode/log.hpp"
 #include "cnode/node.hpp"
 #include "dist/connection.hpp"
 #include "dist/control.hpp"
@@ -25,6 +28,10 @@
 #include "epmd/client.hpp"
 
 namespace cnode {
+
+// Bounds on handshakes from other nodes (see distribution::take_handshake_slot).
+inline constexpr std::size_t max_handshakes = 512;
+inline constexpr std::size_t per_address_handshakes = 256;
 
 struct distribution_config {
   bool hidden = false;
@@ -116,7 +123,6 @@ class distribution final : public remote_router, public dist::handshake_policy {
     std::shared_ptr<dist::connection> conn;  // set once up
     bool connecting = false;                 // our own attempt is running
     bool attempt_superseded = false;         // the peer's attempt won (ok_simultaneous / replaced)
-    bool accepting = false;                  // their attempt is in its handshake
     // Our attempt got "nok": the peer's own attempt wins and is on its way; until this deadline we wait for it
     // (as net_kernel does) instead of reporting a failed connect or dialling again.
     std::chrono::steady_clock::time_point awaiting_peer_until{};
@@ -152,8 +158,42 @@ class distribution final : public remote_router, public dist::handshake_policy {
   bool stopping_ = false;
   distribution_stats stats_;
 
+  // Handshakes from other nodes past their send_name, by the name they gave. Kept as strings, not atoms, and
+  // forgotten when the handshake ends: nothing a peer says before it has proven the cookie creates an atom or a
+  // lasting entry (peers_ gets the node only once its handshake is through).
+  struct string_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  bool accepting_locked(atom node) const { return accepting_.contains(node.text()); }
+  friend class accept_guard;
+
+  // Handshakes from other nodes under way, oldest first. Past max_handshakes in all (or per_address_handshakes
+  // from one address) the oldest is dropped to make room: a real peer finishes in milliseconds, so a flood of
+  // half-open connections cannot keep it out.
+  struct handshake_slot {
+    std::uint64_t id;
+    std::string address;
+    std::function<void()> evict;
+  };
+  std::uint64_t take_handshake_slot(const std::string& address, std::function<void()> evict);
+  void free_handshake_slot(std::uint64_t id);
+  // Failed cookie checks by address: after a few, that address's next handshakes start later.
+  std::chrono::milliseconds failure_delay(const std::string& address);
+  void count_failure(const std::string& address, bool bad_cookie);
+  std::mutex hs_mu_;
+  std::deque<handshake_slot> hs_slots_;
+  std::uint64_t next_slot_id_ = 1;
+  struct failures {
+    unsigned count = 0;
+    std::chrono::steady_clock::time_point last;
+  };
+  std::unordered_map<std::string, failures> failures_;
+  log::limiter refused_log_, connect_log_, accept_log_{1};
+
   mutable std::mutex mu_;
   std::unordered_map<atom, peer> peers_;
+  std::unordered_set<std::string, string_hash, std::equal_to<>> accepting_;
   std::vector<std::pair<term, bool>> node_monitors_;           // monitor_nodes subscribers (pid, hidden too)
   std::vector<std::pair<term, atom>> single_node_monitors_;    // monitor_node/2 subscribers
 };

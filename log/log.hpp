@@ -5,7 +5,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include <fmt/core.h>
 
@@ -46,5 +52,31 @@ template <typename... Args>
 void info(fmt::format_string<Args...> f, Args&&... args) { write(level::info, f, std::forward<Args>(args)...); }
 template <typename... Args>
 void debug(fmt::format_string<Args...> f, Args&&... args) { write(level::debug, f, std::forward<Args>(args)...); }
+
+// Rate limit for lines a peer can make us write (refused handshakes, failed connects): per key, at most `burst`
+// lines a window; the rest are counted, and the next line that passes says how many were left out
+// (" (and 4999 more like it in the last 10 s)"). The number of keys is bounded.
+class limiter {
+ public:
+  explicit limiter(std::size_t burst = 5, std::chrono::seconds window = std::chrono::seconds(10),
+                   std::size_t max_keys = 1024)
+      : burst_(burst), window_(window), max_keys_(max_keys) {}
+  // nullopt: leave this line out. Otherwise the suffix for the line: "" or " (and N more like it ...)".
+  std::optional<std::string> admit(std::string_view key);
+
+ private:
+  struct entry {
+    std::chrono::steady_clock::time_point start;
+    std::size_t lines = 0;
+    std::uint64_t left_out = 0;
+  };
+  std::size_t burst_;
+  std::chrono::seconds window_;
+  std::size_t max_keys_;
+  std::mutex mu_;
+  std::unordered_map<std::string, entry> keys_;
+  entry shared_;
+  std::optional<std::string> admit_shared(std::chrono::steady_clock::time_point now);
+};
 
 }  // namespace cnode::log
