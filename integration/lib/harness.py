@@ -8,6 +8,11 @@ A test file defines functions named test_* and ends with `harness.main(globals()
         epmd = c.epmd()                      # real epmd on a free port
         a = c.erl("a")                       # erl -sname a, ERL_EPMD_PORT=epmd
         assert a.eval("net_adm:ping(a@localhost)") == "pong"
+
+CNODE_OTP=27 or CNODE_OTP=29 runs every BEAM program the harness starts (epmd, erl, elixir, and erlc through
+otp_argv) from that OTP release, inside the Debian chroot of scripts/otp-chroot (built on first use; needs root).
+CNODE_OTP=25, the default, is the machine's own OTP. cnode and the test's own programs stay outside: the chroot
+shares the loopback and /tmp, where each Cluster keeps its files.
 """
 import atexit
 import os
@@ -23,6 +28,17 @@ import traceback
 
 BIN_DIR = os.environ.get("CNODE_BIN_DIR") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "bin")
 HOST = "localhost"
+OTP = os.environ.get("CNODE_OTP", "25")
+_OTP_CHROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "otp-chroot"))
+_BEAM_PROGRAMS = {"epmd", "erl", "elixir", "erlc", "escript", "iex"}
+if OTP not in ("25", "27", "29"):
+    raise SystemExit(f"CNODE_OTP={OTP}: only 25, 27 and 29 are known")
+if OTP != "25":
+    # Builds the chroot the first time (a minute or two) and puts cnode's binaries in it; later runs return at once.
+    _r = subprocess.run([_OTP_CHROOT, OTP], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                        env=dict(os.environ, CNODE_BIN_DIR=os.path.abspath(BIN_DIR)))
+    if _r.returncode != 0:
+        raise SystemExit(f"scripts/otp-chroot {OTP} failed:\n{_r.stderr}")
 _live = []  # every Popen we started, so that nothing outlives the test run
 
 
@@ -74,6 +90,14 @@ def wait_until(cond, timeout=10.0, what="condition", interval=0.02):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
         time.sleep(interval)  # polling interval of a deadline wait, not synchronisation
+
+
+def otp_argv(argv):
+    """argv for the BEAM release under test: epmd, erl, elixir, erlc... run inside the CNODE_OTP chroot."""
+    argv = list(argv)
+    if OTP != "25" and argv and argv[0] in _BEAM_PROGRAMS:
+        return [_OTP_CHROOT, OTP] + argv
+    return argv
 
 
 def bin_path(name):
@@ -228,7 +252,7 @@ class Cluster:
         return e
 
     def start(self, argv, env=None, name=None, stdin=subprocess.DEVNULL):
-        p = Proc(argv, env=self.env(**(env or {})), name=name, stdin=stdin)
+        p = Proc(otp_argv(argv), env=self.env(**(env or {})), name=name, stdin=stdin)
         self.procs.append(p)
         return p
 
@@ -243,9 +267,11 @@ class Cluster:
         if hidden:
             argv.append("-hidden")
         argv += list(args) + ["-eval", _ERL_AGENT]
-        n = BeamNode(argv, self.env(**(env or {})), f"{sname}@{HOST}", elixir=False)
+        n = BeamNode(otp_argv(argv), self.env(**(env or {})), f"{sname}@{HOST}", elixir=False)
         self.procs.append(n)
-        n.eval("ok")  # ready when it answers
+        # ready when it answers; and it must be the release under test
+        release = n.eval("erlang:system_info(otp_release)")
+        assert release == f'"{OTP}"', f"{n.node} runs OTP {release}, CNODE_OTP={OTP}"
         return n
 
     def elixir(self, sname, cookie=None, hidden=False, args=(), env=None):
@@ -253,9 +279,10 @@ class Cluster:
         if hidden:
             argv += ["--hidden"]
         argv += list(args) + ["-e", _EX_AGENT]
-        n = BeamNode(argv, self.env(**(env or {})), f"{sname}@{HOST}", elixir=True)
+        n = BeamNode(otp_argv(argv), self.env(**(env or {})), f"{sname}@{HOST}", elixir=True)
         self.procs.append(n)
-        n.eval(":ok", timeout=60)
+        release = n.eval("List.to_string(:erlang.system_info(:otp_release))", timeout=60)
+        assert release == f'"{OTP}"', f"{n.node} runs OTP {release}, CNODE_OTP={OTP}"
         return n
 
     def close(self):
