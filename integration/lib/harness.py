@@ -33,12 +33,21 @@ _OTP_CHROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."
 _BEAM_PROGRAMS = {"epmd", "erl", "elixir", "erlc", "escript", "iex"}
 if OTP not in ("25", "27", "29"):
     raise SystemExit(f"CNODE_OTP={OTP}: only 25, 27 and 29 are known")
-if OTP != "25":
-    # Builds the chroot the first time (a minute or two) and puts cnode's binaries in it; later runs return at once.
-    _r = subprocess.run([_OTP_CHROOT, OTP], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                        env=dict(os.environ, CNODE_BIN_DIR=os.path.abspath(BIN_DIR)))
-    if _r.returncode != 0:
-        raise SystemExit(f"scripts/otp-chroot {OTP} failed:\n{_r.stderr}")
+_ready = {"25"}
+
+
+def _ensure_otp(otp):
+    """Builds the release's chroot the first time (a minute or two) and puts cnode's binaries in it."""
+    if otp in _ready:
+        return
+    r = subprocess.run([_OTP_CHROOT, otp], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       env=dict(os.environ, CNODE_BIN_DIR=os.path.abspath(BIN_DIR)))
+    if r.returncode != 0:
+        raise SystemExit(f"scripts/otp-chroot {otp} failed:\n{r.stderr}")
+    _ready.add(otp)
+
+
+_ensure_otp(OTP)
 _live = []  # every Popen we started, so that nothing outlives the test run
 
 
@@ -92,11 +101,12 @@ def wait_until(cond, timeout=10.0, what="condition", interval=0.02):
         time.sleep(interval)  # polling interval of a deadline wait, not synchronisation
 
 
-def otp_argv(argv):
-    """argv for the BEAM release under test: epmd, erl, elixir, erlc... run inside the CNODE_OTP chroot."""
-    argv = list(argv)
-    if OTP != "25" and argv and argv[0] in _BEAM_PROGRAMS:
-        return [_OTP_CHROOT, OTP] + argv
+def otp_argv(argv, otp=None):
+    """argv for the BEAM release under test (or `otp`): epmd, erl, elixir, erlc... run inside its chroot."""
+    argv, otp = list(argv), otp or OTP
+    if otp != "25" and argv and argv[0] in _BEAM_PROGRAMS:
+        _ensure_otp(otp)
+        return [_OTP_CHROOT, otp] + argv
     return argv
 
 
@@ -262,27 +272,32 @@ class Cluster:
         wait_until(lambda: _connects(self.epmd_port), 10, "epmd to listen")
         return p
 
-    def erl(self, sname, cookie=None, hidden=False, args=(), env=None):
+    def erl(self, sname, cookie=None, hidden=False, args=(), env=None, otp=None):
+        """An erl node of the release under test, or of `otp` (a mixed cluster)."""
+        otp = otp or OTP
         argv = ["erl", "-sname", f"{sname}@{HOST}", "-setcookie", cookie or self.cookie, "-noshell"]
         if hidden:
             argv.append("-hidden")
         argv += list(args) + ["-eval", _ERL_AGENT]
-        n = BeamNode(otp_argv(argv), self.env(**(env or {})), f"{sname}@{HOST}", elixir=False)
+        n = BeamNode(otp_argv(argv, otp), self.env(**(env or {})), f"{sname}@{HOST}", elixir=False)
         self.procs.append(n)
-        # ready when it answers; and it must be the release under test
+        # ready when it answers; and it must be the release asked for
         release = n.eval("erlang:system_info(otp_release)")
-        assert release == f'"{OTP}"', f"{n.node} runs OTP {release}, CNODE_OTP={OTP}"
+        assert release == f'"{otp}"', f"{n.node} runs OTP {release}, not {otp}"
+        n.otp = otp
         return n
 
-    def elixir(self, sname, cookie=None, hidden=False, args=(), env=None):
+    def elixir(self, sname, cookie=None, hidden=False, args=(), env=None, otp=None):
+        otp = otp or OTP
         argv = ["elixir", "--sname", f"{sname}@{HOST}", "--cookie", cookie or self.cookie]
         if hidden:
             argv += ["--hidden"]
         argv += list(args) + ["-e", _EX_AGENT]
-        n = BeamNode(otp_argv(argv), self.env(**(env or {})), f"{sname}@{HOST}", elixir=True)
+        n = BeamNode(otp_argv(argv, otp), self.env(**(env or {})), f"{sname}@{HOST}", elixir=True)
         self.procs.append(n)
         release = n.eval("List.to_string(:erlang.system_info(:otp_release))", timeout=60)
-        assert release == f'"{OTP}"', f"{n.node} runs OTP {release}, CNODE_OTP={OTP}"
+        assert release == f'"{otp}"', f"{n.node} runs OTP {release}, not {otp}"
+        n.otp = otp
         return n
 
     def close(self):
