@@ -44,6 +44,21 @@ def ids(node, list_expr):
     return sorted(x for x in out.split(",") if x)
 
 
+def scope_peers(ex, scope="pg"):
+    """The peers ex's scope knows, as [{node, version}]: OTP 29's data_publisher keeps the pg protocol version
+    of each peer (the peers map, element 8 of its state); pg before 29 speaks only version 0 (remote, element 4)."""
+    if ex.otp == "29":
+        return ex.eval(f"elem(:sys.get_state(:{scope}), 7) |> Enum.map(fn {{p, {{_, v, _}}}} -> {{node(p), v}} end) "
+                       "|> Enum.sort()")
+    return ex.eval(f"elem(:sys.get_state(:{scope}), 3) |> Map.keys() |> Enum.map(&{{node(&1), 0}}) |> Enum.sort()")
+
+
+def expect_peers(ex, nodes_versions):
+    """scope_peers(ex) as it must read: nodes_versions is [(node, version spoken by an OTP 29 scope)]."""
+    items = ", ".join(f"{{:\"{n}\", {v if ex.otp == '29' else 0}}}" for n, v in sorted(nodes_versions))
+    return ex.eval(f"Enum.sort([{items}])")
+
+
 def wait_eq(get, want, what, timeout=10):
     seen = []
 
@@ -185,6 +200,8 @@ def test_netsplit_and_heal(c):
         return ids(ex, ":pg.get_members(:pg, :g)")
     wait_eq(cn_members, sorted_view("p", "q", "m"), "members on cnode")
     wait_eq(ex_members, sorted_view("p", "q", "m"), "members on ex")
+    # an OTP 29 scope speaks version 1 to cnode's (data_publisher's peers map)
+    wait_eq(lambda: scope_peers(ex), expect_peers(ex, [(cn.node, 1)]), "ex's scope peers")
     assert ex.eval(f"Node.disconnect(:\"{cn.node}\")") == "true"
     wait_eq(ex_members, sorted_view("m"), "cnode's members gone on ex ('DOWN' noconnection)")
     wait_eq(cn_members, sorted_view("p", "q"), "ex's members gone on cnode ('DOWN' noconnection)")
@@ -196,6 +213,12 @@ def test_netsplit_and_heal(c):
     healed = sorted_view("q", "r", "m2")
     wait_eq(ex_members, healed, "ex after the heal")
     wait_eq(cn_members, healed, "cnode after the heal")
+    wait_eq(lambda: scope_peers(ex), expect_peers(ex, [(cn.node, 1)]), "ex's scope peers after the heal")
+    # and the version-1 path carries later changes too
+    assert obs.eval("GenServer.call(Process.get(:q), {:pg_leave, :pg, :g})") == ":ok"
+    ex.eval(":pg.join(:pg, :g, Process.get(:m))")
+    wait_eq(ex_members, sorted_view("r", "m", "m2"), "ex after changes on both sides")
+    wait_eq(cn_members, sorted_view("r", "m", "m2"), "cnode after changes on both sides")
     assert ex.eval("Process.whereis(:pg) == Process.get({:scope, :pg})") == "true"
 
 
