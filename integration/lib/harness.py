@@ -223,6 +223,11 @@ class BeamNode(Proc):
 
     def eval(self, expr, timeout=30.0):
         """Evaluates one expression (Erlang ends with '.', added when missing) and returns the printed value."""
+        return self.eval_async(expr)(timeout)
+
+    def eval_async(self, expr):
+        """Sends the expression without waiting; returns result(timeout=30.0), which waits for its value. Starts
+        the same thing on several nodes in one moment."""
         expr = " ".join(expr.strip().splitlines())
         if not self.elixir and not expr.endswith("."):
             expr += "."
@@ -231,6 +236,9 @@ class BeamNode(Proc):
             self.p.stdin.flush()
             self._results += 1
             want = self._results
+        return lambda timeout=30.0: self._result(expr, want, timeout)
+
+    def _result(self, expr, want, timeout):
         deadline = time.monotonic() + timeout
         with self._cv:
             while True:
