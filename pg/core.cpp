@@ -1,6 +1,7 @@
 #include "pg/core.hpp"
 
 #include <algorithm>
+#include <tuple>
 
 namespace cnode::pg {
 
@@ -10,7 +11,7 @@ struct atoms {
   atom discover{"discover"}, sync{"sync"}, join{"join"}, leave{"leave"}, down{"DOWN"}, process{"process"},
       nodeup{"nodeup"}, nodedown{"nodedown"}, join_local{"join_local"}, leave_local{"leave_local"},
       monitor{"monitor"}, demonitor{"demonitor"}, ok{"ok"}, not_joined{"not_joined"}, gen_cast{"$gen_cast"},
-      badarg{"badarg"};
+      badarg{"badarg"}, update{"update"}, local_data{"local_data"};
 };
 const atoms& at() {
   static const atoms a;
@@ -42,6 +43,22 @@ bool same_list(const std::vector<term>& rev, const std::vector<term>& list_order
   return rev.size() == list_order.size() && std::equal(rev.rbegin(), rev.rend(), list_order.begin());
 }
 
+// Erlang's A -- B, both in list order.
+std::vector<term> list_minus(std::vector<term> a, const std::vector<term>& b) {
+  for (const auto& x : b) {
+    auto it = std::find(a.begin(), a.end(), x);
+    if (it != a.end()) a.erase(it);
+  }
+  return a;
+}
+
+// The version a discover's third element asks for: pg 26+ treat any term there as "a future version"; we speak the
+// newest we know that is not newer than the peer's.
+int version_of(const term& v) {
+  if (v.is_small() && v.small() >= protocol_version) return protocol_version;
+  return 0;
+}
+
 }  // namespace
 
 term pids_to_list(const std::vector<term>& reversed) {
@@ -64,11 +81,18 @@ bool scope_core::pid_or_pids(const term& t, pid_vec& out) {
   return std::all_of(out.begin(), out.end(), [](const term& p) { return p.is_pid(); });
 }
 
+// Version 0 to every node: an OTP 25 scope crashes on {discover, Pid, 1}; an OTP 29 one answers version 0 with its
+// own {discover, Pid, 1}, which moves it to version 1 here.
 void scope_core::init(const std::vector<atom>& nodes) {
   for (atom n : nodes) {
     if (n == self_node_) continue;
-    io_.send(term::tuple({term(scope_), term(n)}), term::tuple({term(at().discover), self_}), true);
+    io_.send(term::tuple({term(scope_), term(n)}), discover_msg(0), true);
   }
+}
+
+term scope_core::discover_msg(int version) const {
+  if (version == 0) return term::tuple({term(at().discover), self_});
+  return term::tuple({term(at().discover), self_, term(version)});
 }
 
 // ---- calls ----
@@ -129,7 +153,9 @@ term scope_core::join_local(const term& group, const term& pid_or_pids_term) {
     }
   }
   join_update(group, pids, true);
-  broadcast(term::tuple({term(at().join), self_, group, pid_or_pids_term}));
+  broadcast(term::tuple({term(at().join), self_, group, pid_or_pids_term}),
+            term::tuple({term(at().update), self_,
+                         term::list({term::tuple({group, term::list(std::vector<term>(pids)), term::nil()})})}));
   return term(at().ok);
 }
 
@@ -151,7 +177,10 @@ term scope_core::leave_local(const term& group, const term& pid_or_pids_term) {
   }
   if (!changed) return term(at().not_joined);
   leave_local_update(group, pids);
-  broadcast(term::tuple({term(at().leave), self_, pid_or_pids_term, term::list({group})}));
+  // OTP 29's leave/3 also sends every pid it was given, joined or not (pg.erl OTP 29, leave/3).
+  broadcast(term::tuple({term(at().leave), self_, pid_or_pids_term, term::list({group})}),
+            term::tuple({term(at().update), self_,
+                         term::list({term::tuple({group, term::nil(), term::list(std::vector<term>(pids))})})}));
   return term(at().ok);
 }
 
@@ -162,6 +191,8 @@ bool scope_core::handle_cast(const term& r) {
     handle_sync(r.element(1), r.element(2));
     return true;
   }
+  // data_publisher's handle_cast is its handle_info: local_data comes as a cast (the discover answer) or plain.
+  if (r.is_tuple(4) && r.element(0).is_atom(at().local_data)) return handle_info(r);
   return false;
 }
 
@@ -170,7 +201,19 @@ bool scope_core::handle_info(const term& m) {
   const atom tag = m.element(0).atom_value();
   pid_vec pids;
   if (tag == at().discover && m.is_tuple(2) && m.element(1).is_pid()) {
-    handle_discover(m.element(1));
+    handle_discover(m.element(1), 0);
+    return true;
+  }
+  if (tag == at().discover && m.is_tuple(3) && m.element(1).is_pid()) {  // OTP 29 (pg 26+ accept it)
+    handle_discover(m.element(1), version_of(m.element(2)));
+    return true;
+  }
+  if (tag == at().local_data && m.is_tuple(4) && m.element(1).is_pid() && m.element(3).is_map()) {
+    handle_local_data(m.element(1), m.element(3));
+    return true;
+  }
+  if (tag == at().update && m.is_tuple(3) && m.element(1).is_pid() && m.element(2).is_list()) {
+    handle_update(m.element(1), m.element(2));
     return true;
   }
   if (tag == at().join && m.is_tuple(4) && m.element(1).is_pid() && pid_or_pids(m.element(3), pids)) {
@@ -190,20 +233,27 @@ bool scope_core::handle_info(const term& m) {
   }
   if (tag == at().nodeup && m.element(1).is_atom()) {  // pg.erl:438: discover whether the node runs this scope
     if (m.element(1).atom_value() != self_node_)
-      io_.send(term::tuple({term(scope_), m.element(1)}), term::tuple({term(at().discover), self_}), false);
+      io_.send(term::tuple({term(scope_), m.element(1)}), discover_msg(0), false);
     return true;
   }
   if (tag == at().nodedown) return true;  // pg.erl:434: the 'DOWN' of the peer's scope does the work
   return false;
 }
 
-void scope_core::handle_discover(const term& peer) {  // pg.erl:398
-  io_.send(peer, term::tuple({term(at().gen_cast), term::tuple({term(at().sync), self_, all_local_pids()})}),
-           false);
-  if (remote_.contains(peer)) return;
+// pg.erl:398 (OTP 25); data_publisher.erl handle_info({discover, ...}) (OTP 29). Our answer carries the version we
+// speak to the peer, which an OTP 29 scope keeps for us (it stores the Vsn of our local_data).
+void scope_core::handle_discover(const term& peer, int version) {
+  term answer = version == 0 ? term::tuple({term(at().sync), self_, all_local_pids()})
+                             : term::tuple({term(at().local_data), self_, term(version), local_data()});
+  io_.send(peer, term::tuple({term(at().gen_cast), std::move(answer)}), false);
+  auto it = remote_.find(peer);
+  if (it != remote_.end()) {
+    it->second.version = version;
+    return;
+  }
   term mref = io_.monitor(peer);
-  io_.send(peer, term::tuple({term(at().discover), self_}), true);
-  remote_.emplace(peer, peer_entry{std::move(mref), {}});
+  io_.send(peer, discover_msg(version), true);
+  remote_.emplace(peer, peer_entry{std::move(mref), {}, version});
 }
 
 void scope_core::handle_sync(const term& peer, const term& groups_term) {  // handle_sync/6, pg.erl:480
@@ -242,6 +292,66 @@ void scope_core::handle_sync(const term& peer, const term& groups_term) {  // ha
   it->second.groups = std::move(fresh);
 }
 
+// data_publisher.erl handle_info({local_data, ...}) with pg's data_diff/2: the peer's whole local data replaces
+// what we had of it, as the adds and removes between the two. Not followed by a discover (data_publisher sends
+// none either). A peer that sends local_data speaks version 1.
+void scope_core::handle_local_data(const term& peer, const term& data) {
+  std::vector<std::pair<term, pid_vec>> groups;  // pids in list order
+  groups.reserve(data.map_size());
+  auto keys = data.map_keys();
+  auto values = data.map_values();
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    pid_vec pids;
+    if (!values[i].is_list() || !pid_or_pids(values[i], pids)) return;  // malformed: drop
+    groups.emplace_back(keys[i], std::move(pids));
+  }
+  auto it = remote_.find(peer);
+  if (it == remote_.end()) it = remote_.emplace(peer, peer_entry{io_.monitor(peer), {}, protocol_version}).first;
+  it->second.version = protocol_version;
+  auto old = std::move(it->second.groups);
+  std::unordered_map<term, pid_vec> fresh;
+  fresh.reserve(groups.size());
+  for (auto& [group, pids] : groups) {
+    pid_vec old_pids;
+    if (auto o = old.find(group); o != old.end()) {
+      old_pids.assign(o->second.rbegin(), o->second.rend());
+      old.erase(o);
+    }
+    pid_vec add = list_minus(pids, old_pids), remove = list_minus(old_pids, pids);
+    if (!add.empty() || !remove.empty()) remote_update(group, add, remove);
+    if (!pids.empty()) fresh[group] = pid_vec(pids.rbegin(), pids.rend());
+  }
+  for (auto& [group, rev] : old) remote_update(group, {}, pid_vec(rev.rbegin(), rev.rend()));
+  it->second.groups = std::move(fresh);
+}
+
+// data_publisher.erl handle_info({update, ...}): [{Group, Add, Remove}] from a known peer; from an unknown one
+// (a message racing the peer's 'DOWN', or a node outside the overlay) it is dropped, as OTP 29 does.
+void scope_core::handle_update(const term& peer, const term& update) {
+  auto it = remote_.find(peer);
+  if (it == remote_.end()) return;
+  std::vector<term> entries;
+  term tail;
+  if (!update.list_to_vector(entries, &tail) || !tail.is_nil()) return;
+  std::vector<std::tuple<term, pid_vec, pid_vec>> changes;
+  changes.reserve(entries.size());
+  for (const auto& e : entries) {
+    pid_vec add, remove;
+    if (!e.is_tuple(3) || !e.element(1).is_list() || !e.element(2).is_list() || !pid_or_pids(e.element(1), add) ||
+        !pid_or_pids(e.element(2), remove))
+      return;  // malformed: drop the whole update
+    changes.emplace_back(e.element(0), std::move(add), std::move(remove));
+  }
+  auto& map = it->second.groups;
+  for (auto& [group, add, remove] : changes) {
+    remote_update(group, add, remove);
+    auto& rev = map[group];  // update_local_data/2: Add ++ (Pids -- Remove)
+    subtract(rev, remove);
+    prepend(rev, add);
+    if (rev.empty()) map.erase(group);
+  }
+}
+
 void scope_core::handle_join(const term& peer, const term& group, const term&, const pid_vec& pids) {
   auto it = remote_.find(peer);
   if (it == remote_.end()) return;  // pg.erl:372: a peer outside the overlay, or a join racing its 'DOWN'
@@ -272,7 +382,11 @@ void scope_core::handle_down(const term& mref, const term& pid) {
     std::vector<term> groups(it->second.groups.rbegin(), it->second.groups.rend());  // pg's list order
     local_.erase(it);
     for (const auto& g : groups) leave_local_update(g, {pid});
-    broadcast(term::tuple({term(at().leave), self_, pid, term::list(std::move(groups))}));
+    std::vector<term> removes;  // translate_message({'DOWN', pg, ...}) of OTP 29: one {G, [], [Pid]} per join
+    removes.reserve(groups.size());
+    for (const auto& g : groups) removes.push_back(term::tuple({g, term::nil(), term::list({pid})}));
+    broadcast(term::tuple({term(at().leave), self_, pid, term::list(std::move(groups))}),
+              term::tuple({term(at().update), self_, term::list(std::move(removes))}));
     return;
   }
   auto it = remote_.find(pid);  // pg.erl:423: the peer's scope or its node went down
@@ -313,6 +427,20 @@ void scope_core::leave_remote_update(const pid_vec& pids, const std::vector<term
   }
 }
 
+void scope_core::remote_update(const term& group, const pid_vec& add, const pid_vec& remove) {
+  auto it = table_.find(group);
+  if (it != table_.end()) {
+    subtract(it->second.all, remove);
+    prepend(it->second.all, add);
+    if (it->second.all.empty() && it->second.local.empty()) table_.erase(it);
+  } else if (!add.empty()) {
+    table_[group].all.assign(add.rbegin(), add.rend());
+  }
+  // notify/5 (pg.erl OTP 29): the join, then the leave, each only when not empty
+  if (!add.empty()) notify(at().join, group, add);
+  if (!remove.empty()) notify(at().leave, group, remove);
+}
+
 void scope_core::notify(atom action, const term& group, const pid_vec& pids) {  // notify_group/5, pg.erl:677
   if (scope_monitors_.empty() && monitored_groups_.empty()) return;
   term list = term::list(std::vector<term>(pids));
@@ -333,8 +461,18 @@ term scope_core::all_local_pids() const {  // pg.erl:649
   return term::list(std::move(out));
 }
 
-void scope_core::broadcast(const term& msg) {  // pg.erl:660: noconnect, never nosuspend
-  for (const auto& [peer, e] : remote_) io_.send(peer, msg, true);
+term scope_core::local_data() const {  // data_publisher's local_data: #{Group => Pids}
+  std::unordered_map<term, std::vector<term>> by_group;
+  for (const auto& [pid, e] : local_)
+    for (const auto& g : e.groups) by_group[g].push_back(pid);
+  std::vector<std::pair<term, term>> kvs;
+  kvs.reserve(by_group.size());
+  for (auto& [g, pids] : by_group) kvs.emplace_back(g, term::list(std::move(pids)));
+  return term::map(std::move(kvs));
+}
+
+void scope_core::broadcast(const term& v0, const term& v1) {  // pg.erl:660: noconnect, never nosuspend
+  for (const auto& [peer, e] : remote_) io_.send(peer, e.version == 0 ? v0 : v1, true);
 }
 
 void scope_core::drop_monitor(const term& mref) {  // maybe_drop_monitor/2, pg.erl:663

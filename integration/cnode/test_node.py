@@ -55,7 +55,7 @@ def test_echo_of_the_differential_tests_random_terms(c):
     etf_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "etf")
     ebin = os.path.join(c.tmp, "ebin")
     os.makedirs(ebin)
-    subprocess.run(["erlc", "-o", ebin, os.path.join(etf_dir, "etf_gen.erl")], check=True)
+    subprocess.run(harness.otp_argv(["erlc", "-o", ebin, os.path.join(etf_dir, "etf_gen.erl")]), check=True)
     c.epmd()
     cn = start_cnode(c)
     a = c.erl("a", args=["-pa", ebin])

@@ -8,6 +8,11 @@ A test file defines functions named test_* and ends with `harness.main(globals()
         epmd = c.epmd()                      # real epmd on a free port
         a = c.erl("a")                       # erl -sname a, ERL_EPMD_PORT=epmd
         assert a.eval("net_adm:ping(a@localhost)") == "pong"
+
+CNODE_OTP=27 or CNODE_OTP=29 runs every BEAM program the harness starts (epmd, erl, elixir, and erlc through
+otp_argv) from that OTP release, inside the Debian chroot of scripts/otp-chroot (built on first use; needs root).
+CNODE_OTP=25, the default, is the machine's own OTP. cnode and the test's own programs stay outside: the chroot
+shares the loopback and /tmp, where each Cluster keeps its files.
 """
 import atexit
 import os
@@ -23,6 +28,26 @@ import traceback
 
 BIN_DIR = os.environ.get("CNODE_BIN_DIR") or os.path.join(os.path.dirname(__file__), "..", "..", "build", "bin")
 HOST = "localhost"
+OTP = os.environ.get("CNODE_OTP", "25")
+_OTP_CHROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "otp-chroot"))
+_BEAM_PROGRAMS = {"epmd", "erl", "elixir", "erlc", "escript", "iex"}
+if OTP not in ("25", "27", "29"):
+    raise SystemExit(f"CNODE_OTP={OTP}: only 25, 27 and 29 are known")
+_ready = {"25"}
+
+
+def _ensure_otp(otp):
+    """Builds the release's chroot the first time (a minute or two) and puts cnode's binaries in it."""
+    if otp in _ready:
+        return
+    r = subprocess.run([_OTP_CHROOT, otp], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       env=dict(os.environ, CNODE_BIN_DIR=os.path.abspath(BIN_DIR)))
+    if r.returncode != 0:
+        raise SystemExit(f"scripts/otp-chroot {otp} failed:\n{r.stderr}")
+    _ready.add(otp)
+
+
+_ensure_otp(OTP)
 _live = []  # every Popen we started, so that nothing outlives the test run
 
 
@@ -74,6 +99,15 @@ def wait_until(cond, timeout=10.0, what="condition", interval=0.02):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
         time.sleep(interval)  # polling interval of a deadline wait, not synchronisation
+
+
+def otp_argv(argv, otp=None):
+    """argv for the BEAM release under test (or `otp`): epmd, erl, elixir, erlc... run inside its chroot."""
+    argv, otp = list(argv), otp or OTP
+    if otp != "25" and argv and argv[0] in _BEAM_PROGRAMS:
+        _ensure_otp(otp)
+        return [_OTP_CHROOT, otp] + argv
+    return argv
 
 
 def bin_path(name):
@@ -189,6 +223,11 @@ class BeamNode(Proc):
 
     def eval(self, expr, timeout=30.0):
         """Evaluates one expression (Erlang ends with '.', added when missing) and returns the printed value."""
+        return self.eval_async(expr)(timeout)
+
+    def eval_async(self, expr):
+        """Sends the expression without waiting; returns result(timeout=30.0), which waits for its value. Starts
+        the same thing on several nodes in one moment."""
         expr = " ".join(expr.strip().splitlines())
         if not self.elixir and not expr.endswith("."):
             expr += "."
@@ -197,6 +236,9 @@ class BeamNode(Proc):
             self.p.stdin.flush()
             self._results += 1
             want = self._results
+        return lambda timeout=30.0: self._result(expr, want, timeout)
+
+    def _result(self, expr, want, timeout):
         deadline = time.monotonic() + timeout
         with self._cv:
             while True:
@@ -228,7 +270,7 @@ class Cluster:
         return e
 
     def start(self, argv, env=None, name=None, stdin=subprocess.DEVNULL):
-        p = Proc(argv, env=self.env(**(env or {})), name=name, stdin=stdin)
+        p = Proc(otp_argv(argv), env=self.env(**(env or {})), name=name, stdin=stdin)
         self.procs.append(p)
         return p
 
@@ -238,24 +280,32 @@ class Cluster:
         wait_until(lambda: _connects(self.epmd_port), 10, "epmd to listen")
         return p
 
-    def erl(self, sname, cookie=None, hidden=False, args=(), env=None):
+    def erl(self, sname, cookie=None, hidden=False, args=(), env=None, otp=None):
+        """An erl node of the release under test, or of `otp` (a mixed cluster)."""
+        otp = otp or OTP
         argv = ["erl", "-sname", f"{sname}@{HOST}", "-setcookie", cookie or self.cookie, "-noshell"]
         if hidden:
             argv.append("-hidden")
         argv += list(args) + ["-eval", _ERL_AGENT]
-        n = BeamNode(argv, self.env(**(env or {})), f"{sname}@{HOST}", elixir=False)
+        n = BeamNode(otp_argv(argv, otp), self.env(**(env or {})), f"{sname}@{HOST}", elixir=False)
         self.procs.append(n)
-        n.eval("ok")  # ready when it answers
+        # ready when it answers; and it must be the release asked for
+        release = n.eval("erlang:system_info(otp_release)")
+        assert release == f'"{otp}"', f"{n.node} runs OTP {release}, not {otp}"
+        n.otp = otp
         return n
 
-    def elixir(self, sname, cookie=None, hidden=False, args=(), env=None):
+    def elixir(self, sname, cookie=None, hidden=False, args=(), env=None, otp=None):
+        otp = otp or OTP
         argv = ["elixir", "--sname", f"{sname}@{HOST}", "--cookie", cookie or self.cookie]
         if hidden:
             argv += ["--hidden"]
         argv += list(args) + ["-e", _EX_AGENT]
-        n = BeamNode(argv, self.env(**(env or {})), f"{sname}@{HOST}", elixir=True)
+        n = BeamNode(otp_argv(argv, otp), self.env(**(env or {})), f"{sname}@{HOST}", elixir=True)
         self.procs.append(n)
-        n.eval(":ok", timeout=60)
+        release = n.eval("List.to_string(:erlang.system_info(:otp_release))", timeout=60)
+        assert release == f'"{otp}"', f"{n.node} runs OTP {release}, not {otp}"
+        n.otp = otp
         return n
 
     def close(self):

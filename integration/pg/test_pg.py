@@ -34,14 +34,31 @@ def cn_view(ex, cn, scope, group, fn="get_members"):
     return ex.eval(f":lists.sort(:erpc.call(:\"{cn.node}\", :pg, :{fn}, [:{scope}, {group}]))")
 
 
-# A pid printed by the shell is relative to the printing node; its external term format is not.
-IDS = " |> Enum.map(&Base.encode16(:erlang.term_to_binary(&1))) |> Enum.sort() |> Enum.join(\",\")"
+# A pid printed by the shell is relative to the printing node; its external term format is not, but for the node
+# name's atom encoding, which changed with OTP 26 (UTF-8 atoms): node name + the format's id, serial and creation.
+IDS = (" |> Enum.map(fn p -> b = :erlang.term_to_binary(p); Atom.to_string(node(p)) <> \":\" <> "
+       "Base.encode16(binary_part(b, byte_size(b) - 12, 12)) end) |> Enum.sort() |> Enum.join(\",\")")
 
 
 def ids(node, list_expr):
     """The pids of list_expr (evaluated on node) as sorted node-independent strings."""
     out = node.eval(f"({list_expr}){IDS}").strip('"')
     return sorted(x for x in out.split(",") if x)
+
+
+def scope_peers(ex, scope="pg"):
+    """The peers ex's scope knows, as [{node, version}]: OTP 29's data_publisher keeps the pg protocol version
+    of each peer (the peers map, element 8 of its state); pg before 29 speaks only version 0 (remote, element 4)."""
+    if ex.otp == "29":
+        return ex.eval(f"elem(:sys.get_state(:{scope}), 7) |> Enum.map(fn {{p, {{_, v, _}}}} -> {{node(p), v}} end) "
+                       "|> Enum.sort()")
+    return ex.eval(f"elem(:sys.get_state(:{scope}), 3) |> Map.keys() |> Enum.map(&{{node(&1), 0}}) |> Enum.sort()")
+
+
+def expect_peers(ex, nodes_versions):
+    """scope_peers(ex) as it must read: nodes_versions is [(node, version spoken by an OTP 29 scope)]."""
+    items = ", ".join(f"{{:\"{n}\", {v if ex.otp == '29' else 0}}}" for n, v in sorted(nodes_versions))
+    return ex.eval(f"Enum.sort([{items}])")
 
 
 def wait_eq(get, want, what, timeout=10):
@@ -185,6 +202,8 @@ def test_netsplit_and_heal(c):
         return ids(ex, ":pg.get_members(:pg, :g)")
     wait_eq(cn_members, sorted_view("p", "q", "m"), "members on cnode")
     wait_eq(ex_members, sorted_view("p", "q", "m"), "members on ex")
+    # an OTP 29 scope speaks version 1 to cnode's (data_publisher's peers map)
+    wait_eq(lambda: scope_peers(ex), expect_peers(ex, [(cn.node, 1)]), "ex's scope peers")
     assert ex.eval(f"Node.disconnect(:\"{cn.node}\")") == "true"
     wait_eq(ex_members, sorted_view("m"), "cnode's members gone on ex ('DOWN' noconnection)")
     wait_eq(cn_members, sorted_view("p", "q"), "ex's members gone on cnode ('DOWN' noconnection)")
@@ -196,6 +215,12 @@ def test_netsplit_and_heal(c):
     healed = sorted_view("q", "r", "m2")
     wait_eq(ex_members, healed, "ex after the heal")
     wait_eq(cn_members, healed, "cnode after the heal")
+    wait_eq(lambda: scope_peers(ex), expect_peers(ex, [(cn.node, 1)]), "ex's scope peers after the heal")
+    # and the version-1 path carries later changes too
+    assert obs.eval("GenServer.call(Process.get(:q), {:pg_leave, :pg, :g})") == ":ok"
+    ex.eval(":pg.join(:pg, :g, Process.get(:m))")
+    wait_eq(ex_members, sorted_view("r", "m", "m2"), "ex after changes on both sides")
+    wait_eq(cn_members, sorted_view("r", "m", "m2"), "cnode after changes on both sides")
     assert ex.eval("Process.whereis(:pg) == Process.get({:scope, :pg})") == "true"
 
 
@@ -278,6 +303,103 @@ def test_random_joins_leaves_and_exits(c):
     for ex in exs:
         for s in scopes:
             assert ex.eval(f"Process.whereis(:{s}) == Process.get({{:scope, :{s}}})") == "true", (ex.node, s)
+
+
+
+def mixed_cluster(c, otps=("25", "27", "29"), members=20):
+    """cnode and one Elixir node per release, each with its own members of :g. OTP 29's pg crashes an OTP 25
+    scope ({discover, Pid, 1}: badarg), as OTP supports only releases two apart in one cluster: the releases connect
+    through cnode and to their neighbours (25-27, 27-29) only (connect_all false: no transitive mesh)."""
+    c.epmd()
+    cn = start_cnode(c)
+    obs = c.elixir("obs", hidden=True)  # drives cnode's probes while the others are cut off
+    assert obs.eval(f"Node.connect(:\"{cn.node}\")") == "true"
+    exs = {}
+    for otp in otps:
+        ex = c.elixir(f"ex{otp}", otp=otp, args=["--erl", "-connect_all false"])
+        ex.eval("{:ok, p} = :pg.start(:pg); Process.put({:scope, :pg}, p); :ok")
+        assert ex.eval(f"Node.connect(:\"{cn.node}\")") == "true"
+        exs[otp] = ex
+    for a, b in (("25", "27"), ("27", "29")):
+        if a in exs and b in exs:
+            assert exs[a].eval(f"Node.connect(:\"{exs[b].node}\")") == "true"
+    if "25" in exs and "29" in exs:
+        assert exs["29"].node not in exs["25"].eval("Node.list()")
+    # each Elixir node: `members` members of :g; cnode: as many probes
+    for ex in exs.values():
+        ex.eval(f"ms = for _ <- 1..{members}, do: {MEMBER}; Process.put(:ms, ms); :pg.join(:pg, :g, ms)")
+    obs.eval(f"ps = for _ <- 1..{members}, do: :erpc.call(:\"{cn.node}\", :cnode, :spawn_probe, [self()]); "
+             "Process.put(:ps, ps); :ok")
+    assert obs.eval("Enum.map(Process.get(:ps), &GenServer.call(&1, {:pg_join, :pg, :g})) |> Enum.uniq()") == \
+        "[:ok]"
+    return cn, obs, exs
+
+
+def test_mixed_otp_cluster_netsplit_heal_and_restart(c):
+    """cnode between OTP 25, 27 and 29 scopes: version 0 to 25 and 27, version 1 to 29, through netsplits of all
+    three at once (a thundering herd of discovers and syncs at the heal) and a restart of the OTP 29 scope."""
+    cn, obs, exs = mixed_cluster(c)
+    neighbours = {"25": ["27"], "27": ["25", "29"], "29": ["27"]}
+
+    def local(otp):
+        return ids(exs[otp], ":pg.get_local_members(:pg, :g)")
+
+    def cn_own():
+        return ids(obs, f":erpc.call(:\"{cn.node}\", :pg, :get_local_members, [:pg, :g])")
+
+    def want_on(otp, cn_part):  # pg is not transitive: a node sees itself, cnode and its direct neighbours
+        return sorted(local(otp) + cn_part + sum((local(n) for n in neighbours[otp]), []))
+
+    def check_views(what, cn_part):
+        for otp, ex in exs.items():
+            wait_eq(lambda: ids(ex, ":pg.get_members(:pg, :g)"), want_on(otp, cn_part), f"OTP {otp} {what}")
+        every = sorted(cn_part + sum((local(o) for o in exs), []))
+        wait_eq(lambda: ids(obs, f":erpc.call(:\"{cn.node}\", :pg, :get_members, [:pg, :g])"), every,
+                f"cnode {what}")
+        for otp, ex in exs.items():  # versions: 1 only between OTP 29 scopes and cnode
+            want = [(cn.node, 1)] + [(exs[n].node, 0) for n in neighbours[otp]]
+            wait_eq(lambda: scope_peers(ex), expect_peers(ex, want), f"OTP {otp}'s scope peers {what}")
+
+    cn_part = cn_own()
+    assert len(cn_part) == 20
+    check_views("at the start", cn_part)
+    # all three cut off from cnode at once; changes on every side while split
+    for ex in exs.values():
+        assert ex.eval(f"Node.disconnect(:\"{cn.node}\")") == "true"
+    for otp, ex in exs.items():
+        wait_eq(lambda: ids(ex, ":pg.get_members(:pg, :g)"), want_on(otp, []), f"OTP {otp} without cnode")
+    wait_eq(lambda: ids(obs, f":erpc.call(:\"{cn.node}\", :pg, :get_members, [:pg, :g])"), cn_part,
+            "cnode alone")
+    assert obs.eval("Enum.map(Enum.take(Process.get(:ps), 5), &GenServer.call(&1, {:pg_leave, :pg, :g})) "
+                    "|> Enum.uniq()") == "[:ok]"
+    for ex in exs.values():
+        ex.eval(f"[m | _] = Process.get(:ms); :pg.leave(:pg, :g, m); :pg.join(:pg, :g, {MEMBER})")
+    # the heal: every node dials cnode in the same moment, each scope discovers and syncs with it
+    pings = [ex.eval_async(f"Node.ping(:\"{cn.node}\")") for ex in exs.values()]
+    assert [r() for r in pings] == [":pong"] * len(pings)
+    cn_part = cn_own()
+    assert len(cn_part) == 15
+    check_views("after the heal", cn_part)
+    # the OTP 29 scope restarts: its members go from cnode's view, the new scope gets cnode's members (local_data)
+    ex29 = exs["29"]
+    ex29.eval("Process.exit(Process.get({:scope, :pg}), :kill)")
+    wait_eq(lambda: ids(obs, f":erpc.call(:\"{cn.node}\", :pg, :get_members, [:pg, :g])"),
+            sorted(cn_part + local("25") + local("27")), "cnode after OTP 29's scope died")
+    ex29.eval("{:ok, p} = :pg.start(:pg); Process.put({:scope, :pg}, p); :pg.join(:pg, :g, Process.get(:ms))")
+    check_views("after OTP 29's scope restarted", cn_part)
+    # and a cnode member's exit reaches every release in its own words
+    assert obs.eval("[p | _] = Enum.drop(Process.get(:ps), 5); GenServer.call(p, {:exit, :bye})") == ":ok"
+    cn_part = cn_own()
+    assert len(cn_part) == 14
+    check_views("after a cnode member exited", cn_part)
+    for otp, ex in exs.items():
+        if otp != "29":
+            assert ex.eval("Process.whereis(:pg) == Process.get({:scope, :pg})") == "true", otp
+
+
+if harness.OTP != "29":
+    # The mixed cluster needs the OTP 27 and 29 chroots; it runs with CNODE_OTP=29 (scripts/test-otp 29).
+    del test_mixed_otp_cluster_netsplit_heal_and_restart
 
 
 harness.main(globals())

@@ -254,7 +254,8 @@ TEST_CASE_FIXTURE(fixture, "unexpected or malformed messages are ignored without
   CHECK_FALSE(core.handle_info(T({A("discover"), A("notapid")})));
   CHECK_FALSE(core.handle_info(T({A("join"), peer, A("g"), L({A("x")})})));
   CHECK_FALSE(core.handle_info(T({A("leave"), peer, pid("ex@h", 1), A("notalist")})));
-  CHECK_FALSE(core.handle_info(T({A("discover"), peer, 1})));  // OTP 26's versioned discover
+  CHECK_FALSE(core.handle_info(T({A("update"), peer, A("notalist")})));
+  CHECK_FALSE(core.handle_info(T({A("local_data"), peer, 1, L({})})));  // not a map
   CHECK_FALSE(core.handle_cast(A("sync")));
   CHECK(core.handle_cast(T({A("sync"), peer, L({A("bad")})})));  // a sync with a bad entry changes nothing
   CHECK(io.out.empty());
