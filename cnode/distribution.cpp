@@ -378,17 +378,29 @@ void distribution::connect_failed(atom node, const std::string& why) {
     peers_.erase(it);
   }
   stats_.connect_failed.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(mu_);
+    if (backoff_.size() > 4096) {
+      const auto now = std::chrono::steady_clock::now();
+      std::erase_if(backoff_, [&](const auto& kv) { return kv.second.until < now; });
+    }
+    auto& b = backoff_[node];
+    b.delay = b.delay.count() == 0 ? std::chrono::milliseconds(100)
+                                   : std::min(b.delay * 2, std::chrono::milliseconds(4000));
+    b.until = std::chrono::steady_clock::now() + b.delay;
+  }
   if (auto suffix = connect_log_.admit(node.text())) log::warning("cannot connect to {}: {}{}", node.text(), why, *suffix);
   // What was waiting for the connection is answered as for a lost connection.
-  for (std::size_t i = 0; i < sigs.size(); ++i) {
-    signal& s = sigs[i];
-    if (s.kind == signal_kind::link) {
-      node_.route(s.from, signal{signal_kind::link_exit, targets[i], term(at().noconnection), {}, {}, 0});
-    } else if (s.kind == signal_kind::monitor) {
-      node_.route(s.from, signal{signal_kind::down, targets[i], term(at().noconnection), s.ref, targets[i], 0});
-    }
-  }
+  for (std::size_t i = 0; i < sigs.size(); ++i) answer_unreachable(targets[i], sigs[i]);
   notify(node, false, false);
+}
+
+void distribution::answer_unreachable(const term& to, const signal& s) {
+  if (s.kind == signal_kind::link) {
+    node_.route(s.from, signal{signal_kind::link_exit, to, term(at().noconnection), {}, {}, 0});
+  } else if (s.kind == signal_kind::monitor) {
+    node_.route(s.from, signal{signal_kind::down, to, term(at().noconnection), s.ref, to, 0});
+  }
 }
 
 void distribution::connection_up(atom node, asio::ip::tcp::socket socket, dist::handshake_result res,
@@ -411,6 +423,7 @@ void distribution::connection_up(atom node, asio::ip::tcp::socket socket, dist::
     dist::connection_options o;
     o.net_ticktime = cfg_.net_ticktime;
     o.outbound_limit = cfg_.outbound_limit;
+    o.max_packet = cfg_.max_message;
     conn = dist::connection::create(std::move(socket), res.peer, res.this_node, o,
                                     std::make_shared<handler>(*this, node, alive_), res.leftover);
     e.conn = conn;
@@ -425,6 +438,10 @@ void distribution::connection_up(atom node, asio::ip::tcp::socket socket, dist::
     // nodeup under the lock that makes the node part of nodes(): a close of this connection (on_down takes the
     // same lock) can only be announced after it, never before.
     notify_locked(node, true, visible);
+  }
+  {
+    std::lock_guard lock(mu_);
+    backoff_.erase(node);
   }
   (initiated ? stats_.connected : stats_.accepted).fetch_add(1, std::memory_order_relaxed);
   log::info("up {} ({}, {})", node.text(), visible ? "visible" : "hidden", initiated ? "we connected" : "it connected");
@@ -634,6 +651,24 @@ void distribution::send_packet(atom node, std::vector<std::byte> packet, const t
   if (node == node_.name_atom()) return;
   std::shared_ptr<dist::connection> conn;
   bool connect = false;
+  bool unreachable = false;
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    if (auto b = backoff_.find(node); b != backoff_.end()) {
+      auto it = peers_.find(node);
+      const bool busy = it != peers_.end() && ((it->second.conn && it->second.conn->is_up()) ||
+                                               it->second.connecting || it->second.awaiting_peer());
+      if (!busy && !accepting_locked(node)) {
+        if (std::chrono::steady_clock::now() < b->second.until) unreachable = true;
+      }
+    }
+  }
+  if (unreachable) {
+    // As a failed connect answers it: the message is dropped, a link or monitor gets noconnection.
+    if (s && to) answer_unreachable(*to, *s);
+    return;
+  }
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;

@@ -44,6 +44,7 @@ struct distribution_config {
   std::chrono::milliseconds net_ticktime{60'000};
   std::chrono::milliseconds setup_time{7'000};
   std::size_t outbound_limit = 1024 * 1024;
+  std::size_t max_message = 128 * 1024 * 1024;  // a longer packet from a peer closes its connection
   // Peers reached without EPMD: node name -> host:port.
   std::unordered_map<std::string, epmd::node_address> static_peers;
 };
@@ -189,6 +190,14 @@ class distribution final : public remote_router, public dist::handshake_policy {
     std::chrono::steady_clock::time_point last;
   };
   std::unordered_map<std::string, failures> failures_;
+  // After a failed connect, sends to that node do not dial it again until `until` (100 ms, doubling to 4 s; an
+  // explicit connect ignores it): messages queued for a dead peer cannot make a storm of connects and lookups.
+  struct backoff {
+    std::chrono::steady_clock::time_point until;
+    std::chrono::milliseconds delay{0};
+  };
+  std::unordered_map<atom, backoff> backoff_;  // under mu_
+  void answer_unreachable(const term& to, const signal& s);
   log::limiter refused_log_, connect_log_, accept_log_{1};
 
   mutable std::mutex mu_;

@@ -1,5 +1,7 @@
 #include "cnode/host.hpp"
 
+#include <malloc.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -8,6 +10,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -63,6 +66,18 @@ asio::awaitable<void> keep_connected(distribution& d, atom peer) {
   }
 }
 
+// Freed memory goes back to the system: glibc keeps what a burst (a huge term, a flooded mailbox) freed in its
+// arenas unless asked. Every 5 s, once, cheap when there is nothing to give back.
+asio::awaitable<void> trim_memory() {
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  for (;;) {
+    t.expires_after(std::chrono::seconds(5));
+    auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+    malloc_trim(0);
+  }
+}
+
 }  // namespace
 
 node_name_check check_node_name(const std::string& name, bool long_name) {
@@ -98,12 +113,15 @@ host::host(host_config cfg, std::vector<std::unique_ptr<service>> services)
     log::warning("no :global service in this node: it connects as a hidden node");
     cfg_.dist.hidden = true;
   }
-  auto cookie = dist::load_cookie(cfg_.cookie);
+  auto cookie = cfg_.cookie || !cfg_.cookie_file ? dist::load_cookie(cfg_.cookie)
+                                                 : dist::read_cookie_file(*cfg_.cookie_file);
   if (cookie.ec) throw std::runtime_error(cookie.message.empty() ? cookie.ec.message() : cookie.message);
   if (cookie.created) log::info("created cookie file {}", cookie.path.string());
   cfg_.dist.cookies.cookie = cookie.cookie;
+  cookie_path_ = cookie.path.string();
   node_ = std::make_unique<node>(io_->get_executor(), checked.full,
                                  cfg_.dist.use_epmd ? 0 : static_cast<std::uint32_t>(std::time(nullptr)) | 1u);
+  node_->set_mailbox_limit(cfg_.mailbox);
   dist_ = std::make_unique<distribution>(*node_, cfg_.dist);
 }
 
@@ -114,6 +132,13 @@ host::~host() = default;
 int host::run(std::function<void(host&)> on_ready) {
   // A closed log pipe must not kill the node: writes to it fail instead (log/log.cpp ignores them).
   std::signal(SIGPIPE, SIG_IGN);
+  // As many descriptors as the hard limit allows (cnode-epmd does the same): a node with many peers and
+  // handshakes under way must not run out at the soft default of 1024.
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
   if (cfg_.embedded_epmd && cfg_.dist.use_epmd) {
     epmd::server_options so;
     so.port = cfg_.dist.epmd_port;
@@ -191,6 +216,7 @@ asio::awaitable<void> host::start_all(std::function<void(host&)> on_ready) {
   log::info("ready {} (distribution port {}, {})", node_->name(), dist_->port(),
             cfg_.dist.hidden ? "hidden" : "visible");
   for (const auto& peer : cfg_.connect) asio::co_spawn(*io_, keep_connected(*dist_, atom(peer)), asio::detached);
+  asio::co_spawn(*io_, trim_memory(), asio::detached);
   if (on_ready) on_ready(*this);
 }
 

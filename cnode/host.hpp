@@ -28,13 +28,15 @@ namespace cnode {
 struct host_config {
   std::string name = "cnode";  // NAME or NAME@HOST; without a host, this machine's short host name (--sname)
   bool long_name = false;      // --name: NAME@HOST with a host that may have dots
-  std::optional<std::string> cookie;  // else ~/.erlang.cookie, created if missing, as erl does
+  std::optional<std::string> cookie;  // else cookie_file, else ~/.erlang.cookie, created if missing, as erl does
+  std::optional<std::string> cookie_file;  // read as erl reads ~/.erlang.cookie: owner-only, or refused
   distribution_config dist;           // hidden, listen address and port, EPMD, net_ticktime, busy limit, peers
   bool embedded_epmd = false;         // start cnode's own EPMD when none answers on dist.epmd_port
   unsigned threads = 0;               // I/O threads; 0: the number of cores
   std::chrono::milliseconds stop_timeout{5000};  // how long each service may take to stop
   bool handle_signals = true;                    // SIGINT and SIGTERM stop the node
   std::vector<std::string> connect;              // nodes to keep connected (retrying with backoff)
+  node::mailbox_limit mailbox;                   // --max-mailbox: off by default, as on the BEAM
   std::vector<std::string> service_args;         // "--pg-scope", "x", ...: the services' own options
 };
 
@@ -63,6 +65,8 @@ class host {
   function_table& functions() noexcept { return functions_; }
   asio::io_context& io() noexcept { return *io_; }
   const host_config& config() const noexcept { return cfg_; }
+  // The cookie file read or created; empty for a cookie given as a string. (The cookie itself is never logged.)
+  const std::string& cookie_path() const noexcept { return cookie_path_; }
   service_directory& services() noexcept { return node_->services(); }
 
   // Starts the distribution and every service, calls on_ready, and runs the I/O threads until the node stops.
@@ -77,6 +81,7 @@ class host {
   asio::awaitable<void> stop_all();
 
   host_config cfg_;
+  std::string cookie_path_;
   std::unique_ptr<asio::io_context> io_;
   std::vector<std::unique_ptr<service>> services_;
   std::unique_ptr<node> node_;

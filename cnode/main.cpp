@@ -22,7 +22,9 @@ constexpr const char* usage = R"(usage: cnode [options]
 
   --sname NAME[@HOST]     short node name (host: this machine's short host name)      [default: cnode]
   --name NAME@HOST        long node name
-  --cookie COOKIE         magic cookie (default: ~/.erlang.cookie, created if missing)
+  --cookie COOKIE         magic cookie (default: ~/.erlang.cookie, created if missing); ps shows it: prefer
+                          --cookie-file
+  --cookie-file FILE      read the cookie from FILE (owner-only permissions, as erl requires of its cookie file)
   --node-cookie NODE=COOKIE  a different cookie for one peer (repeatable)
   --hidden                connect as a hidden node (not in nodes(), no global/pg traffic)
   --epmd-port PORT        EPMD port (default: $ERL_EPMD_PORT, else 4369)
@@ -34,6 +36,9 @@ constexpr const char* usage = R"(usage: cnode [options]
   --connect NODE          connect to NODE at start, retrying with backoff (repeatable)
   --net-ticktime SECONDS  as erl -kernel net_ticktime (default: 60)
   --dist-buf-busy-limit KB  outbound bytes per connection before senders wait (default: 1024, as erl +zdbbl)
+  --max-message-bytes N   a longer message from a peer closes its connection (default: 134217728, 128 MiB)
+  --max-mailbox N         a process with more than N messages waiting is killed (reason killed) (default: off)
+  --max-mailbox-action A  kill | log: kill the process, or log once that it crossed N (default: kill)
   --threads N             I/O threads (default: number of cores)
   --log-level LEVEL       error | warning | info | debug, for every layer (default: info)
   --log-format FORMAT     text | json (one JSON object a line, for log shippers; default: text)
@@ -47,6 +52,7 @@ struct options {
   std::string name;
   bool long_name = false;
   std::optional<std::string> cookie;
+  std::optional<std::string> cookie_file;
   std::vector<std::pair<std::string, std::string>> node_cookies;
   bool hidden = false;
   std::optional<std::uint16_t> epmd_port;
@@ -58,6 +64,8 @@ struct options {
   std::vector<std::string> connect;
   unsigned net_ticktime = 60;
   std::size_t busy_limit_kb = 1024;
+  std::size_t max_message = 128 * 1024 * 1024;
+  node::mailbox_limit mailbox;
   unsigned threads = 0;
 };
 
@@ -93,6 +101,8 @@ options parse(int argc, char** argv, const option_list& service_options) {
       o.long_name = true;
     } else if (a == "--cookie") {
       o.cookie = value();
+    } else if (a == "--cookie-file") {
+      o.cookie_file = value();
     } else if (a == "--node-cookie") {
       std::string v = value();
       auto eq = v.find('=');
@@ -124,6 +134,15 @@ options parse(int argc, char** argv, const option_list& service_options) {
       if (o.net_ticktime == 0) fail("--net-ticktime must be at least 1");
     } else if (a == "--dist-buf-busy-limit") {
       o.busy_limit_kb = number(a, value(), 2 * 1024 * 1024);
+    } else if (a == "--max-message-bytes") {
+      o.max_message = number(a, value(), 0xffffffffUL);
+      if (o.max_message < 1024) fail("--max-message-bytes must be at least 1024");
+    } else if (a == "--max-mailbox") {
+      o.mailbox.max = number(a, value(), 0xffffffffUL);
+    } else if (a == "--max-mailbox-action") {
+      std::string v = value();
+      if (v != "kill" && v != "log") fail("--max-mailbox-action: kill or log");
+      o.mailbox.kill = v == "kill";
     } else if (a == "--threads") {
       o.threads = static_cast<unsigned>(number(a, value(), 1024));
     } else if (a == "--log-level") {
@@ -148,12 +167,15 @@ options parse(int argc, char** argv, const option_list& service_options) {
   return o;
 }
 
-// A pasteable line for the user: iex with this node's cookie.
-std::string iex_hint(const options& o, const std::string& node, std::uint16_t epmd_port) {
-  std::string cookie = o.cookie ? "'" + *o.cookie + "'" : std::string("\"$(cat ~/.erlang.cookie)\"");
+// A pasteable line for the user: iex with this node's cookie, read from its file (the cookie itself is never
+// written to the log).
+std::string iex_hint(const options& o, const std::string& node, std::uint16_t epmd_port, const std::string& path) {
+  const bool given = o.cookie || path.empty();
+  std::string cookie = given ? std::string("\"$COOKIE\"") : "\"$(cat " + path + ")\"";
   std::string you = o.long_name ? "--name you@" + node.substr(node.find('@') + 1) : std::string("--sname you");
   std::string env = epmd_port == 4369 ? std::string() : fmt::format("ERL_EPMD_PORT={} ", epmd_port);
-  return fmt::format("{}iex {} --cookie {} -e 'IO.inspect Node.ping(:\"{}\")'", env, you, cookie, node);
+  return fmt::format("{}iex {} --cookie {} -e 'IO.inspect Node.ping(:\"{}\")'{}", env, you, cookie, node,
+                     given ? "   (with COOKIE set to the cookie given with --cookie)" : "");
 }
 
 }  // namespace
@@ -172,6 +194,9 @@ int main(int argc, char** argv) {
   cfg.name = o.name;
   cfg.long_name = o.long_name;
   cfg.cookie = o.cookie;
+  cfg.cookie_file = o.cookie_file;
+  cfg.mailbox = o.mailbox;
+  if (o.cookie) log::warning("--cookie puts the cookie on the command line, where ps shows it: prefer --cookie-file");
   cfg.embedded_epmd = o.embedded_epmd;
   cfg.threads = o.threads;
   cfg.connect = o.connect;
@@ -186,6 +211,7 @@ int main(int argc, char** argv) {
   dc.epmd_port = o.epmd_port.value_or(epmd::epmd_port_from_env());
   dc.net_ticktime = std::chrono::seconds(o.net_ticktime);
   dc.outbound_limit = o.busy_limit_kb * 1024;
+  dc.max_message = o.max_message;
   for (auto& [n, a] : o.peers) dc.static_peers[n] = a;
 
   std::unique_ptr<host> h;
@@ -197,5 +223,5 @@ int main(int argc, char** argv) {
     log::error("{}", e.what());
     return 1;
   }
-  return h->run([&o](host& h) { log::info("from another shell: {}", iex_hint(o, h.n().name(), h.config().dist.epmd_port)); });
+  return h->run([&o](host& h) { log::info("from another shell: {}", iex_hint(o, h.n().name(), h.config().dist.epmd_port, h.cookie_path())); });
 }

@@ -113,6 +113,21 @@ class node {
   // unnamed. nullopt (and no process) when the name is taken.
   std::optional<term> spawn_registered(atom name, process::body_type body, spawn_options opts = {});
 
+  // ---- bounds ----
+  // A mailbox longer than `max` messages (0: no bound, the BEAM's default) either kills its process (reason
+  // killed, as max_heap_size's kill does) or is logged once as it crosses the bound.
+  struct mailbox_limit {
+    std::size_t max = 0;
+    bool kill = true;
+  };
+  void set_mailbox_limit(mailbox_limit l) noexcept {
+    mailbox_max_.store(l.max, std::memory_order_relaxed);
+    mailbox_kill_.store(l.kill, std::memory_order_relaxed);
+  }
+  mailbox_limit get_mailbox_limit() const noexcept {
+    return {mailbox_max_.load(std::memory_order_relaxed), mailbox_kill_.load(std::memory_order_relaxed)};
+  }
+
   // ---- what services add to the node ----
   name_resolver& resolver() noexcept { return resolver_; }
   const name_resolver& resolver() const noexcept { return resolver_; }
@@ -150,6 +165,8 @@ class node {
  private:
   void answer_dead(const term& to, signal& s);
 
+  std::atomic<std::size_t> mailbox_max_{0};
+  std::atomic<bool> mailbox_kill_{true};
   name_resolver resolver_;
   probe_registry probe_calls_;
   std::unique_ptr<service_directory> services_;

@@ -6,7 +6,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "cnode/log.hpp"
 #include "cnode/node.hpp"
+#include "etf/format.hpp"
 
 namespace cnode {
 
@@ -85,6 +87,7 @@ void process::handle(signal& s) {
     case signal_kind::message:
       if (!s.ref.is_nil() && !aliases_.count(s.ref)) return;  // sent to an alias no longer active
       mailbox_.push_back(std::move(s.data));
+      check_mailbox();
       return;
     case signal_kind::link:
       if (s.from != pid_) links_[s.from] = 0;
@@ -169,6 +172,26 @@ void process::handle_exit_signal(const term& from, const term& reason, bool via_
     return;
   }
   die(reason);
+}
+
+void process::check_mailbox() {
+  const auto limit = node_.get_mailbox_limit();
+  if (limit.max == 0) return;
+  if (mailbox_.size() <= limit.max) {
+    if (mailbox_warned_ && mailbox_.size() < limit.max / 2) mailbox_warned_ = false;
+    return;
+  }
+  if (limit.kill) {
+    if (kill_reason_) return;
+    log::error("killing {}: {} messages in its mailbox, over --max-mailbox {}", etf::to_string(pid_),
+               mailbox_.size(), limit.max);
+    mailbox_.clear();  // it dies at its next receive: what it held goes now
+    die(term(atom("killed")));
+  } else if (!mailbox_warned_) {
+    mailbox_warned_ = true;
+    log::warning("{} has {} messages in its mailbox, over --max-mailbox {}", etf::to_string(pid_), mailbox_.size(),
+                 limit.max);
+  }
 }
 
 void process::die(term reason) {

@@ -134,6 +134,7 @@ class process : public std::enable_shared_from_this<process> {
   void on_body_done(std::exception_ptr e);
   void finish(term reason);
   void handle_after_death(signal& s);
+  void check_mailbox();
 
   class node& node_;
   term pid_;
@@ -152,6 +153,7 @@ class process : public std::enable_shared_from_this<process> {
   // Strand-only.
   std::deque<term> mailbox_;
   bool waiting_ = false;
+  bool mailbox_warned_ = false;
   bool trap_exit_ = false;
   std::optional<term> kill_reason_;
   std::unordered_map<term, std::uint64_t> links_;      // linked pid -> 0, or the id of an unlink in progress

@@ -21,7 +21,10 @@ std::span<std::byte> frame_buffer::prepare() {
                             (std::to_integer<std::size_t>(buf_[begin_ + 1]) << 16) |
                             (std::to_integer<std::size_t>(buf_[begin_ + 2]) << 8) |
                             std::to_integer<std::size_t>(buf_[begin_ + 3]);
-    if (len <= max_packet_ && 4 + len > buffered()) want = std::max(want, 4 + len - buffered());
+    // Room for what has arrived, not for what is announced: the buffer at most doubles per read, so a peer that
+    // announces a huge packet and sends a byte holds a read's worth of memory, not the announced size.
+    if (len <= max_packet_ && 4 + len > buffered())
+      want = std::max(want, std::min(4 + len - buffered(), std::max(read_size_, buffered())));
   }
   if (buf_.size() - end_ < want) {
     // Move the unread tail to the front first; grow only if that is not enough.

@@ -116,7 +116,7 @@ class ops_service final : public cnode::service {
       auto req = parser.release();
       auto res = co_await answer(req);
       res.keep_alive(req.keep_alive());
-      res.prepare_payload();
+      if (req.method() != http::verb::head) res.prepare_payload();  // HEAD keeps GET's Content-Length
       auto [wec, wn] = co_await http::async_write(stream, res, asio::as_tuple(asio::use_awaitable));
       if (wec || !res.keep_alive()) {
         boost::system::error_code ignored;

@@ -152,9 +152,9 @@ void pg_service::metrics(metrics_sink& m) const {
     std::vector<term> groups;
     st->core->which_groups().list_to_vector(groups);
     for (const auto& g : groups) {
-      std::vector<term> v;
-      if (st->core->get_members(g).list_to_vector(v)) members += v.size();
-      if (st->core->get_local_members(g).list_to_vector(v)) local += v.size();
+      std::vector<term> all, mine;  // list_to_vector appends: one vector each
+      if (st->core->get_members(g).list_to_vector(all)) members += all.size();
+      if (st->core->get_local_members(g).list_to_vector(mine)) local += mine.size();
     }
     m.gauge("cnode_pg_groups", "Groups with members in the scope, cluster-wide, as this node sees them.",
             static_cast<double>(groups.size()), l);
