@@ -1,6 +1,7 @@
 // :pg on cnode: cnode takes part in pg scopes as a peer scope process speaking OTP 25's scope protocol
 // ({discover, Pid}, {'$gen_cast', {sync, Pid, Groups}}, {join, Pid, Group, PidOrPids}, {leave, Pid, PidOrPids,
-// Groups}), so pg:get_members/2 on every Erlang/Elixir node lists cnode's processes and cnode sees theirs.
+// Groups}) and, to OTP 29 scopes, its version-1 protocol (docs/otp-versions.md), so pg:get_members/2 on every
+// Erlang/Elixir node lists cnode's processes and cnode sees theirs.
 //
 //   co_await pg::join(self, atom("pg"), term(atom("workers")), self.pid());          // ok
 //   term pids = pg::get_members(self.node(), atom("pg"), term(atom("workers")));     // any thread, no call
