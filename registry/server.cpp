@@ -207,39 +207,69 @@ void start_syncer(service& s, term from, const term& nodes_t) {
       std::move(opts));
 }
 
-asio::awaitable<void> server(process& self, std::shared_ptr<shell_io> io) {
-  service& s = *current(self.node());
-  io->self = &self;
-  self.trap_exit(true);
-  if (!s.hidden) s.d->monitor_nodes(self.pid(), true);
-  for (;;) {
-    auto m = co_await self.receive();
-    try {
-      gen::incoming_call c;
-      term req;
-      if (gen::is_call(*m, c) && c.request.is_tuple(2) && c.request.element(0).is_atom(at().sync)) {
-        start_syncer(s, c.from, c.request.element(1));
-      } else if (gen::is_call(*m, c)) {
-        const term& from_pid = c.from.is_tuple(2) ? c.from.element(0) : term();
-        auto reply = s.core->handle_call(c.request, from_pid);
-        if (reply) gen::reply(self, c.from, std::move(*reply));
-        else log::debug("global_name_server: unexpected call {}", etf::to_string(c.request));
-      } else if (gen::is_cast(*m, req)) {
-        if (!s.core->handle_cast(req)) log::debug("global_name_server: unexpected cast {}", etf::to_string(req));
-      } else if (m->is_tuple(2) && m->element(0).is_atom(at().nodeup) && m->element(1).is_atom()) {
-        s.core->nodeup(m->element(1).atom_value());
-      } else if (m->is_tuple(2) && m->element(0).is_atom(at().nodedown) && m->element(1).is_atom()) {
-        s.core->nodedown(m->element(1).atom_value());
-      } else if (!s.core->handle_info(*m)) {
-        log::debug("global_name_server: unexpected message {}", etf::to_string(*m));
+// global_name_server on the shared gen_server loop. A message that breaks one of the core's rules is logged and
+// dropped (global.erl would crash and be restarted by kernel's supervisor; here nothing restarts it).
+class name_server final : public gen_server {
+ public:
+  explicit name_server(std::shared_ptr<shell_io> io) : io_(std::move(io)) {}
+
+  asio::awaitable<void> init(process& self) override {
+    s_ = current(self.node());
+    io_->self = &self;
+    self.trap_exit(true);
+    if (!s_->hidden) s_->d->monitor_nodes(self.pid(), true);
+    co_return;
+  }
+
+  asio::awaitable<std::optional<term>> handle_call(process&, const term& request, const term& from) override {
+    std::optional<term> reply;
+    guarded("call", [&] {
+      if (request.is_tuple(2) && request.element(0).is_atom(at().sync)) {
+        start_syncer(*s_, from, request.element(1));  // replied by the syncer once in sync
+        return;
       }
+      const term& from_pid = from.is_tuple(2) ? from.element(0) : term();
+      reply = s_->core->handle_call(request, from_pid);
+      if (!reply) log::debug("global_name_server: unexpected call {}", etf::to_string(request));
+    });
+    co_return reply;
+  }
+
+  asio::awaitable<void> handle_cast(process&, const term& req) override {
+    guarded("cast", [&] {
+      if (!s_->core->handle_cast(req)) log::debug("global_name_server: unexpected cast {}", etf::to_string(req));
+    });
+    co_return;
+  }
+
+  asio::awaitable<void> handle_info(process&, const term& m) override {
+    guarded("message", [&] {
+      if (m.is_tuple(2) && m.element(0).is_atom(at().nodeup) && m.element(1).is_atom()) {
+        s_->core->nodeup(m.element(1).atom_value());
+      } else if (m.is_tuple(2) && m.element(0).is_atom(at().nodedown) && m.element(1).is_atom()) {
+        s_->core->nodedown(m.element(1).atom_value());
+      } else if (!s_->core->handle_info(m)) {
+        log::debug("global_name_server: unexpected message {}", etf::to_string(m));
+      }
+    });
+    co_return;
+  }
+
+ private:
+  template <typename F>
+  void guarded(const char* what, F f) {
+    try {
+      f();
     } catch (const process_exit&) {
       throw;
     } catch (const std::exception& e) {
-      log::debug("global_name_server: ignored a message that broke a rule ({})", e.what());
+      log::debug("global_name_server: ignored a {} that broke a rule ({})", what, e.what());
     }
   }
-}
+
+  std::shared_ptr<shell_io> io_;
+  service* s_ = nullptr;
+};
 
 // The registrar (global.erl:3020): name operations one at a time, under global's lock on every known node.
 // get_known/0 as global.erl asks it: a call to the server, so that a nodedown already in its mailbox has been
@@ -430,7 +460,8 @@ asio::awaitable<void> service::start(service_context& ctx) {
   registrar_pid = nd.spawn(registrar);
   spawn_options opts;
   opts.before_start = [this](const term& pid) { server_pid = pid; };
-  if (!nd.spawn_registered(gns, [shell](process& self) -> asio::awaitable<void> { co_await server(self, shell); },
+  auto server = std::make_shared<name_server>(shell);
+  if (!nd.spawn_registered(gns, [server](process& self) -> asio::awaitable<void> { co_await run_gen_server(self, server); },
                            std::move(opts)))
     throw std::runtime_error("global: global_name_server is already registered");
   ctx.resolver.add(at().global, [&nd](const term& name) { return whereis_name(nd, name); });
