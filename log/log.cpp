@@ -98,24 +98,12 @@ void emit(std::string_view component, level l, std::string_view message) {
   write_all(line);
 }
 
-std::optional<std::string> limiter::admit(std::string_view key) {
-  const auto now = std::chrono::steady_clock::now();
-  std::lock_guard lk(mu_);
-  auto it = keys_.find(std::string(key));
-  if (it == keys_.end()) {
-    if (keys_.size() >= max_keys_) {
-      // Forget the windows that are over; if every key is live, fold this one into a shared key.
-      for (auto i = keys_.begin(); i != keys_.end();)
-        i = now - i->second.start >= window_ && i->second.left_out == 0 ? keys_.erase(i) : std::next(i);
-      if (keys_.size() >= max_keys_) return admit_shared(now);
-    }
-    it = keys_.emplace(std::string(key), entry{now, 0, 0}).first;
-  }
-  entry& e = it->second;
+std::optional<std::string> limiter::step(entry& e, std::chrono::steady_clock::time_point now, const char* what) {
   std::string suffix;
   if (now - e.start >= window_) {
-    if (e.left_out) suffix = fmt::format(" (and {} more like it in the last {} s)", e.left_out,
-                                         std::chrono::duration_cast<std::chrono::seconds>(now - e.start).count());
+    if (e.left_out)
+      suffix = fmt::format(" (and {} more {} in the last {} s)", e.left_out, what,
+                           std::chrono::duration_cast<std::chrono::seconds>(now - e.start).count());
     e = entry{now, 0, 0};
   }
   if (e.lines >= burst_) {
@@ -126,20 +114,20 @@ std::optional<std::string> limiter::admit(std::string_view key) {
   return suffix;
 }
 
-std::optional<std::string> limiter::admit_shared(std::chrono::steady_clock::time_point now) {
-  entry& e = shared_;
-  std::string suffix;
-  if (now - e.start >= window_) {
-    if (e.left_out) suffix = fmt::format(" (and {} more lines of this kind in the last {} s)", e.left_out,
-                                         std::chrono::duration_cast<std::chrono::seconds>(now - e.start).count());
-    e = entry{now, 0, 0};
+std::optional<std::string> limiter::admit(std::string_view key) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lk(mu_);
+  auto it = keys_.find(std::string(key));
+  if (it == keys_.end()) {
+    if (keys_.size() >= max_keys_) {
+      // Forget the windows that are over; if every key is live, fold this one into a shared key.
+      for (auto i = keys_.begin(); i != keys_.end();)
+        i = now - i->second.start >= window_ && i->second.left_out == 0 ? keys_.erase(i) : std::next(i);
+      if (keys_.size() >= max_keys_) return step(shared_, now, "lines of this kind");
+    }
+    it = keys_.emplace(std::string(key), entry{now, 0, 0}).first;
   }
-  if (e.lines >= burst_) {
-    ++e.left_out;
-    return std::nullopt;
-  }
-  ++e.lines;
-  return suffix;
+  return step(it->second, now, "like it");
 }
 
 }  // namespace cnode::log

@@ -76,7 +76,7 @@ class limiter {
   std::mutex mu_;
   std::unordered_map<std::string, entry> keys_;
   entry shared_;
-  std::optional<std::string> admit_shared(std::chrono::steady_clock::time_point now);
+  std::optional<std::string> step(entry& e, std::chrono::steady_clock::time_point now, const char* what);
 };
 
 }  // namespace cnode::log
