@@ -216,14 +216,17 @@ def closed_by_peer(socks):
     """How many of the sockets the peer has closed (EOF or reset waiting to be read)."""
     n = 0
     for s in socks:
+        before = s.gettimeout()
+        s.setblocking(False)
         try:
-            s.setblocking(False)
             if s.recv(1, socket.MSG_PEEK) == b"":
                 n += 1
         except BlockingIOError:
             pass
         except OSError:
             n += 1
+        finally:
+            s.settimeout(before)
     return n
 
 
