@@ -174,7 +174,7 @@ defmodule CNode.LoggerTest do
         node = CNode.node_name(pid)
         # Something unexpected for a cnode :pg scope: ignored, with a debug line.
         send({:pg, node}, :unexpected)
-        assert {:ok, _} = CNode.await_output(pid, "debug")
+        assert {:ok, _} = CNode.await_output(pid, "cnode debug")
         CNode.stop(pid)
         send(self(), {:node, node})
       end)
