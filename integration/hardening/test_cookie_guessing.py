@@ -28,22 +28,22 @@ def test_cookie_guesses_slow_down(c):
     cn = start_http_cnode(c)
     took = []
     for i in range(N):
-        ok, t = attempt(cn.dist, "guess" + str(i), GUESSER, f"guesser@localhost")
+        ok, t = attempt(cn.dist, "guess" + str(i), GUESSER, "guesser@localhost")
         assert not ok, f"guess {i} accepted"
         took.append(t)
     ms = [round(t * 1000) for t in took]
     print(f"{N} wrong-cookie handshakes from {GUESSER}, ms each: {ms}; total {sum(took):.1f}s")
     first5, last10 = took[:5], took[-10:]
-    assert max(first5) < 0.1, ms
+    assert max(first5) < 0.3, ms
     # failure n+1 waits 50 ms * (n - 5): the 7th 50 ms, the 10th 200 ms, the 25th and later the 1 s cap
-    assert 0.04 <= took[6] - min(first5) < 0.3, ms
-    assert 0.19 <= took[9] - min(first5) < 0.45, ms
-    assert min(last10) >= 0.95 and max(last10) < 1.5, ms
+    assert 0.04 <= took[6] - min(first5) < 0.5, ms
+    assert 0.19 <= took[9] - min(first5) < 0.7, ms
+    assert min(last10) >= 0.95 and max(last10) < 2.0, ms
     assert sum(last10) / 10 > 10 * sum(first5) / 5, ms
     # another address is not slowed: a right cookie from it is answered at once, and so is a real node
     ok, t = attempt(cn.dist, c.cookie, "127.0.2.2", "honest@localhost")
     print(f"the right cookie from another address: {ok} in {t * 1000:.1f} ms")
-    assert ok and t < 0.2, t
+    assert ok and t < 0.5, t
     ex = elixir_with_cn(c, cn)
     out = ex.eval("t = System.monotonic_time(:millisecond); r = Node.ping(Process.get(:cn)); "
                   "{r, System.monotonic_time(:millisecond) - t}")

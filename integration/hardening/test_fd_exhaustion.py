@@ -2,6 +2,7 @@
 again once descriptors are free. cnode raises its soft descriptor limit to the hard one at start, so the test
 lowers both (prlimit --nofile=256:256, which execs cnode: the pid is cnode's)."""
 import os
+import socket
 import sys
 import time
 
@@ -27,19 +28,28 @@ def test_emfile_backs_off_and_recovers(c):
     try:
         cn.wait_for_line("accept failed", timeout=5)
         nfd = len(os.listdir(f"/proc/{cn.p.pid}/fd"))
+        # one connection to the HTTP port as well: its listener is out of descriptors too
+        http_sock = socket.create_connection(("127.0.0.1", cn.http), timeout=5)
+        socks.append(http_sock)
+        http0 = len(lines_with(cn, "http: accept failed"))
         cpu0 = cpu_seconds(cn.p.pid)
         t0 = time.monotonic()
         time.sleep(WINDOW)  # a measuring window, not a synchronisation: cnode's CPU while it stays out of fds
         cpu = cpu_seconds(cn.p.pid) - cpu0
         window = time.monotonic() - t0
-        failed = lines_with(cn, "accept failed")
+        failed = [l for l in lines_with(cn, "accept failed") if "http:" not in l]
+        http_failed = len(lines_with(cn, "http: accept failed")) - http0
         refused_by_reserve = closed_by_peer(socks)
         print(f"{N_IDLE} idle connections against {LIMIT} descriptors: cnode holds {nfd} fds; "
               f"{cpu:.3f}s of CPU in {window:.2f}s; {len(failed)} 'accept failed' lines: {failed}; "
-              f"{refused_by_reserve} of ours closed by cnode")
+              f"{refused_by_reserve} of ours closed by cnode; 'http: accept failed' lines in the window: {http_failed}")
         assert nfd <= LIMIT, nfd
         assert cpu < 0.5, f"cnode used {cpu:.2f}s of CPU in {window:.1f}s out of descriptors"
         assert 1 <= len(failed) <= 5, failed
+        # The HTTP listener pauses 100 ms after each failure (no spin), but logs every one of them, 10 lines a
+        # second for as long as a connection waits in its backlog (not rate-limited like the distribution's, and
+        # no reserve descriptor to refuse it): bounded here at its pause, reported as a bug.
+        assert http_failed <= 4 * WINDOW * 10, http_failed
         assert all("open files" in l or "descriptor" in l.lower() for l in failed), failed
     finally:
         close_all(socks)
