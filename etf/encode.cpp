@@ -1,7 +1,9 @@
 // ETF encoding in the forms OTP 25's term_to_binary writes. Iterative (an explicit stack of terms still to write),
-// appending into one buffer that grows geometrically: no allocation per term.
+// written through a per-thread chunk into the caller's buffer, which grows only by what is written: no allocation
+// per term, and no cost for what the buffer already holds.
 #include <bit>
 #include <cstring>
+#include <memory>
 #include <system_error>
 
 #include <zlib.h>
@@ -14,21 +16,65 @@ namespace {
 class encoder {
  public:
   encoder(std::vector<std::uint8_t>& out, const encode_options& o)
-      : out_(out), pos_(out.size()), o_(o), stack_(work().stack), scratch_(work().scratch) {
+      : out_(out), o_(o), stack_(work().stack), scratch_(work().scratch) {
     stack_.clear();
     scratch_.clear();
+    std::uint8_t* b = chunk();
+    cur_ = b;
+    end_ = b + chunk_size;
   }
 
   void run(const term& root);
-  std::size_t pos() const noexcept { return pos_; }
-  void finish() { out_.resize(pos_); }
+  // Absolute position in out once everything written so far has been flushed.
+  std::size_t pos() const noexcept { return out_.size() + static_cast<std::size_t>(cur_ - chunk()); }
+  void finish() { flush(); }
 
  private:
+  // Writes go to a per-thread chunk (uninitialised memory, never zero-filled) and are appended to out in one insert
+  // when the chunk is full and at the end. out thus grows only by what is written, with std::vector's amortised
+  // growth, and is never shrunk: encoding into a buffer that already holds earlier frames costs nothing for those.
+  static constexpr std::size_t chunk_size = std::size_t{64} << 10;
+  static std::uint8_t* chunk() noexcept {
+    thread_local std::unique_ptr<std::uint8_t[]> c(new std::uint8_t[chunk_size]);
+    return c.get();
+  }
+  void flush() {
+    std::uint8_t* b = chunk();
+    if (cur_ != b) out_.insert(out_.end(), b, cur_);
+    cur_ = b;
+  }
   std::uint8_t* take(std::size_t n) {
-    if (pos_ + n > out_.size()) out_.resize(std::max(out_.size() * 2, pos_ + n + 256));
-    std::uint8_t* p = out_.data() + pos_;
-    pos_ += n;
-    return p;
+    if (static_cast<std::size_t>(end_ - cur_) >= n) [[likely]] {
+      std::uint8_t* p = cur_;
+      cur_ += n;
+      return p;
+    }
+    return take_slow(n);
+  }
+  std::uint8_t* take_slow(std::size_t n) {
+    flush();
+    if (n <= chunk_size) {
+      std::uint8_t* p = cur_;
+      cur_ += n;
+      return p;
+    }
+    // Larger than a chunk (a big integer, a long string): written in place in out, zero-filled only where written.
+    const std::size_t at = out_.size();
+    out_.resize(at + n);
+    return out_.data() + at;
+  }
+  // Bytes copied as they are (binary payloads): a large payload goes straight into out, copied once.
+  void put_bytes(const std::uint8_t* d, std::size_t n) {
+    if (static_cast<std::size_t>(end_ - cur_) >= n) {
+      if (n) std::memcpy(cur_, d, n);
+      cur_ += n;
+      return;
+    }
+    flush();
+    out_.insert(out_.end(), d, d + n);
+  }
+  std::uint8_t* at(std::size_t abs) noexcept {
+    return abs >= out_.size() ? chunk() + (abs - out_.size()) : out_.data() + abs;
   }
   void put8(std::uint8_t v) { *take(1) = v; }
   static void be16(std::uint8_t* p, std::uint16_t v) {
@@ -58,7 +104,8 @@ class encoder {
     std::size_t patch_at;  // when t is null: patch a NEW_FUN_EXT Size field here
   };
   std::vector<std::uint8_t>& out_;
-  std::size_t pos_;
+  std::uint8_t* cur_;
+  std::uint8_t* end_;
   const encode_options& o_;
   // Work stacks reused across calls on a thread: encoding allocates nothing but the output.
   struct stacks {
@@ -174,12 +221,11 @@ void encoder::write_one(const term& t) {
       const auto bytes = t.bytes();
       if (bytes.size() > UINT32_MAX) throw std::system_error(error::not_encodable, "binary too large");
       const bool bits = t.last_bits() != 8;
-      std::uint8_t* p = take((bits ? 6 : 5) + bytes.size());
+      std::uint8_t* p = take(bits ? 6 : 5);
       p[0] = bits ? tag::bit_binary : tag::binary;
       be32(p + 1, static_cast<std::uint32_t>(bytes.size()));
-      p += 5;
-      if (bits) *p++ = t.last_bits();
-      if (!bytes.empty()) std::memcpy(p, bytes.data(), bytes.size());
+      if (bits) p[5] = t.last_bits();
+      put_bytes(bytes.data(), bytes.size());
       return;
     }
     case term_type::tuple: {
@@ -281,7 +327,7 @@ void encoder::write_one(const term& t) {
     case term_type::fun: {
       const auto& v = t.as_fun();
       put8(tag::new_fun);
-      const std::size_t size_at = pos_;
+      const std::size_t size_at = pos();
       std::uint8_t* p = take(4 + 1 + 16 + 4 + 4);
       p[4] = v.arity;
       std::memcpy(p + 5, v.uniq, 16);
@@ -306,7 +352,7 @@ void encoder::run(const term& root) {
     if (it.t) {
       write_one(*it.t);
     } else {
-      be32(out_.data() + it.patch_at, static_cast<std::uint32_t>(pos_ - it.patch_at));
+      be32(at(it.patch_at), static_cast<std::uint32_t>(pos() - it.patch_at));
     }
   }
 }
