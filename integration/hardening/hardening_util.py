@@ -58,6 +58,23 @@ def digest(challenge, cookie):
     return hashlib.md5((cookie + str(challenge)).encode()).digest()
 
 
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+def client_socket(src):
+    """A TCP socket bound to the source address src. Its port is picked at connect time, and SO_REUSEADDR lets
+    another test's listener (epmd, erl: they set it too) bind a port number that one of the thousands of
+    connections of a flood happens to use: floods here must not make a parallel test's free_port() fail."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+    except OSError:
+        pass
+    s.bind((src, 0))
+    return s
+
+
 def recv_exact(s, n):
     b = b""
     while len(b) < n:
@@ -80,10 +97,9 @@ class Refused(Exception):
 def handshake(port, name, cookie, flags=FLAGS_HIDDEN, src="127.0.0.1", timeout=10.0):
     """The initiator's side of the version-6 handshake (dist_util.erl) against 127.0.0.1:port. Returns the
     connected socket, 4-byte framing from now on; raises Refused when the peer says no or closes (wrong cookie)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s = client_socket(src)
     s.settimeout(timeout)
     try:
-        s.bind((src, 0))
         s.connect(("127.0.0.1", port))
         s.sendall(send_name(name, flags))
         st = recv_msg(s)
@@ -135,9 +151,8 @@ def flood(port, payloads, concurrency=200, wait_reply=0, srcs=("127.0.0.1",), ti
         except StopIteration:
             exhausted = True
             return
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = client_socket(srcs[i % len(srcs)])
         s.setblocking(False)
-        s.bind((srcs[i % len(srcs)], 0))
         s.connect_ex(("127.0.0.1", port))
         sel.register(s, selectors.EVENT_WRITE, [payload, b""])
         live += 1
@@ -194,8 +209,7 @@ def idle_connections(port, n, srcs=("127.0.0.1",)):
     """n connected sockets that send nothing, spread over the source addresses."""
     out = []
     for i in range(n):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind((srcs[i % len(srcs)], 0))
+        s = client_socket(srcs[i % len(srcs)])
         s.setblocking(False)
         s.connect_ex(("127.0.0.1", port))
         out.append(s)
