@@ -145,19 +145,23 @@ def test_process_info(c):
     assert ex.eval("GenServer.call(Process.get(:p), {:link, Process.get(:q)})") == ":ok"
     assert ex.eval("GenServer.call(Process.get(:p), {:monitor, Process.get(:rp)}) |> is_reference()") == "true"
     assert ex.eval(f"{rpc_pi('Process.get(:p)', ':links')} == {{:links, [Process.get(:q)]}}") == "true"
-    assert ex.eval(f"{rpc_pi('Process.get(:q)', ':links')} == {{:links, [Process.get(:p)]}}") == "true"
+    harness.wait_until(lambda: ex.eval(f"{rpc_pi('Process.get(:q)', ':links')} == {{:links, [Process.get(:p)]}}")
+                       == "true", 10, "the link on q's side")
     assert ex.eval(f"{rpc_pi('Process.get(:p)', ':monitors')} == {{:monitors, [{{:process, Process.get(:rp)}}]}}") \
         == "true", ex.eval(rpc_pi("Process.get(:p)", ":monitors"))
-    # the remote end of that monitor, as the BEAM tells it: ref's process is monitored by the probe
-    assert ex.eval(":rpc.call(Process.get(:ref), :erlang, :process_info, [Process.get(:rp), :monitored_by]) == "
-                   "{:monitored_by, [Process.get(:p)]}") == "true"
+    # the remote end of that monitor, as the BEAM tells it: ref's process is monitored by the probe (once cnode's
+    # monitor request, sent on its own connection to ref, got there)
+    harness.wait_until(lambda: ex.eval(":rpc.call(Process.get(:ref), :erlang, :process_info, [Process.get(:rp), "
+                                       ":monitored_by]) == {:monitored_by, [Process.get(:p)]}") == "true",
+                       10, "ref's process monitored by the probe")
     # cnode's pg scope monitors the Elixir node's, as ex's scope monitors cnode's (real pg on both sides)
     ex.eval("{:ok, s} = :pg.start(:pg); Process.put(:scope, s); :ok")
     cn_pg = ":rpc.call(Process.get(:cn), :erlang, :whereis, [:pg])"
     harness.wait_until(lambda: ex.eval(f"{rpc_pi(cn_pg, ':monitors')} == {{:monitors, [{{:process, Process.get(:scope)}}]}}")
                        == "true", 10, "cnode's pg scope monitoring ex's")
-    assert ex.eval(f":erlang.process_info(Process.get(:scope), :monitors) == {{:monitors, [{{:process, {cn_pg}}}]}}") \
-        == "true"
+    harness.wait_until(lambda: ex.eval(f":erlang.process_info(Process.get(:scope), :monitors) == "
+                                       f"{{:monitors, [{{:process, {cn_pg}}}]}}") == "true", 10,
+                       "ex's pg scope monitoring cnode's")
     # a queue: messages sent behind a call in which the probe sleeps stay queued (one sender: they come in order)
     ex.eval("q = Process.get(:q); send(q, {:\"$gen_call\", {self(), make_ref()}, {:sleep, 5_000}}); "
             "Enum.each(1..3, &send(q, {:queued, &1})); :ok")
@@ -187,7 +191,7 @@ def test_process_info(c):
         assert ex.eval(call(via, "cn", "erlang", "process_info", f"[Process.get(:p), {items}]")) == ":undefined"
         assert ex.eval(call(via, "cn", "erlang", "process_info", "[Process.get(:p)]")) == ":undefined"
     # the link is gone with it
-    assert ex.eval(rpc_pi("Process.get(:q)", ":links")) == "{:links, []}"
+    harness.wait_until(lambda: ex.eval(rpc_pi("Process.get(:q)", ":links")) == "{:links, []}", 10, "q's link gone")
 
 
 harness.main(globals())
