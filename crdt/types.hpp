@@ -1,0 +1,174 @@
+// The delta-state CRDTs (Almeida et al. 2018): each type is a join-semilattice with a join and delta-mutators that
+// return the delta of an operation (the caller joins it into the state, and ships it). Values are terms.
+//
+//   pn_counter    per replica (P, N) counts; join is the pointwise max; value = sum P - sum N.
+//   aw_or_set     add-wins observed-remove set: a dot kernel element -> {dots} with a causal context; an add makes a
+//                 new dot, a remove ships the element's observed dots as context only, so a concurrent add survives.
+//   lww_register  the (hybrid logical clock timestamp, value) with the largest timestamp.
+//   aw_lww_map    delta_crdt's AWLWWMap: a dot kernel key -> {dot -> {timestamp, value}}; add-wins on keys, the
+//                 largest timestamp among a key's surviving writes is its value.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <variant>
+
+#include "crdt/causal.hpp"
+#include "crdt/error.hpp"
+#include "crdt/hlc.hpp"
+#include "etf/term.hpp"
+
+namespace cnode::crdt {
+
+using etf::term;
+using term_less = etf::term_less;
+
+// A dot kernel (the paper's DotMap over a DotFun): key -> {dot -> payload}, and the context of every dot seen.
+// Invariant: every dot in `entries` is in `context`; no key maps to an empty dot set.
+template <class Payload>
+struct dot_kernel {
+  using dots = std::map<dot, Payload>;
+  std::map<term, dots, term_less> entries;
+  causal_context context;
+
+  const dots* find(const term& key) const {
+    auto it = entries.find(key);
+    return it == entries.end() ? nullptr : &it->second;
+  }
+  // The delta that removes `key` as observed here: no entries, the key's dots as context.
+  dot_kernel remove(const term& key) const {
+    dot_kernel d;
+    if (auto* ds = find(key))
+      for (const auto& [dt, p] : *ds) d.context.insert(dt);
+    return d;
+  }
+  // The delta of writing `payload` to `key` with replica r's next dot; it also removes what is observed of key.
+  dot_kernel write(replica_id r, const term& key, Payload payload) const {
+    dot_kernel d = remove(key);
+    const dot nd = context.next(r);
+    d.entries[key].emplace(nd, std::move(payload));
+    d.context.insert(nd);
+    return d;
+  }
+  dot_kernel clear() const {
+    dot_kernel d;
+    for (const auto& [k, ds] : entries)
+      for (const auto& [dt, p] : ds) d.context.insert(dt);
+    return d;
+  }
+  // (m1, c1) join (m2, c2): a dot survives if both have it, or one has it and the other has not seen it.
+  void join(const dot_kernel& o) {
+    for (auto it = entries.begin(); it != entries.end();) {
+      auto oit = o.entries.find(it->first);
+      auto& mine = it->second;
+      for (auto d = mine.begin(); d != mine.end();) {
+        const bool in_other = oit != o.entries.end() && oit->second.contains(d->first);
+        if (!in_other && o.context.contains(d->first)) d = mine.erase(d);
+        else ++d;
+      }
+      if (oit != o.entries.end())
+        for (const auto& [dt, p] : oit->second)
+          if (!context.contains(dt)) mine.emplace(dt, p);
+      if (mine.empty()) it = entries.erase(it);
+      else ++it;
+    }
+    for (const auto& [k, ds] : o.entries) {
+      if (entries.contains(k)) continue;
+      dots keep;
+      for (const auto& [dt, p] : ds)
+        if (!context.contains(dt)) keep.emplace(dt, p);
+      if (!keep.empty()) entries.emplace(k, std::move(keep));
+    }
+    context.join(o.context);
+  }
+  bool empty() const noexcept { return entries.empty() && context.empty(); }
+  friend bool operator==(const dot_kernel&, const dot_kernel&) = default;
+};
+
+class pn_counter {
+ public:
+  struct counts {
+    std::uint64_t p = 0, n = 0;
+    friend bool operator==(const counts&, const counts&) = default;
+  };
+  static constexpr crdt_type type = crdt_type::pn_counter;
+
+  pn_counter add(replica_id r, std::int64_t amount) const;  // delta; negative amounts decrement
+  void join(const pn_counter& o);
+  term value() const;  // an integer (a big one past int64)
+  bool empty() const noexcept { return entries.empty(); }
+
+  std::map<replica_id, counts> entries;
+  friend bool operator==(const pn_counter&, const pn_counter&) = default;
+};
+
+struct unit {
+  friend bool operator==(unit, unit) = default;
+};
+
+class aw_or_set {
+ public:
+  static constexpr crdt_type type = crdt_type::aw_or_set;
+
+  aw_or_set add(replica_id r, const term& element) const { return {kernel.write(r, element, unit{})}; }
+  aw_or_set remove(const term& element) const { return {kernel.remove(element)}; }
+  aw_or_set clear() const { return {kernel.clear()}; }
+  void join(const aw_or_set& o) { kernel.join(o.kernel); }
+  bool contains(const term& element) const { return kernel.find(element) != nullptr; }
+  term value() const;  // the elements, a list in Erlang term order
+  bool empty() const noexcept { return kernel.empty(); }
+
+  dot_kernel<unit> kernel;
+  friend bool operator==(const aw_or_set&, const aw_or_set&) = default;
+};
+
+struct lww_cell {
+  hlc_timestamp ts;
+  term value;
+  friend bool operator==(const lww_cell&, const lww_cell&) = default;
+};
+// Which of two writes wins: the larger timestamp; the same timestamp twice (only a misbehaving peer makes one) is
+// broken by term order so that every replica still picks the same.
+bool wins_over(const lww_cell& a, const lww_cell& b) noexcept;
+
+class lww_register {
+ public:
+  static constexpr crdt_type type = crdt_type::lww_register;
+
+  lww_register set(const term& value, const hlc_timestamp& ts) const { return {lww_cell{ts, value}}; }
+  void join(const lww_register& o);
+  term value() const;  // the value, or `undefined` before the first write
+  bool empty() const noexcept { return !cell.has_value(); }
+
+  std::optional<lww_cell> cell;
+  friend bool operator==(const lww_register&, const lww_register&) = default;
+};
+
+class aw_lww_map {
+ public:
+  static constexpr crdt_type type = crdt_type::aw_lww_map;
+
+  aw_lww_map put(replica_id r, const term& key, const term& value, const hlc_timestamp& ts) const {
+    return {kernel.write(r, key, lww_cell{ts, value})};
+  }
+  aw_lww_map remove(const term& key) const { return {kernel.remove(key)}; }
+  aw_lww_map clear() const { return {kernel.clear()}; }
+  void join(const aw_lww_map& o) { kernel.join(o.kernel); }
+  const lww_cell* get(const term& key) const;  // the winning write of a present key
+  term value() const;                          // a map key => value
+  bool empty() const noexcept { return kernel.empty(); }
+
+  dot_kernel<lww_cell> kernel;
+  friend bool operator==(const aw_lww_map&, const aw_lww_map&) = default;
+};
+
+// An object of the replica store: one of the types.
+using object = std::variant<pn_counter, aw_or_set, lww_register, aw_lww_map>;
+crdt_type type_of(const object& o) noexcept;
+object empty_object(crdt_type t);
+// Joins o into into; false (and nothing done) when the types differ.
+bool join(object& into, const object& o);
+term value(const object& o);
+
+}  // namespace cnode::crdt
