@@ -8,8 +8,84 @@
 namespace cnode::etf {
 namespace detail {
 
-void* allocate_node(std::size_t header, std::size_t trailing_bytes) { return ::operator new(header + trailing_bytes); }
-void free_node(void* p) noexcept { ::operator delete(p); }
+// Every node is preceded by 8 bytes naming the arena block it was carved from, or null for a heap node. Nodes are
+// 16-aligned (big_int needs it): the prefix sits at 8 mod 16, and sizes are multiples of 16.
+struct arena_block {
+  // Nodes of this block still alive, plus arena_bias while the arena may still carve from it.
+  std::atomic<std::uint32_t> live;
+  std::uint32_t unused;
+};
+static_assert(sizeof(arena_block) == 8);
+static_assert(alignof(big_node) <= 16 && alignof(fun_node) <= 16 && alignof(bytes_node) <= 16 &&
+              alignof(binary_node) <= 16 && alignof(list_node) <= 16);
+
+namespace {
+constexpr std::uint32_t arena_bias = 1u << 31;
+constexpr std::size_t node_prefix = 8;
+constexpr std::size_t arena_first_min = 256, arena_first_max = std::size_t{16} << 10;
+constexpr std::size_t arena_block_max = std::size_t{1} << 20;
+thread_local node_arena* tl_arena = nullptr;
+
+void* heap_node(std::size_t bytes) {
+  char* m = static_cast<char*>(::operator new(bytes + 8));
+  *reinterpret_cast<arena_block**>(m + 8) = nullptr;
+  return m + 16;
+}
+}  // namespace
+
+node_arena::node_arena(std::size_t size_hint) noexcept
+    : next_size_(std::clamp(size_hint + 64, arena_first_min, arena_first_max)), prev_(tl_arena) {
+  tl_arena = this;
+}
+
+node_arena::~node_arena() {
+  retire();
+  tl_arena = prev_;
+}
+
+void node_arena::retire() noexcept {
+  if (!block_) return;
+  // Drop the bias less the nodes carved: what remains counts exactly the nodes still alive.
+  const std::uint32_t drop = arena_bias - count_;
+  if (block_->live.fetch_sub(drop, std::memory_order_acq_rel) == drop) ::operator delete(block_);
+  block_ = nullptr;
+  cur_ = end_ = nullptr;
+  count_ = 0;
+}
+
+void* node_arena::allocate(std::size_t bytes) {
+  if (static_cast<std::size_t>(end_ - cur_) < bytes) [[unlikely]] {
+    if (bytes > arena_block_max / 4) return heap_node(bytes);
+    retire();
+    std::size_t size = (std::max(next_size_, bytes + sizeof(arena_block)) + 15) & ~std::size_t{15};
+    next_size_ = std::min(size * 2, arena_block_max);
+    void* m = ::operator new(size);
+    block_ = new (m) arena_block{{arena_bias}, 0};
+    cur_ = static_cast<char*>(m) + sizeof(arena_block);
+    end_ = static_cast<char*>(m) + size;
+  }
+  char* p = cur_;
+  cur_ += bytes;
+  ++count_;
+  *reinterpret_cast<arena_block**>(p) = block_;
+  return p + node_prefix;
+}
+
+void* allocate_node(std::size_t header, std::size_t trailing_bytes) {
+  const std::size_t bytes = (node_prefix + header + trailing_bytes + 15) & ~std::size_t{15};
+  if (node_arena* a = tl_arena) return a->allocate(bytes);
+  return heap_node(bytes);
+}
+
+void free_node(void* p) noexcept {
+  char* base = static_cast<char*>(p) - node_prefix;
+  arena_block* b = *reinterpret_cast<arena_block**>(base);
+  if (!b) {
+    ::operator delete(base - 8);
+  } else if (b->live.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    ::operator delete(b);
+  }
+}
 
 tuple_node* new_tuple_node(std::uint32_t arity) {
   void* mem = allocate_node(sizeof(tuple_node), sizeof(term) * arity);

@@ -95,8 +95,34 @@ struct fun_node : node {
 };
 
 // Allocation of nodes with trailing terms: the caller placement-constructs exactly `n` terms after the header.
+// While a node_arena is open on the thread, nodes are carved from its blocks instead of the heap.
 void* allocate_node(std::size_t header, std::size_t trailing_bytes);
 void free_node(void* p) noexcept;
+
+// A bump allocator for the nodes of one decoded term: a handful of blocks instead of one heap allocation per node.
+// Every node still has its own reference count and is destroyed on its own; a block is freed when the last node
+// carved from it is (so a subterm kept alive keeps its block, like a heap fragment in the BEAM). Open one on the
+// stack around the code that builds the nodes; the constructor makes it the thread's current arena and the
+// destructor closes it (and restores the arena it replaced, so arenas nest).
+struct arena_block;
+class node_arena {
+ public:
+  // size_hint: roughly how many bytes of nodes are expected (the first block is sized from it, within bounds).
+  explicit node_arena(std::size_t size_hint) noexcept;
+  ~node_arena();
+  node_arena(const node_arena&) = delete;
+  node_arena& operator=(const node_arena&) = delete;
+  void* allocate(std::size_t bytes);  // bytes: a multiple of 16, prefix included
+
+ private:
+  void retire() noexcept;
+  arena_block* block_ = nullptr;
+  char* cur_ = nullptr;
+  char* end_ = nullptr;
+  std::uint32_t count_ = 0;  // nodes carved from block_
+  std::size_t next_size_;
+  node_arena* prev_;
+};
 
 tuple_node* new_tuple_node(std::uint32_t arity);     // elements default-constructed ([])
 list_node* new_list_node(std::uint32_t count, term tail);
