@@ -3,6 +3,7 @@
 #include <doctest.h>
 
 #include <map>
+#include <optional>
 #include <set>
 
 #include "test/crdt_core/support.hpp"
@@ -173,4 +174,91 @@ TEST_CASE("pn_counter: increments and decrements of every replica add up, int64 
   y.join(y.add(b, 5));
   auto v = joined(x, y).value();
   CHECK(v.big() == cnode::etf::big_int(INT64_MAX) * 2 + cnode::etf::big_int(INT64_MIN) + 5);
+}
+
+// Concurrent histories against an oracle of events: an add/put of key k is a dot; it is killed when a later remove,
+// clear or add/put of k at some replica has observed it. After every replica has everything, k is present iff one of
+// its dots was never killed, and (in the map) its value is the surviving write with the largest timestamp; the
+// register's value is the write with the largest timestamp of all.
+TEST_CASE("concurrent histories: add-wins and last-writer-wins against an event oracle") {
+  for (auto seed : seeds(6000, 150)) {
+    INFO("seed=" << seed << " (replay: CNODE_SEED=" << seed << ")");
+    rng_t rng(seed);
+    const int n = 3;
+    std::vector<atom> ids{atom("a@h"), atom("b@h"), atom("c@h")};
+    std::vector<hlc> clocks{hlc(ids[0]), hlc(ids[1]), hlc(ids[2])};
+    std::vector<aw_or_set> sets(n);
+    std::vector<aw_lww_map> maps(n);
+    std::vector<lww_register> regs(n);
+    std::map<dot, term> set_adds;       // dot -> element
+    std::map<dot, lww_cell> map_puts;   // dot -> write (key below)
+    std::map<dot, term> map_keys;
+    std::set<dot> killed;
+    std::optional<lww_cell> last_write;
+    std::int64_t now = 0;
+    auto observe = [&](const auto& kernel, const term* key) {
+      for (const auto& [k, ds] : kernel.entries)
+        if (!key || cnode::etf::exact_equal(k, *key))
+          for (const auto& [d, p] : ds) killed.insert(d);
+    };
+    for (int step = 0; step < 80; ++step) {
+      now += static_cast<std::int64_t>(pick(rng, 3));
+      const auto i = pick(rng, n);
+      const term e = random_value(rng);
+      const auto kind = pick(rng, 10);
+      if (kind < 3) {  // gossip: one replica takes another's state
+        const auto j = pick(rng, n);
+        sets[i].join(sets[j]);
+        maps[i].join(maps[j]);
+        regs[i].join(regs[j]);
+      } else if (kind < 6) {
+        observe(sets[i].kernel, &e);
+        auto d = sets[i].add(ids[i], e);
+        set_adds.emplace(d.kernel.entries.begin()->second.begin()->first, e);
+        sets[i].join(d);
+        const term v = random_value(rng);
+        const auto ts = clocks[i].now(now + static_cast<std::int64_t>(i) * 2);
+        observe(maps[i].kernel, &e);
+        auto md = maps[i].put(ids[i], e, v, ts);
+        const dot nd = md.kernel.entries.begin()->second.begin()->first;
+        map_puts.emplace(nd, lww_cell{ts, v});
+        map_keys.emplace(nd, e);
+        maps[i].join(md);
+        const lww_cell w{clocks[i].now(now), v};
+        if (!last_write || wins_over(w, *last_write)) last_write = w;
+        regs[i].join(regs[i].set(w.value, w.ts));
+      } else if (kind < 9) {
+        observe(sets[i].kernel, &e);
+        sets[i].join(sets[i].remove(e));
+        observe(maps[i].kernel, &e);
+        maps[i].join(maps[i].remove(e));
+      } else {
+        observe(sets[i].kernel, nullptr);
+        sets[i].join(sets[i].clear());
+        observe(maps[i].kernel, nullptr);
+        maps[i].join(maps[i].clear());
+      }
+    }
+    aw_or_set all_sets;
+    aw_lww_map all_maps;
+    lww_register all_regs;
+    for (int i = 0; i < n; ++i) all_sets.join(sets[i]), all_maps.join(maps[i]), all_regs.join(regs[i]);
+
+    std::set<term, term_less> expected_set;
+    for (const auto& [d, e] : set_adds)
+      if (!killed.contains(d)) expected_set.insert(e);
+    CHECK(all_sets.value() == term::list(std::vector<term>(expected_set.begin(), expected_set.end())));
+
+    std::map<term, lww_cell, term_less> expected_map;
+    for (const auto& [d, w] : map_puts) {
+      if (killed.contains(d)) continue;
+      auto [it, fresh] = expected_map.try_emplace(map_keys.at(d), w);
+      if (!fresh && wins_over(w, it->second)) it->second = w;
+    }
+    std::vector<std::pair<term, term>> kvs;
+    for (const auto& [k, w] : expected_map) kvs.emplace_back(k, w.value);
+    CHECK(all_maps.value() == term::map(std::move(kvs)));
+
+    CHECK(all_regs.value() == (last_write ? last_write->value : term(atom("undefined"))));
+  }
 }
