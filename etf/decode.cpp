@@ -27,12 +27,27 @@ struct frame {
   std::uint32_t fun_size = 0;
 };
 
+// The decoder's atom cache: direct-mapped, indexed by a hash of the length and the first and last 8 bytes.
+constexpr std::size_t atom_slots = 512;
+const detail::atom_entry*& atom_slot(std::string_view s) noexcept {
+  thread_local const detail::atom_entry* slots[atom_slots] = {};
+  std::uint64_t a = 0, b = 0;
+  const std::size_t n = s.size();
+  if (n >= 8) {
+    std::memcpy(&a, s.data(), 8);
+    std::memcpy(&b, s.data() + n - 8, 8);
+  } else {
+    for (std::size_t i = 0; i < n; ++i) a |= std::uint64_t{static_cast<unsigned char>(s[i])} << (8 * i);
+  }
+  std::uint64_t h = (a * 0x9E3779B97F4A7C15ull) ^ (b + n) * 0xC2B2AE3D27D4EB4Full;
+  h ^= h >> 29;
+  return slots[(h * 0x94D049BB133111EBull) >> 55];  // top 9 bits: 512 slots
+}
+
 class decoder {
  public:
   decoder(std::span<const std::uint8_t> in, std::size_t pos, const decode_options& o, const shared_bytes* owner)
-      : p_(in.data()), size_(in.size()), pos_(pos), o_(o), owner_(owner), stack_(frames()) {
-    stack_.clear();
-  }
+      : p_(in.data()), size_(in.size()), pos_(pos), o_(o), owner_(owner), stack_(frames()) {}
 
   bool run(term& root);
   std::size_t pos() const noexcept { return pos_; }
@@ -91,6 +106,18 @@ class decoder {
     return f;
   }
   std::vector<frame>& stack_;
+  std::size_t depth_ = 0;  // frames in use at the bottom of stack_ (which only grows, so pushing is a store)
+  bool push(const frame& f) {
+    if (depth_ == stack_.size()) [[unlikely]] {
+      if (!grow()) return false;
+    }
+    stack_[depth_++] = f;
+    return true;
+  }
+  bool grow() {
+    stack_.resize(std::max<std::size_t>(64, stack_.size() * 2));
+    return true;
+  }
   error err_ = error::ok;
   std::size_t err_off_ = 0;
   bool first_ = true;
@@ -117,8 +144,8 @@ bool decoder::run(term& root) {
   for (;;) {
     if (!read_one(dest)) return false;
     while (!dest) {
-      if (stack_.empty()) return true;
-      frame& f = stack_.back();
+      if (depth_ == 0) return true;
+      frame& f = stack_[depth_ - 1];
       const std::uint32_t slots = f.kind == frame::map ? 2 * f.count : f.count;
       if (++f.next < slots) {
         dest = slot(f);
@@ -128,7 +155,7 @@ bool decoder::run(term& root) {
       } else {
         if (f.kind == frame::map && !finish_map(f)) return false;
         if (f.kind == frame::fun && pos_ - f.start != f.fun_size) return fail(error::bad_fun, f.start);
-        stack_.pop_back();
+        --depth_;
       }
     }
   }
@@ -188,10 +215,21 @@ bool decoder::read_atom_body(std::uint8_t t, std::size_t at, atom& out) {
   if (!need(len)) return false;
   std::string_view text(reinterpret_cast<const char*>(p_ + pos_), len);
   pos_ += len;
+  // The atoms of a stream repeat: a per-thread cache keyed by the bytes as they arrive finds them without hashing
+  // every byte or converting Latin-1. A slot holds an existing atom whose UTF-8 text equals the bytes; for a Latin-1
+  // tag that is the same atom only when the text is ASCII (size == length).
+  const bool utf8_tag = t == tag::atom_utf8 || t == tag::small_atom_utf8;
+  const detail::atom_entry*& slot = atom_slot(text);
+  if (const detail::atom_entry* e = slot; e && e->size == len && (utf8_tag || e->length == len) &&
+                                          std::memcmp(e->text, text.data(), len) == 0) {
+    out = atom::from_entry(e);
+    return true;
+  }
   atom_status st = atom_status::ok;
   auto a = (t == tag::atom || t == tag::small_atom) ? atom::from_latin1(text, &st) : atom::from_utf8(text, &st);
   if (!a) return fail(st == atom_status::table_full ? error::atom_table_full : error::invalid_atom, at);
   out = *a;
+  if (utf8_tag || a->length() == len) slot = a->entry();
   return true;
 }
 
@@ -482,8 +520,8 @@ bool decoder::read_one(term*& dest) {
           dest = nullptr;
           return true;
         }
-        if (stack_.size() >= o_.max_depth) return fail(error::too_deep, at);
-        stack_.push_back({frame::tuple, false, 0, static_cast<std::uint32_t>(n), tn, at, 0});
+        if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
+        if (!push({frame::tuple, false, 0, static_cast<std::uint32_t>(n), tn, at, 0})) return false;
         dest = tn->elems();
         return true;
       }
@@ -494,8 +532,8 @@ bool decoder::read_one(term*& dest) {
         if (n == 0) continue;  // a LIST_EXT of no elements is just its tail
         auto* ln = detail::new_list_node(static_cast<std::uint32_t>(n), term());
         *dest = term_access::make(term_type::list, 0, ln);
-        if (stack_.size() >= o_.max_depth) return fail(error::too_deep, at);
-        stack_.push_back({frame::list, false, 0, static_cast<std::uint32_t>(n), ln, at, 0});
+        if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
+        if (!push({frame::list, false, 0, static_cast<std::uint32_t>(n), ln, at, 0})) return false;
         dest = ln->elems();
         return true;
       }
@@ -509,8 +547,8 @@ bool decoder::read_one(term*& dest) {
           dest = nullptr;
           return true;
         }
-        if (stack_.size() >= o_.max_depth) return fail(error::too_deep, at);
-        stack_.push_back({frame::map, false, 0, static_cast<std::uint32_t>(n), mn, at, 0});
+        if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
+        if (!push({frame::map, false, 0, static_cast<std::uint32_t>(n), mn, at, 0})) return false;
         dest = mn->keys();
         return true;
       }
@@ -536,8 +574,8 @@ bool decoder::read_one(term*& dest) {
           dest = nullptr;
           return true;
         }
-        if (stack_.size() >= o_.max_depth) return fail(error::too_deep, at);
-        stack_.push_back({frame::fun, false, 0, static_cast<std::uint32_t>(num_free), fn, size_at, fun_size});
+        if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
+        if (!push({frame::fun, false, 0, static_cast<std::uint32_t>(num_free), fn, size_at, fun_size})) return false;
         dest = static_cast<detail::fun_node*>(fn)->v.free_vars.data();
         return true;
       }

@@ -186,7 +186,8 @@ void destroy(node* n) noexcept {
 }  // namespace
 
 void release(node* n) noexcept {
-  if (n->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  // A count of 1 is ours alone (no other thread holds a reference to add to it): no atomic read-modify-write.
+  if (n->refs.load(std::memory_order_acquire) != 1 && n->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   if (tl_draining) {
     tl_pending->push_back(n);
     return;
