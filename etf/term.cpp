@@ -13,7 +13,7 @@ namespace detail {
 struct arena_block {
   // Nodes of this block still alive, plus arena_bias while the arena may still carve from it.
   std::atomic<std::uint32_t> live;
-  std::uint32_t unused;
+  std::uint32_t size;  // bytes, header included
 };
 static_assert(sizeof(arena_block) == 8);
 static_assert(alignof(big_node) <= 16 && alignof(fun_node) <= 16 && alignof(bytes_node) <= 16 &&
@@ -25,6 +25,31 @@ constexpr std::size_t node_prefix = 8;
 constexpr std::size_t arena_first_min = 256, arena_first_max = std::size_t{16} << 10;
 constexpr std::size_t arena_block_max = std::size_t{1} << 20;
 thread_local node_arena* tl_arena = nullptr;
+
+// One small block kept per thread for the next decode: a stream of small terms decoded and dropped on one thread
+// (the usual case) then costs no allocation at all.
+constexpr std::size_t arena_keep_max = std::size_t{4} << 10;
+struct block_keeper {
+  arena_block* kept = nullptr;
+  bool dead = false;
+  ~block_keeper() {
+    ::operator delete(kept);
+    kept = nullptr;
+    dead = true;
+  }
+};
+thread_local block_keeper tl_keeper;
+
+void free_block(arena_block* b) noexcept {
+  if (b->size <= arena_keep_max) {
+    block_keeper& k = tl_keeper;
+    if (!k.dead && (!k.kept || k.kept->size < b->size)) {
+      std::swap(k.kept, b);
+      if (!b) return;
+    }
+  }
+  ::operator delete(b);
+}
 
 void* heap_node(std::size_t bytes) {
   char* m = static_cast<char*>(::operator new(bytes + 8));
@@ -47,7 +72,7 @@ void node_arena::retire() noexcept {
   if (!block_) return;
   // Drop the bias less the nodes carved: what remains counts exactly the nodes still alive.
   const std::uint32_t drop = arena_bias - count_;
-  if (block_->live.fetch_sub(drop, std::memory_order_acq_rel) == drop) ::operator delete(block_);
+  if (block_->live.fetch_sub(drop, std::memory_order_acq_rel) == drop) free_block(block_);
   block_ = nullptr;
   cur_ = end_ = nullptr;
   count_ = 0;
@@ -59,8 +84,15 @@ void* node_arena::allocate(std::size_t bytes) {
     retire();
     std::size_t size = (std::max(next_size_, bytes + sizeof(arena_block)) + 15) & ~std::size_t{15};
     next_size_ = std::min(size * 2, arena_block_max);
-    void* m = ::operator new(size);
-    block_ = new (m) arena_block{{arena_bias}, 0};
+    void* m;
+    block_keeper& k = tl_keeper;
+    if (k.kept && k.kept->size >= size) {
+      size = k.kept->size;
+      m = std::exchange(k.kept, nullptr);
+    } else {
+      m = ::operator new(size);
+    }
+    block_ = new (m) arena_block{{arena_bias}, static_cast<std::uint32_t>(size)};
     cur_ = static_cast<char*>(m) + sizeof(arena_block);
     end_ = static_cast<char*>(m) + size;
   }
@@ -83,7 +115,7 @@ void free_node(void* p) noexcept {
   if (!b) {
     ::operator delete(base - 8);
   } else if (b->live.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    ::operator delete(b);
+    free_block(b);
   }
 }
 
