@@ -39,9 +39,16 @@ const detail::atom_entry*& atom_slot(std::string_view s) noexcept {
   } else {
     for (std::size_t i = 0; i < n; ++i) a |= std::uint64_t{static_cast<unsigned char>(s[i])} << (8 * i);
   }
-  std::uint64_t h = (a * 0x9E3779B97F4A7C15ull) ^ (b + n) * 0xC2B2AE3D27D4EB4Full;
-  h ^= h >> 29;
-  return slots[(h * 0x94D049BB133111EBull) >> 55];  // top 9 bits: 512 slots
+  const std::uint64_t h = (a ^ n) * 0x9E3779B97F4A7C15ull + b * 0xC2B2AE3D27D4EB4Full;
+  return slots[h >> 55];  // top 9 bits: 512 slots
+}
+
+// Short atom names: a loop beats a call to memcmp.
+inline bool same_bytes(const char* a, const char* b, std::size_t n) noexcept {
+  if (n > 16) return std::memcmp(a, b, n) == 0;
+  unsigned diff = 0;
+  for (std::size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
 }
 
 class decoder {
@@ -107,14 +114,14 @@ class decoder {
   }
   std::vector<frame>& stack_;
   std::size_t depth_ = 0;  // frames in use at the bottom of stack_ (which only grows, so pushing is a store)
-  bool push(const frame& f) {
+  [[gnu::always_inline]] bool push(const frame& f) {
     if (depth_ == stack_.size()) [[unlikely]] {
       if (!grow()) return false;
     }
     stack_[depth_++] = f;
     return true;
   }
-  bool grow() {
+  [[gnu::noinline]] bool grow() {
     stack_.resize(std::max<std::size_t>(64, stack_.size() * 2));
     return true;
   }
@@ -221,7 +228,7 @@ bool decoder::read_atom_body(std::uint8_t t, std::size_t at, atom& out) {
   const bool utf8_tag = t == tag::atom_utf8 || t == tag::small_atom_utf8;
   const detail::atom_entry*& slot = atom_slot(text);
   if (const detail::atom_entry* e = slot; e && e->size == len && (utf8_tag || e->length == len) &&
-                                          std::memcmp(e->text, text.data(), len) == 0) {
+                                          same_bytes(e->text, text.data(), len)) {
     out = atom::from_entry(e);
     return true;
   }
@@ -446,6 +453,12 @@ bool decoder::read_one(term*& dest) {
         if (n > left()) return too_long(n, at + 1);
         if (owner_ && n >= ref_binary_min && bits == 8) {
           *dest = term::binary_ref(*owner_, pos_, n);
+        } else if (bits == 8) {
+          void* mem = detail::allocate_node(sizeof(detail::binary_node), n);
+          auto* b = new (mem) detail::binary_node(n, nullptr, nullptr, 8);
+          if (n) std::memcpy(b->inline_bytes(), p_ + pos_, n);
+          b->data = b->inline_bytes();
+          *dest = term_access::make(term_type::binary, 0, b);
         } else {
           *dest = term::bitstring({p_ + pos_, n}, bits);
         }

@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <system_error>
 
 #include <zlib.h>
@@ -51,7 +52,7 @@ class encoder {
     }
     return take_slow(n);
   }
-  std::uint8_t* take_slow(std::size_t n) {
+  [[gnu::noinline]] std::uint8_t* take_slow(std::size_t n) {
     flush();
     if (n <= chunk_size) {
       std::uint8_t* p = cur_;
@@ -94,7 +95,8 @@ class encoder {
   void put32(std::uint32_t v) { be32(take(4), v); }
 
   void write_one(const term& t);
-  void write_small(std::int64_t v);
+  bool write_immediate(const term& t);  // false, writing nothing, for a boxed term
+  [[gnu::always_inline]] inline void write_small(std::int64_t v);
   void write_big(const big_int& v);
   void write_atom(atom a);
   void write_pid(const pid_value& p);
@@ -120,7 +122,7 @@ class encoder {
   std::vector<const term*>& scratch_;
 };
 
-void encoder::write_small(std::int64_t v) {
+inline void encoder::write_small(std::int64_t v) {
   if (v >= 0 && v <= 255) {
     std::uint8_t* p = take(2);
     p[0] = tag::small_integer;
@@ -141,6 +143,31 @@ void encoder::write_small(std::int64_t v) {
 }
 
 void encoder::write_big(const big_int& v) {
+  if constexpr (std::endian::native == std::endian::little) {
+    // cpp_int is sign and magnitude, the magnitude as little-endian limbs: the bytes ETF wants, copied as they are.
+    const auto& b = v.backend();
+    const auto* limbs = b.limbs();
+    std::size_t nl = b.size();
+    while (nl > 1 && limbs[nl - 1] == 0) --nl;
+    using limb = std::remove_cv_t<std::remove_pointer_t<decltype(limbs)>>;
+    const std::size_t n = (nl - 1) * sizeof(limb) + (std::bit_width(limbs[nl - 1]) + 7) / 8;
+    if (n > UINT32_MAX) throw std::system_error(error::not_encodable, "integer too large");
+    std::uint8_t* p;
+    if (n < 256) {
+      p = take(3 + n);
+      p[0] = tag::small_big;
+      p[1] = static_cast<std::uint8_t>(n);
+      p += 2;
+    } else {
+      p = take(6 + n);
+      p[0] = tag::large_big;
+      be32(p + 1, static_cast<std::uint32_t>(n));
+      p += 5;
+    }
+    *p++ = v.sign() < 0 ? 1 : 0;
+    std::memcpy(p, limbs, n);
+    return;
+  }
   const big_int mag = boost::multiprecision::abs(v);
   const std::size_t n = (boost::multiprecision::msb(mag) + 8) / 8;
   std::uint8_t* p;
@@ -205,6 +232,21 @@ void encoder::write_pid(const pid_value& v) {
   be32(p + 8, v.creation);
 }
 
+bool encoder::write_immediate(const term& t) {
+  switch (t.type()) {
+    case term_type::integer: write_small(t.small()); return true;
+    case term_type::atom: write_atom(t.atom_value()); return true;
+    case term_type::nil: put8(tag::nil); return true;
+    case term_type::float_: {
+      std::uint8_t* p = take(9);
+      p[0] = tag::new_float;
+      be64(p + 1, std::bit_cast<std::uint64_t>(t.float_value()));
+      return true;
+    }
+    default: return false;
+  }
+}
+
 void encoder::write_one(const term& t) {
   switch (t.type()) {
     case term_type::integer: write_small(t.small()); return;
@@ -238,7 +280,10 @@ void encoder::write_one(const term& t) {
         put8(tag::large_tuple);
         put32(static_cast<std::uint32_t>(elems.size()));
       }
-      for (std::size_t i = elems.size(); i-- > 0;) stack_.push_back({&elems[i], 0});
+      // Leading immediates are written now; from the first compound element on they wait on the stack.
+      std::size_t first = 0;
+      while (first < elems.size() && write_immediate(elems[first])) ++first;
+      for (std::size_t i = elems.size(); i-- > first;) stack_.push_back({&elems[i], 0});
       return;
     }
     case term_type::map: {
@@ -277,10 +322,18 @@ void encoder::write_one(const term& t) {
       if (count > UINT32_MAX) throw std::system_error(error::not_encodable, "list too long");
       put8(tag::list);
       put32(static_cast<std::uint32_t>(count));
-      stack_.push_back({cur, 0});
+      // As for tuples: immediates up to the first compound element are written now, the rest (and the tail)
+      // wait on the stack.
       const std::size_t base = scratch_.size();
+      bool deferred = false;
       for (const term* c = &t; c->is_cons(); c = &c->list_segment_tail())
-        for (const term& e : c->list_segment()) scratch_.push_back(&e);
+        for (const term& e : c->list_segment()) {
+          if (!deferred && write_immediate(e)) continue;
+          deferred = true;
+          scratch_.push_back(&e);
+        }
+      if (!deferred && write_immediate(*cur)) return;
+      stack_.push_back({cur, 0});
       for (std::size_t i = scratch_.size(); i-- > base;) stack_.push_back({scratch_[i], 0});
       scratch_.resize(base);
       return;

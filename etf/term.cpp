@@ -221,8 +221,14 @@ void release(node* n) noexcept {
   // A count of 1 is ours alone (no other thread holds a reference to add to it): no atomic read-modify-write.
   if (n->refs.load(std::memory_order_acquire) != 1 && n->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   if (tl_draining) {
-    tl_pending->push_back(n);
-    return;
+    // A leaf releases at most the bytes it refers to (itself a leaf): destroyed now, without queueing.
+    switch (n->kind) {
+      case node_kind::tuple:
+      case node_kind::list:
+      case node_kind::map:
+      case node_kind::fun: tl_pending->push_back(n); return;
+      default: destroy(n); return;
+    }
   }
   if (!tl_pending) {
     tl_pending = new std::vector<node*>();  // per thread, kept for the thread's life
