@@ -92,6 +92,8 @@ class decoder {
   }
 
   bool read_one(term*& dest);
+  int leaf(term& out);
+  void whole_binary(std::size_t n, term& out);
   bool read_atom(atom& out);
   bool read_atom_body(std::uint8_t tag, std::size_t at, atom& out);
   bool read_integer(term& out);  // SMALL_INTEGER_EXT / INTEGER_EXT / bigs (for fun fields)
@@ -154,18 +156,48 @@ bool decoder::run(term& root) {
       if (depth_ == 0) return true;
       frame& f = stack_[depth_ - 1];
       const std::uint32_t slots = f.kind == frame::map ? 2 * f.count : f.count;
+      term* s;
       if (++f.next < slots) {
-        dest = slot(f);
+        s = slot(f);
       } else if (f.kind == frame::list && !f.tail_done) {
         f.tail_done = true;
-        dest = slot(f);
+        s = slot(f);
       } else {
         if (f.kind == frame::map && !finish_map(f)) return false;
         if (f.kind == frame::fun && pos_ - f.start != f.fun_size) return fail(error::bad_fun, f.start);
         --depth_;
+        continue;
       }
+      // A leaf is read here and the frame moves on; anything else goes through read_one.
+      const int r = leaf(*s);
+      if (r < 0) return false;
+      if (r == 0) dest = s;
     }
   }
+}
+
+// compare_exact for the common map keys (binaries, atoms, small integers of the same kind), inline.
+inline int key_compare(const term& a, const term& b) noexcept {
+  if (a.type() == b.type()) {
+    switch (a.type()) {
+      case term_type::binary:
+        if (a.last_bits() == 8 && b.last_bits() == 8) {
+          const auto x = a.bytes(), y = b.bytes();
+          const std::size_t n = std::min(x.size(), y.size());
+          if (const int c = n ? std::memcmp(x.data(), y.data(), n) : 0; c != 0) return c;
+          return x.size() < y.size() ? -1 : x.size() > y.size() ? 1 : 0;
+        }
+        break;
+      case term_type::atom: {
+        const atom x = a.atom_value(), y = b.atom_value();
+        if (x == y) return 0;
+        return x < y ? -1 : 1;
+      }
+      case term_type::integer: return a.small() < b.small() ? -1 : a.small() > b.small() ? 1 : 0;
+      default: break;
+    }
+  }
+  return compare_exact(a, b);
 }
 
 bool decoder::finish_map(frame& f) {
@@ -175,7 +207,7 @@ bool decoder::finish_map(frame& f) {
   term* v = m->values();
   bool sorted = true;
   for (std::uint32_t i = 1; i < n; ++i) {
-    int c = compare_exact(k[i - 1], k[i]);
+    int c = key_compare(k[i - 1], k[i]);
     if (c == 0) return fail(error::bad_map, f.start);
     if (c > 0) sorted = false;
   }
@@ -360,6 +392,75 @@ bool decoder::read_compressed(term& out, std::size_t at) {
   return true;
 }
 
+// A BINARY_EXT body of n bytes (n checked against the input) at pos_, copied (or referred to when large).
+void decoder::whole_binary(std::size_t n, term& out) {
+  if (owner_ && n >= ref_binary_min) {
+    out = term::binary_ref(*owner_, pos_, n);
+    return;
+  }
+  void* mem = detail::allocate_node(sizeof(detail::binary_node), n);
+  auto* b = new (mem) detail::binary_node(n, nullptr, nullptr, 8);
+  if (n) std::memcpy(b->inline_bytes(), p_ + pos_, n);
+  b->data = b->inline_bytes();
+  out = term_access::make(term_type::binary, 0, b);
+}
+
+// The elements of a tuple, list or map that are leaves (small integers, integers, atoms, [], floats, binaries) are
+// read in a loop of their own, without a trip through the frame stack. 1: read into out; 0: not such a leaf, or
+// its bytes are not all there (read_one then reads it and reports any error exactly as before); -1: failed.
+int decoder::leaf(term& out) {
+  if (pos_ >= size_) return 0;
+  const std::uint8_t t = p_[pos_];
+  switch (t) {
+    case tag::small_integer:
+      if (left() < 2) return 0;
+      out = term(std::int64_t{p_[pos_ + 1]});
+      pos_ += 2;
+      return 1;
+    case tag::integer:
+      if (left() < 5) return 0;
+      ++pos_;
+      out = term(std::int64_t{static_cast<std::int32_t>(u32())});
+      return 1;
+    case tag::nil:
+      ++pos_;
+      out = term();
+      return 1;
+    case tag::atom:
+    case tag::small_atom:
+    case tag::atom_utf8:
+    case tag::small_atom_utf8: {
+      const std::size_t at = pos_++;
+      atom a;
+      if (!read_atom_body(t, at, a)) return -1;
+      out = term(a);
+      return 1;
+    }
+    case tag::new_float: {
+      if (left() < 9) return 0;
+      ++pos_;
+      const double d = std::bit_cast<double>(u64());
+      if (!std::isfinite(d)) {
+        pos_ -= 9;
+        return 0;
+      }
+      out = term(d);
+      return 1;
+    }
+    case tag::binary: {
+      if (left() < 5) return 0;
+      const std::size_t n = (std::size_t{p_[pos_ + 1]} << 24) | (std::size_t{p_[pos_ + 2]} << 16) |
+                            (std::size_t{p_[pos_ + 3]} << 8) | std::size_t{p_[pos_ + 4]};
+      if (n > left() - 5) return 0;
+      pos_ += 5;
+      whole_binary(n, out);
+      pos_ += n;
+      return 1;
+    }
+    default: return 0;
+  }
+}
+
 bool decoder::read_one(term*& dest) {
   for (;;) {
     if (!need(1)) return false;
@@ -454,11 +555,7 @@ bool decoder::read_one(term*& dest) {
         if (owner_ && n >= ref_binary_min && bits == 8) {
           *dest = term::binary_ref(*owner_, pos_, n);
         } else if (bits == 8) {
-          void* mem = detail::allocate_node(sizeof(detail::binary_node), n);
-          auto* b = new (mem) detail::binary_node(n, nullptr, nullptr, 8);
-          if (n) std::memcpy(b->inline_bytes(), p_ + pos_, n);
-          b->data = b->inline_bytes();
-          *dest = term_access::make(term_type::binary, 0, b);
+          whole_binary(n, *dest);
         } else {
           *dest = term::bitstring({p_ + pos_, n}, bits);
         }
@@ -534,8 +631,17 @@ bool decoder::read_one(term*& dest) {
           return true;
         }
         if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
-        if (!push({frame::tuple, false, 0, static_cast<std::uint32_t>(n), tn, at, 0})) return false;
-        dest = tn->elems();
+        term* e = tn->elems();
+        std::size_t i = 0;
+        for (int r; i < n && (r = leaf(e[i])) != 0; ++i)
+          if (r < 0) return false;
+        if (i == n) {
+          dest = nullptr;
+          return true;
+        }
+        if (!push({frame::tuple, false, static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(n), tn, at, 0}))
+          return false;
+        dest = e + i;
         return true;
       }
       case tag::list: {
@@ -546,8 +652,19 @@ bool decoder::read_one(term*& dest) {
         auto* ln = detail::new_list_node(static_cast<std::uint32_t>(n), term());
         *dest = term_access::make(term_type::list, 0, ln);
         if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
-        if (!push({frame::list, false, 0, static_cast<std::uint32_t>(n), ln, at, 0})) return false;
-        dest = ln->elems();
+        term* e = ln->elems();
+        std::size_t i = 0;
+        for (int r; i < n && (r = leaf(e[i])) != 0; ++i)
+          if (r < 0) return false;
+        if (i == n) {  // every element read: the tail is next
+          if (!push({frame::list, true, static_cast<std::uint32_t>(n - 1), static_cast<std::uint32_t>(n), ln, at, 0}))
+            return false;
+          dest = &ln->tail;
+          return true;
+        }
+        if (!push({frame::list, false, static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(n), ln, at, 0}))
+          return false;
+        dest = e + i;
         return true;
       }
       case tag::map: {
@@ -561,8 +678,19 @@ bool decoder::read_one(term*& dest) {
           return true;
         }
         if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
-        if (!push({frame::map, false, 0, static_cast<std::uint32_t>(n), mn, at, 0})) return false;
-        dest = mn->keys();
+        term* k = mn->keys();
+        term* v = mn->values();
+        std::size_t j = 0;  // slot: key j/2 when j is even, value j/2 when odd
+        for (int r; j < 2 * n && (r = leaf((j & 1) ? v[j / 2] : k[j / 2])) != 0; ++j)
+          if (r < 0) return false;
+        frame f{frame::map, false, static_cast<std::uint32_t>(j), static_cast<std::uint32_t>(n), mn, at, 0};
+        if (j == 2 * n) {
+          if (!finish_map(f)) return false;
+          dest = nullptr;
+          return true;
+        }
+        if (!push(f)) return false;
+        dest = (j & 1) ? v + j / 2 : k + j / 2;
         return true;
       }
       case tag::new_fun: {

@@ -109,11 +109,34 @@ void* allocate_node(std::size_t header, std::size_t trailing_bytes) {
   return heap_node(bytes);
 }
 
+namespace {
+// While a term is being torn down (release's drain), the nodes freed from one block are counted here and taken off
+// its count in one atomic step when the drain moves to another block or ends.
+thread_local bool tl_draining = false;
+thread_local arena_block* tl_freed_block = nullptr;
+thread_local std::uint32_t tl_freed_count = 0;
+
+void settle_freed() noexcept {
+  if (arena_block* b = tl_freed_block) {
+    const std::uint32_t k = tl_freed_count;
+    tl_freed_block = nullptr;
+    tl_freed_count = 0;
+    if (b->live.fetch_sub(k, std::memory_order_acq_rel) == k) free_block(b);
+  }
+}
+}  // namespace
+
 void free_node(void* p) noexcept {
   char* base = static_cast<char*>(p) - node_prefix;
   arena_block* b = *reinterpret_cast<arena_block**>(base);
   if (!b) {
     ::operator delete(base - 8);
+  } else if (tl_draining) {
+    if (b != tl_freed_block) {
+      settle_freed();
+      tl_freed_block = b;
+    }
+    ++tl_freed_count;
   } else if (b->live.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     free_block(b);
   }
@@ -148,7 +171,6 @@ namespace {
 // Destroying a node releases its children; a child that reaches zero is queued rather than destroyed recursively,
 // so arbitrarily deep terms are freed with constant stack.
 thread_local std::vector<node*>* tl_pending = nullptr;
-thread_local bool tl_draining = false;
 // Frees the thread's work list when the thread ends. A term released by a thread_local destructor that runs after
 // this one makes a new list (freed by nobody: rare, and only at thread exit).
 struct pending_owner {
@@ -242,6 +264,7 @@ void release(node* n) noexcept {
     destroy(m);
   }
   if (tl_pending->capacity() > 4096) std::vector<node*>().swap(*tl_pending);
+  settle_freed();
   tl_draining = false;
 }
 
