@@ -341,7 +341,7 @@ bool decoder::read_pid(term& out) {
   v.id = u32();
   v.serial = u32();
   v.creation = t == tag::new_pid ? u32() : u8();
-  out = term::pid(v);
+  out = detail::outside_arena([&] { return term::pid(v); });
   return true;
 }
 
@@ -570,7 +570,7 @@ bool decoder::read_one(term*& dest) {
         v.id = u32();
         v.serial = u32();
         v.creation = t == tag::new_pid ? u32() : u8();
-        *dest = term::pid(v);
+        *dest = detail::outside_arena([&] { return term::pid(v); });
         dest = nullptr;
         return true;
       }
@@ -581,7 +581,7 @@ bool decoder::read_one(term*& dest) {
         if (!read_atom(v.node) || !need(t == tag::v4_port ? 12 : t == tag::new_port ? 8 : 5)) return false;
         v.id = t == tag::v4_port ? u64() : u32();
         v.creation = t == tag::port ? u8() : u32();
-        *dest = term::port(v);
+        *dest = detail::outside_arena([&] { return term::port(v); });
         dest = nullptr;
         return true;
       }
@@ -591,7 +591,7 @@ bool decoder::read_one(term*& dest) {
         v.len = 1;
         v.ids[0] = u32();
         v.creation = u8();
-        *dest = term::reference(v);
+        *dest = detail::outside_arena([&] { return term::reference(v); });
         dest = nullptr;
         return true;
       }
@@ -605,7 +605,7 @@ bool decoder::read_one(term*& dest) {
         if (!read_atom(v.node) || !need((t == tag::newer_reference ? 4 : 1) + 4 * n)) return false;
         v.creation = t == tag::newer_reference ? u32() : u8();
         for (std::size_t i = 0; i < n; ++i) v.ids[i] = u32();
-        *dest = term::reference(v);
+        *dest = detail::outside_arena([&] { return term::reference(v); });
         dest = nullptr;
         return true;
       }

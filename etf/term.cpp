@@ -22,8 +22,9 @@ static_assert(alignof(big_node) <= 16 && alignof(fun_node) <= 16 && alignof(byte
 namespace {
 constexpr std::uint32_t arena_bias = 1u << 31;
 constexpr std::size_t node_prefix = 8;
-constexpr std::size_t arena_first_min = 256, arena_first_max = std::size_t{16} << 10;
-constexpr std::size_t arena_block_max = std::size_t{1} << 20;
+// Block sizes bound what a subterm kept alive can pin: at most one block, 64 KiB.
+constexpr std::size_t arena_first_min = 256, arena_first_max = std::size_t{4} << 10;
+constexpr std::size_t arena_block_max = std::size_t{64} << 10;
 thread_local node_arena* tl_arena = nullptr;
 
 // One small block kept per thread for the next decode: a stream of small terms decoded and dropped on one thread
@@ -62,6 +63,9 @@ node_arena::node_arena(std::size_t size_hint) noexcept
     : next_size_(std::clamp(size_hint + 64, arena_first_min, arena_first_max)), prev_(tl_arena) {
   tl_arena = this;
 }
+
+arena_pause::arena_pause() noexcept : saved_(std::exchange(tl_arena, nullptr)) {}
+arena_pause::~arena_pause() { tl_arena = saved_; }
 
 node_arena::~node_arena() {
   retire();

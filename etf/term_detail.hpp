@@ -122,7 +122,27 @@ class node_arena {
   std::uint32_t count_ = 0;  // nodes carved from block_
   std::size_t next_size_;
   node_arena* prev_;
+  friend class arena_pause;
 };
+
+// Nodes made while one is alive come from the heap even inside an open arena. The decoder makes pids, ports and
+// references this way: they are what other layers keep in long-lived tables (links, monitors, groups, names) while
+// the rest of the message goes, and on the heap one of them pins no arena block.
+class arena_pause {
+ public:
+  arena_pause() noexcept;
+  ~arena_pause();
+  arena_pause(const arena_pause&) = delete;
+  arena_pause& operator=(const arena_pause&) = delete;
+
+ private:
+  node_arena* saved_;
+};
+template <typename Fn>
+inline auto outside_arena(Fn&& fn) {
+  arena_pause pause;
+  return fn();
+}
 
 tuple_node* new_tuple_node(std::uint32_t arity);     // elements default-constructed ([])
 list_node* new_list_node(std::uint32_t count, term tail);
