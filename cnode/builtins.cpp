@@ -109,7 +109,9 @@ asio::awaitable<void> probe(process& self, term owner) {
       if (!self.register_name(r.element(1).atom_value())) reply = term(at().badarg);
     } else if (is(at().sleep, 2) && r.element(1).is_small()) {
       // For tests of callers' timeouts: the reply comes after Ms milliseconds.
-      co_await self.receive([](const term&) { return false; }, std::chrono::milliseconds(r.element(1).small()));
+      // Named first: a lambda turned into a std::function inside a co_await expression is destroyed twice (GCC 12).
+      std::function<bool(const term&)> none = [](const term&) { return false; };
+      co_await self.receive(none, std::chrono::milliseconds(r.element(1).small()));
     } else if (is(at().crash, 2)) {
       self.exit(r.element(1));  // dies mid-call, without a reply
     } else if (r.is_atom(at().alias)) {

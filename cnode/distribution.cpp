@@ -248,7 +248,7 @@ void distribution::count_failure(const std::string& address, bool bad_cookie) {
 // pending one for its node name, so that its end (whatever it is) forgets exactly that record.
 class accept_guard final : public dist::handshake_policy {
  public:
-  explicit accept_guard(distribution& d) : d_(d) {}
+  accept_guard(distribution& d, std::shared_ptr<bool> alive) : d_(d), alive_(std::move(alive)) {}
   ~accept_guard() override { release(); }
   dist::accept_answer accept_pending(std::string_view node, bool dynamic, bool published) override {
     auto ans = d_.accept_pending(node, dynamic, published);
@@ -261,7 +261,7 @@ class accept_guard final : public dist::handshake_policy {
   asio::awaitable<void> wait_pending(std::string_view node) override { return d_.wait_pending(node); }
   // The handshake is over: its name is no longer pending (call under no lock).
   void release() {
-    if (name_.empty()) return;
+    if (name_.empty() || !*alive_) return;  // a frame destroyed after the distribution (shutdown)
     std::lock_guard lock(d_.mu_);
     d_.accepting_.erase(name_);
     name_.clear();
@@ -269,6 +269,7 @@ class accept_guard final : public dist::handshake_policy {
 
  private:
   distribution& d_;
+  std::shared_ptr<bool> alive_;
   std::string name_;
 };
 
@@ -282,14 +283,17 @@ asio::awaitable<void> distribution::handle_accept(asio::ip::tcp::socket socket) 
   const std::uint64_t slot = take_handshake_slot(address, [evicted] { evicted.set(true); });
   struct slot_release {
     distribution& d;
+    std::shared_ptr<bool> alive;
     std::uint64_t id;
-    ~slot_release() { d.free_handshake_slot(id); }
-  } release{*this, slot};
+    ~slot_release() {
+      if (*alive) d.free_handshake_slot(id);
+    }
+  } release{*this, alive_, slot};
   if (auto delay = failure_delay(address); delay.count() > 0) {
     auto waited = co_await evicted.wait(std::chrono::steady_clock::now() + delay);
     if (waited) co_return;
   }
-  accept_guard guard(*this);
+  accept_guard guard(*this, alive_);
   std::function<asio::awaitable<void>()> drop = [&]() -> asio::awaitable<void> {
     co_await evicted.wait(std::chrono::steady_clock::time_point::max());
     boost::system::error_code ignored;

@@ -84,8 +84,8 @@ void cast(process& self, const term& dest, term request) {
 namespace cnode {
 
 asio::awaitable<void> run_gen_server(process& self, std::shared_ptr<gen_server> server) {
+  co_await server->init(self);  // as gen_server:init_it: a failed init runs no terminate
   try {
-    co_await server->init(self);
     for (;;) {
       auto m = co_await self.receive();
       gen::incoming_call c;

@@ -47,8 +47,8 @@ class gen_server {
 };
 
 // The gen_server loop in the calling process: init, then every '$gen_call' to handle_call (replied as gen:reply
-// does), '$gen_cast' to handle_cast and anything else to handle_info. terminate runs however the process ends
-// (exit, kill, a C++ exception); the exit goes on.
+// does), '$gen_cast' to handle_cast and anything else to handle_info. Once init has returned, terminate runs
+// however the process ends (exit, kill, a C++ exception); the exit goes on.
 asio::awaitable<void> run_gen_server(process& self, std::shared_ptr<gen_server> server);
 
 // Spawns the server process (registered under `name` when given: false from register → it exits {already_started}).

@@ -98,7 +98,10 @@ node_name_check check_node_name(const std::string& name, bool long_name) {
 }
 
 host::host(host_config cfg, std::vector<std::unique_ptr<service>> services)
-    : cfg_(std::move(cfg)), io_(std::make_unique<asio::io_context>()), services_(std::move(services)) {
+    : cfg_(std::move(cfg)),
+      io_(std::make_unique<asio::io_context>()),
+      services_(std::move(services)),
+      started_all_(io_->get_executor()) {
   auto checked = check_node_name(cfg_.name, cfg_.long_name);
   if (!checked.error.empty()) throw std::invalid_argument(checked.error);
   option_list options;
@@ -189,6 +192,11 @@ int host::run(std::function<void(host&)> on_ready) {
 }
 
 asio::awaitable<void> host::start_all(std::function<void(host&)> on_ready) {
+  // Whatever happens here, a stop waits for it to end first: the two never walk the services at once.
+  struct done {
+    oneshot<bool>& o;
+    ~done() { o.set(true); }
+  } signal_done{started_all_};
   try {
     co_await dist_->start();
   } catch (const std::exception& e) {
@@ -213,6 +221,7 @@ asio::awaitable<void> host::start_all(std::function<void(host&)> on_ready) {
       co_return;
     }
   }
+  if (stopping_) co_return;
   log::info("ready {} (distribution port {}, {})", node_->name(), dist_->port(),
             cfg_.dist.hidden ? "hidden" : "visible");
   for (const auto& peer : cfg_.connect) asio::co_spawn(*io_, keep_connected(*dist_, atom(peer)), asio::detached);
@@ -226,6 +235,7 @@ void host::stop() {
 }
 
 asio::awaitable<void> host::stop_all() {
+  co_await started_all_.wait(service::clock::time_point::max());
   // Services in reverse start order, each within its deadline: a stop that hangs is left behind, not waited for.
   for (auto it = started_.rbegin(); it != started_.rend(); ++it) {
     service* s = *it;

@@ -21,6 +21,7 @@
 #include "cnode/distribution.hpp"
 #include "cnode/functions.hpp"
 #include "cnode/node.hpp"
+#include "cnode/oneshot.hpp"
 #include "cnode/service.hpp"
 
 namespace cnode {
@@ -90,7 +91,8 @@ class host {
   std::shared_ptr<void> embedded_epmd_;
   std::vector<service*> started_;
   std::atomic<bool> stopping_{false};
-  int exit_code_ = 0;
+  std::atomic<int> exit_code_{0};
+  oneshot<bool> started_all_;  // start_all has ended (however): stop_all waits for it
 };
 
 }  // namespace cnode

@@ -79,6 +79,7 @@ void process::drain() {
     if (dead_) return;  // finish() answered them
   }
   for (auto& s : batch) handle(s);
+  count_mailbox();
   if (waiting_ && !batch.empty()) wake_.cancel();
 }
 
@@ -186,6 +187,7 @@ void process::check_mailbox() {
     log::error("killing {}: {} messages in its mailbox, over --max-mailbox {}", etf::to_string(pid_),
                mailbox_.size(), limit.max);
     mailbox_.clear();  // it dies at its next receive: what it held goes now
+    count_mailbox();
     die(term(atom("killed")));
   } else if (!mailbox_warned_) {
     mailbox_warned_ = true;
@@ -227,6 +229,7 @@ asio::awaitable<std::optional<term>> process::receive_impl(const std::function<b
       if (!pred || (*pred)(mailbox_[scanned])) {
         term m = std::move(mailbox_[scanned]);
         mailbox_.erase(mailbox_.begin() + static_cast<std::ptrdiff_t>(scanned));
+        count_mailbox();
         co_return m;
       }
     }
@@ -389,6 +392,7 @@ void process::finish(term reason) {
   }
   aliases_.clear();
   mailbox_.clear();
+  count_mailbox();
   body_ = nullptr;  // the body's captures may hold references to us
 }
 

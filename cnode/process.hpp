@@ -87,7 +87,8 @@ class process : public std::enable_shared_from_this<process> {
   // The first message for which pred returns true (selective receive); others stay in the mailbox, in order.
   asio::awaitable<std::optional<term>> receive(std::function<bool(const term&)> pred,
                                                std::chrono::milliseconds timeout = infinity);
-  std::size_t message_queue_len() const noexcept { return mailbox_.size(); }
+  // Readable from any thread (kept in step with the mailbox on the process's strand).
+  std::size_t message_queue_len() const noexcept { return queue_len_.load(std::memory_order_relaxed); }
 
   // ---- links, exits, monitors ----
   void link(const term& pid);
@@ -154,6 +155,8 @@ class process : public std::enable_shared_from_this<process> {
   std::deque<term> mailbox_;
   bool waiting_ = false;
   bool mailbox_warned_ = false;
+  std::atomic<std::size_t> queue_len_{0};
+  void count_mailbox() noexcept { queue_len_.store(mailbox_.size(), std::memory_order_relaxed); }
   bool trap_exit_ = false;
   std::optional<term> kill_reason_;
   std::unordered_map<term, std::uint64_t> links_;      // linked pid -> 0, or the id of an unlink in progress

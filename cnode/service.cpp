@@ -76,7 +76,12 @@ asio::awaitable<std::optional<term>> run_in_process(node& n, std::function<asio:
                                                     service::clock::time_point deadline) {
   oneshot<term> done(co_await asio::this_coro::executor);
   term pid = n.spawn([fn = std::move(fn), done](process& self) -> asio::awaitable<void> {
-    done.set(co_await fn(self));
+    try {
+      done.set(co_await fn(self));
+    } catch (...) {
+      done.set(term(atom("error")));  // the waiter goes on at once; the process still ends as it would
+      throw;
+    }
   });
   auto r = co_await done.wait(deadline);
   if (!r) n.route(pid, signal{signal_kind::exit, term::nil(), term(atom("kill")), {}, {}, 0});

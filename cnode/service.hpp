@@ -132,8 +132,8 @@ class service {
   virtual term status() const { return term::map({}); }
 };
 
-// Runs fn in a fresh process on n and returns its result, or nullopt when the deadline passes first (the process
-// is then killed). For code outside any process (a service's stop, the HTTP server) that needs a process's calls.
+// Runs fn in a fresh process on n and returns its result (the atom error if fn threw), or nullopt when the
+// deadline passes first (the process is then killed). For code outside any process (a service's stop, the HTTP server) that needs a process's calls.
 asio::awaitable<std::optional<term>> run_in_process(node& n, std::function<asio::awaitable<term>(process&)> fn,
                                                     service::clock::time_point deadline);
 

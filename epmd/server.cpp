@@ -51,6 +51,7 @@ struct server::impl : std::enable_shared_from_this<server::impl> {
   strand_type strand;
   server_options opts;
   std::vector<tcp::acceptor> acceptors;
+  cnode::log::limiter accept_log{1};  // accept failures: one line per 10 s, with a count
   registry names;
   std::unordered_map<connection_id, tcp::socket*> connections;
   connection_id next_id = 0;
@@ -131,16 +132,20 @@ bool server::impl::open_listeners(failure& f) {
 asio::awaitable<void> server::impl::accept_loop(tcp::acceptor& acceptor) {
   auto self = shared_from_this();
   asio::steady_timer backoff(strand);
+  auto pause = std::chrono::milliseconds(10);
   for (;;) {
     auto [ec, socket] = co_await acceptor.async_accept(tuple_awaitable);
     if (stopped || ec == asio::error::operation_aborted) co_return;
     if (ec) {
-      // Out of descriptors and the like: wait instead of spinning; the others keep being served.
-      log(log_level::warning, "accept failed: {}", ec.message());
-      backoff.expires_after(std::chrono::milliseconds(100));
+      // Out of descriptors and the like: wait, longer each time, instead of spinning; one line per 10 s at most.
+      if (log_enabled(log_level::warning))
+        if (auto suffix = accept_log.admit(ec.message())) log(log_level::warning, "accept failed: {}{}", ec.message(), *suffix);
+      backoff.expires_after(pause);
       co_await backoff.async_wait(tuple_awaitable);
+      pause = std::min(pause * 2, std::chrono::milliseconds(1000));
       continue;
     }
+    pause = std::chrono::milliseconds(10);
     ++accepted;
     if (open.load() >= opts.max_connections) {
       log(log_level::warning, "closing a new connection: {} connections open", open.load());

@@ -6,7 +6,9 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -54,7 +56,9 @@ class ops_service final : public cnode::service {
     d_ = &ctx.d;
     services_ = &ctx.services;
     if (!port_) co_return;
-    acceptor_.emplace(ctx.n.get_executor());
+    // The acceptor lives on a strand: accepting and the stop's close never touch it from two threads.
+    strand_.emplace(asio::make_strand(ctx.n.get_executor()));
+    acceptor_.emplace(*strand_);
     tcp::endpoint ep(asio::ip::make_address(address_), *port_);
     boost::system::error_code ec;
     acceptor_->open(ep.protocol(), ec);
@@ -64,14 +68,16 @@ class ops_service final : public cnode::service {
     if (ec) throw std::runtime_error(fmt::format("cannot listen for HTTP on {}:{}: {}", address_, *port_, ec.message()));
     bound_port_ = acceptor_->local_endpoint().port();
     log::info("http: serving /status, /metrics and /health on {}:{}", address_, bound_port_);
-    asio::co_spawn(ctx.n.get_executor(), accept_loop(), asio::detached);
+    asio::co_spawn(*strand_, accept_loop(), asio::detached);
   }
 
   asio::awaitable<void> stop(clock::time_point) override {
     stopping_ = true;
     if (acceptor_) {
-      boost::system::error_code ec;
-      acceptor_->close(ec);
+      asio::post(*strand_, [this] {
+        boost::system::error_code ec;
+        acceptor_->close(ec);
+      });
     }
     co_return;
   }
@@ -91,26 +97,41 @@ class ops_service final : public cnode::service {
 
  private:
   asio::awaitable<void> accept_loop() {
+    auto backoff = std::chrono::milliseconds(10);
     for (;;) {
-      auto [ec, socket] = co_await acceptor_->async_accept(asio::as_tuple(asio::use_awaitable));
+      auto [ec, socket] = co_await acceptor_->async_accept(n_->get_executor(), asio::as_tuple(asio::use_awaitable));
       if (ec) {
         if (stopping_ || !acceptor_->is_open()) co_return;
-        log::warning("http: accept failed: {}", ec.message());
-        asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(100));
-        co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));  // EMFILE and the like: do not spin
+        if (auto suffix = accept_log_.admit(ec.message())) log::warning("http: accept failed: {}{}", ec.message(), *suffix);
+        // EMFILE and the like: wait, longer each time up to a second, instead of spinning.
+        asio::steady_timer pause(co_await asio::this_coro::executor, backoff);
+        co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
         continue;
       }
-      asio::co_spawn(socket.get_executor(), session(std::move(socket)), asio::detached);
+      backoff = std::chrono::milliseconds(10);
+      auto ex = socket.get_executor();
+      asio::co_spawn(ex, session(std::move(socket)), asio::detached);
     }
   }
 
   asio::awaitable<void> session(tcp::socket socket) {
+    try {
+      co_await serve(std::move(socket));
+    } catch (const std::exception& e) {
+      // A bug in a status or metrics writer ends this connection, not the node.
+      log::warning("http: dropped a connection: {}", e.what());
+    }
+  }
+
+  asio::awaitable<void> serve(tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
     for (;;) {
       stream.expires_after(std::chrono::seconds(10));
-      http::request_parser<http::empty_body> parser;
+      http::request_parser<http::string_body> parser;
       parser.header_limit(16 * 1024);
+      parser.body_limit(4096);  // nothing here takes a body; a small one is read (and refused with 405)
       auto [ec, n] = co_await http::async_read(stream, buffer, parser, asio::as_tuple(asio::use_awaitable));
       if (ec) co_return;  // closed, timed out, or not HTTP: nothing to answer
       auto req = parser.release();
@@ -126,7 +147,7 @@ class ops_service final : public cnode::service {
     }
   }
 
-  asio::awaitable<http::response<http::string_body>> answer(const http::request<http::empty_body>& req) {
+  asio::awaitable<http::response<http::string_body>> answer(const http::request<http::string_body>& req) {
     std::string path(req.target());
     if (auto q = path.find('?'); q != std::string::npos) path.resize(q);
     http::response<http::string_body> res{http::status::ok, req.version()};
@@ -211,7 +232,9 @@ class ops_service final : public cnode::service {
   node* n_ = nullptr;
   distribution* d_ = nullptr;
   service_directory* services_ = nullptr;
+  std::optional<asio::strand<asio::any_io_executor>> strand_;
   std::optional<tcp::acceptor> acceptor_;
+  log::limiter accept_log_{1};
   std::atomic<bool> stopping_{false};
   mutable std::mutex mu_;
   std::map<std::pair<std::string, unsigned>, std::uint64_t> requests_;

@@ -128,7 +128,8 @@ asio::awaitable<void> random_sleep(process& self, int times) {
   thread_local std::mt19937 rng{std::random_device{}()};
   int tmax = times > 5 ? 8000 : ((1 << times) * 1000) / 8;
   int t = std::uniform_int_distribution<int>(1, std::max(1, tmax))(rng);
-  co_await self.receive([](const term&) { return false; }, std::chrono::milliseconds(t));
+  std::function<bool(const term&)> none = [](const term&) { return false; };  // named: GCC 12 (README)
+  co_await self.receive(none, std::chrono::milliseconds(t));
 }
 
 namespace {

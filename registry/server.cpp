@@ -544,7 +544,8 @@ asio::awaitable<void> service::start(service_context& ctx) {
     co_return co_await trans(
         self, id,
         [&self, ms]() -> asio::awaitable<term> {
-          co_await self.receive([](const term&) { return false; }, ms);
+          std::function<bool(const term&)> none = [](const term&) { return false; };  // named: GCC 12 (README)
+          co_await self.receive(none, ms);
           co_return term(at().ok);
         },
         std::nullopt, probe_lock_retries);

@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "cnode/host.hpp"
+#include "log/log.hpp"
 
 using namespace cnode;
 using namespace std::chrono_literals;
@@ -157,4 +158,12 @@ TEST_CASE("node names follow erl's rules") {
   auto plain = check_node_name("solo", false);
   CHECK(plain.error.empty());
   CHECK(plain.full.rfind("solo@", 0) == 0);
+}
+
+TEST_CASE("log::json_string keeps JSON valid for any bytes") {
+  CHECK(log::json_string("a\"b\\c\n") == "\"a\\\"b\\\\c\\n\"");
+  CHECK(log::json_string("h\xc3\xa9") == "\"h\xc3\xa9\"");           // UTF-8 passes through
+  CHECK(log::json_string("\xff\xc3") == "\"\\u00ff\\u00c3\"");        // stray bytes become code points
+  CHECK(log::json_string("\xed\xa0\x80") == "\"\\u00ed\\u00a0\\u0080\"");  // a surrogate is not UTF-8
+  CHECK(log::json_string(std::string_view("\0x", 2)) == "\"\\u0000x\"");
 }
