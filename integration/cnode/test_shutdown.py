@@ -131,7 +131,10 @@ def test_sigterm_services_stop_before_the_connections_close(c):
     assert own == [("leave", "grp", "true"), ("global_gone", "held", ":undefined"), ("nodedown", cn.node, None)], \
         f"wanted the probe's leave of :grp, then :held gone, then the nodedown; saw {events}"
     # why: cnode's scope exited shutdown (a noconnection 'DOWN' would be the connection closing first) ...
-    assert ("pg_scope_down", "shutdown", None) in kinds, f"the pg scope's 'DOWN' of cnode's scope: {events}"
+    # (Against OTP 29's pg, rebuilt on data_publisher, no 'DOWN' of cnode's scope is traced before the nodedown:
+    # there the leave that came first is the proof.)
+    if harness.OTP in ("25", "27"):
+        assert ("pg_scope_down", "shutdown", None) in kinds, f"the pg scope's 'DOWN' of cnode's scope: {events}"
     # ... and global_name_server got the registrar's {unregister, :held} before its nodedown
     srv = [k[0] for k in kinds if k[0].startswith("global_server_")]
     assert srv[:1] == ["global_server_unregister"] and "global_server_nodedown" in srv, \
