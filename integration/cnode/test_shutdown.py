@@ -162,10 +162,14 @@ def cnode_argv(c, *args):
 
 
 def exit_of(p, timeout=20):
+    """The exit status, once the process has ended and its reader has taken all of its output."""
     try:
-        return p.p.wait(timeout=timeout)
+        code = p.p.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"{p.name} still runs after {timeout}s:\n{p.output()}")
+    if hasattr(p, "_eof"):  # a harness.Proc: its reader thread may still hold the last lines
+        harness.wait_until(lambda: p._eof, 10, f"the end of {p.name}'s output")
+    return code
 
 
 def test_node_names_checked_as_erl_checks_them(c):
