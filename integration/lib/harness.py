@@ -49,11 +49,23 @@ def _ensure_otp(otp):
 
 _ensure_otp(OTP)
 _live = []  # every Popen we started, so that nothing outlives the test run
+_cleanups = []  # functions run after the processes are stopped, at exit and on a signal (netns.py's namespaces)
+
+
+def at_exit(fn):
+    """Runs fn once the processes are stopped when the run ends, also on SIGTERM/SIGINT/SIGHUP (where atexit does
+    not run). fn must be safe to call when there is nothing left to clean."""
+    _cleanups.append(fn)
 
 
 def _kill_all():
     for p in list(_live):
         _stop(p)
+    while _cleanups:
+        try:
+            _cleanups.pop()()
+        except Exception:
+            traceback.print_exc()
 
 
 def _stop(p, grace=2.0):
@@ -280,14 +292,16 @@ class Cluster:
         wait_until(lambda: _connects(self.epmd_port), 10, "epmd to listen")
         return p
 
-    def erl(self, sname, cookie=None, hidden=False, args=(), env=None, otp=None):
-        """An erl node of the release under test, or of `otp` (a mixed cluster)."""
+    def erl(self, sname, cookie=None, hidden=False, args=(), env=None, otp=None, name=None, wrap=()):
+        """An erl node of the release under test, or of `otp` (a mixed cluster). name: a long node name (-name)
+        instead of sname@localhost; wrap: argv put in front (`ip netns exec NS`, as integration/lib/netns.py does)."""
         otp = otp or OTP
-        argv = ["erl", "-sname", f"{sname}@{HOST}", "-setcookie", cookie or self.cookie, "-noshell"]
+        node = name or f"{sname}@{HOST}"
+        argv = ["erl", "-name" if name else "-sname", node, "-setcookie", cookie or self.cookie, "-noshell"]
         if hidden:
             argv.append("-hidden")
         argv += list(args) + ["-eval", _ERL_AGENT]
-        n = BeamNode(otp_argv(argv, otp), self.env(**(env or {})), f"{sname}@{HOST}", elixir=False)
+        n = BeamNode(list(wrap) + otp_argv(argv, otp), self.env(**(env or {})), node, elixir=False)
         self.procs.append(n)
         # ready when it answers; and it must be the release asked for
         release = n.eval("erlang:system_info(otp_release)")
@@ -295,13 +309,15 @@ class Cluster:
         n.otp = otp
         return n
 
-    def elixir(self, sname, cookie=None, hidden=False, args=(), env=None, otp=None):
+    def elixir(self, sname, cookie=None, hidden=False, args=(), env=None, otp=None, name=None, wrap=()):
+        """As erl(), an Elixir node."""
         otp = otp or OTP
-        argv = ["elixir", "--sname", f"{sname}@{HOST}", "--cookie", cookie or self.cookie]
+        node = name or f"{sname}@{HOST}"
+        argv = ["elixir", "--name" if name else "--sname", node, "--cookie", cookie or self.cookie]
         if hidden:
             argv += ["--hidden"]
         argv += list(args) + ["-e", _EX_AGENT]
-        n = BeamNode(otp_argv(argv, otp), self.env(**(env or {})), f"{sname}@{HOST}", elixir=True)
+        n = BeamNode(list(wrap) + otp_argv(argv, otp), self.env(**(env or {})), node, elixir=True)
         self.procs.append(n)
         release = n.eval("List.to_string(:erlang.system_info(:otp_release))", timeout=60)
         assert release == f'"{otp}"', f"{n.node} runs OTP {release}, not {otp}"
