@@ -5,7 +5,7 @@
 -module(faults_drv).
 -export([call/4, call/5, nodes_of/1, shape/1, meshed/1, ping_all/1,
          member/2, pg_join/3, pg_leave/3, pg_views/2, pg_consistent/2, pg_count/2, scope_pids/1,
-         gl_register/3, gl_whereis/2, gl_names/1, gl_sync/2, alive/1,
+         gl_register/2, gl_whereis/2, gl_names/1, gl_sync/2, gl_sync_all/2, alive/1,
          echo_loop/4, collect/2, percentile/2]).
 
 -define(T, 5000).
@@ -110,13 +110,10 @@ pg_count(Nodes, Groups) ->
 
 scope_pids(Nodes) -> [{N, call(N, erlang, whereis, [pg])} || N <- names(Nodes)].
 
-%% Registers Name for a new process on N: {Result, Pid}.
-gl_register({N, beam}, Name, _) ->
-    P = member(N, beam),
-    {call(N, global, register_name, [Name, P], 30000), P};
-gl_register({N, cnode}, Name, _) ->
-    P = member(N, cnode),
-    {catch gen_server:call(P, {global_register, Name}, 30000), P}.
+%% Registers Name for a new process on N (global:register_name/2 run there): {Result, Pid}.
+gl_register({N, K}, Name) ->
+    P = member(N, K),
+    {call(N, global, register_name, [Name, P], 30000), P}.
 
 gl_whereis(Nodes, Name) -> [{N, call(N, global, whereis_name, [Name])} || N <- names(Nodes)].
 
@@ -133,6 +130,16 @@ gl_sync(N, Ms) ->
         ok -> {ok, T};
         {badrpc, {error, {erpc, timeout}}} -> {hang, T};
         E -> {E, T}
+    end.
+
+%% gl_sync/2 on every node at once: {ok, LongestMs} or {failed, [{Node, Result}]}.
+gl_sync_all(Nodes, Ms) ->
+    Refs = [{N, spawn_monitor(fun() -> exit({sync, gl_sync(N, Ms)}) end)} || N <- names(Nodes)],
+    Rs = [{N, receive {'DOWN', R, process, P, {sync, X}} -> X; {'DOWN', R, process, P, E} -> {crash, E} end}
+          || {N, {P, R}} <- Refs],
+    case [X || {_, {ok, _}} = X <- Rs] of
+        L when length(L) =:= length(Rs) -> {ok, lists:max([0 | [T || {_, {ok, T}} <- Rs]])};
+        _ -> {failed, [X || {_, R} = X <- Rs, element(1, R) =/= ok]}
     end.
 
 alive(P) -> call(node(P), erlang, is_process_alive, [P]).
