@@ -1,5 +1,8 @@
 #include "raft/kv.hpp"
 
+#include "etf/codec.hpp"
+#include "etf/format.hpp"
+
 namespace cnode::raft {
 
 namespace {
@@ -7,12 +10,19 @@ using etf::atom;
 using etf::term;
 term tag(const char* a) { return term(atom(a)); }
 bool is(const term& r, const char* t, std::size_t arity) { return r.is_tuple(arity) && r.element(0).is_atom(atom(t)); }
+term error(const char* why) { return term::tuple({tag("error"), tag(why)}); }
+bool positive_int(const term& t) { return t.is_small() && t.small() > 0; }
+bool token(const term& t) { return t.is_small() && t.small() >= 0; }
 }  // namespace
 
 bool kv_machine::is_command(const term& r) {
   return is(r, "put", 3) || is(r, "delete", 2) || is(r, "cas", 4) || (is(r, "incr", 3) && r.element(2).is_integer()) ||
-         is(r, "get", 2);
+         is(r, "get", 2) || (is(r, "lock", 3) && positive_int(r.element(2))) ||
+         (is(r, "unlock", 3) && token(r.element(2))) ||
+         (is(r, "put_fenced", 4) && r.element(3).is_tuple(2) && token(r.element(3).element(1)));
 }
+
+std::string kv_machine::lock_key(const term& name) { return etf::to_string(name); }
 
 term kv_machine::get(const term& key) const {
   // std::map orders by <=> (Erlang term order, where 1 == 1.0); a key matches only when =:=, as in a map.
@@ -21,31 +31,87 @@ term kv_machine::get(const term& key) const {
   return term::tuple({tag("ok"), it->second});
 }
 
-term kv_machine::apply(const term& c) {
+kv_machine::result kv_machine::apply(const term& c, std::uint64_t index) {
   if (is(c, "put", 3)) {
     data_.insert_or_assign(c.element(1), c.element(2));
-    return tag("ok");
+    return {tag("ok"), c.element(1), {}};
   }
   if (is(c, "delete", 2)) {
-    data_.erase(c.element(1));
-    return tag("ok");
+    const bool had = data_.erase(c.element(1)) > 0;
+    return {tag("ok"), had ? std::optional<term>(c.element(1)) : std::nullopt, {}};
   }
-  if (is(c, "get", 2)) return get(c.element(1));
+  if (is(c, "get", 2)) return {get(c.element(1)), {}, {}};
   if (is(c, "cas", 4)) {
     term current = get(c.element(1));
-    if (!(current == c.element(2))) return term::tuple({tag("error"), term::tuple({tag("mismatch"), current})});
+    if (!(current == c.element(2))) return {term::tuple({tag("error"), term::tuple({tag("mismatch"), current})}), {}, {}};
     data_.insert_or_assign(c.element(1), c.element(3));
-    return tag("ok");
+    return {tag("ok"), c.element(1), {}};
   }
   if (is(c, "incr", 3)) {
     auto it = data_.find(c.element(1));
     term base = it == data_.end() ? term(std::int64_t{0}) : it->second;
-    if (!base.is_integer() || !c.element(2).is_integer()) return term::tuple({tag("error"), tag("not_integer")});
+    if (!base.is_integer() || !c.element(2).is_integer()) return {error("not_integer"), {}, {}};
     term sum = term::from_big(base.big() + c.element(2).big());
     data_.insert_or_assign(c.element(1), sum);
-    return term::tuple({tag("ok"), sum});
+    return {term::tuple({tag("ok"), sum}), c.element(1), {}};
   }
-  return term::tuple({tag("error"), tag("badarg")});
+  if (is(c, "lock", 4) && positive_int(c.element(2)) && c.element(3).is_pid()) {
+    const auto key = lock_key(c.element(1));
+    if (locks_.count(key)) return {error("held"), {}, {}};
+    locks_[key] = lock_state{c.element(1), c.element(3), index, c.element(2).small()};
+    return {term::tuple({tag("ok"), term(index)}), {}, key};
+  }
+  if ((is(c, "unlock", 3) || is(c, "$release", 3)) && token(c.element(2))) {
+    const auto key = lock_key(c.element(1));
+    auto it = locks_.find(key);
+    if (it == locks_.end() || it->second.token != static_cast<std::uint64_t>(c.element(2).small()))
+      return {error("not_held"), {}, {}};
+    locks_.erase(it);
+    return {tag("ok"), {}, {}};
+  }
+  if (is(c, "put_fenced", 4) && c.element(3).is_tuple(2) && token(c.element(3).element(1))) {
+    auto it = locks_.find(lock_key(c.element(3).element(0)));
+    if (it == locks_.end() || it->second.token != static_cast<std::uint64_t>(c.element(3).element(1).small()))
+      return {error("stale_token"), {}, {}};
+    data_.insert_or_assign(c.element(1), c.element(2));
+    return {tag("ok"), c.element(1), {}};
+  }
+  return {error("badarg"), {}, {}};
+}
+
+std::string kv_machine::serialize() const {
+  std::vector<term> kvs, ls;
+  kvs.reserve(data_.size());
+  for (const auto& [k, v] : data_) kvs.push_back(term::tuple({k, v}));
+  for (const auto& [k, l] : locks_)
+    ls.push_back(term::tuple({l.name, l.owner, term(l.token), term(l.ttl_ms)}));
+  const auto bytes = etf::encode(term::tuple({tag("kv"), term::list(std::move(kvs)), term::list(std::move(ls))}));
+  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+bool kv_machine::restore(const std::string& bytes) {
+  auto r = etf::decode(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  if (!r || !is(r.value, "kv", 3)) return false;
+  std::vector<term> kvs, ls;
+  term t1, t2;
+  if (!r.value.element(1).list_to_vector(kvs, &t1) || !t1.is_nil() || !r.value.element(2).list_to_vector(ls, &t2) ||
+      !t2.is_nil())
+    return false;
+  std::map<term, term> data;
+  std::map<std::string, lock_state> locks;
+  for (const auto& kv : kvs) {
+    if (!kv.is_tuple(2)) return false;
+    data.insert_or_assign(kv.element(0), kv.element(1));
+  }
+  for (const auto& l : ls) {
+    if (!l.is_tuple(4) || !l.element(1).is_pid() || !token(l.element(2)) || !positive_int(l.element(3))) return false;
+    const auto key = lock_key(l.element(0));
+    locks[key] = lock_state{l.element(0), l.element(1), static_cast<std::uint64_t>(l.element(2).small()),
+                            l.element(3).small()};
+  }
+  data_ = std::move(data);
+  locks_ = std::move(locks);
+  return true;
 }
 
 }  // namespace cnode::raft

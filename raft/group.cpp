@@ -1,0 +1,501 @@
+#include "raft/group.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include "cnode/distribution.hpp"
+#include "cnode/functions.hpp"
+#include "cnode/gen.hpp"
+#include "cnode/log.hpp"
+#include "etf/format.hpp"
+#include "raft/wire.hpp"
+
+namespace cnode::raft {
+
+namespace {
+
+using etf::atom;
+
+term a(const char* s) { return term(atom(s)); }
+term error(const char* why) { return term::tuple({a("error"), a(why)}); }
+bool is(const term& r, const char* t, std::size_t arity) { return r.is_tuple(arity) && r.element(0).is_atom(atom(t)); }
+constexpr int max_hops = 3;  // a call handed on between members that disagree on the leader goes back to waiting
+
+// The pid of a gen_call From ({Pid, Tag}, or {Pid, [alias | Ref]}).
+std::optional<term> caller_pid(const term& from) {
+  if (from.is_tuple(2) && from.element(0).is_pid()) return from.element(0);
+  return std::nullopt;
+}
+
+// :global's name for the leader and the registrar that keeps it: {raft_leader, Group} -> the leading member's
+// group process. A conflict after a partition heals unregisters the loser and tells it (random_notify_name), so
+// no group process is ever killed by global's resolver.
+asio::awaitable<void> registrar_loop(process& self, function_table& fns, term name, term group_pid) {
+  const term global = a("global");
+  const term method = term::export_(etf::export_value{atom("global"), atom("random_notify_name"), 3});
+  for (;;) {
+    auto m = co_await self.receive();
+    if (!m) continue;
+    std::optional<bool> want;
+    // Only the newest wish counts.
+    for (auto cur = m; cur; cur = co_await self.receive(std::chrono::milliseconds(0)))
+      if (is(*cur, "leader", 2)) want = cur->element(1).is_atom(atom::true_());
+    if (!want) continue;
+    const term whereis_args = term::list({name});
+    auto where = co_await fns.apply(self, global, a("whereis_name"), whereis_args);
+    const bool ours = where.value == group_pid;
+    if (*want && !ours) {
+      const term args = term::list({name, group_pid, method});
+      auto r = co_await fns.apply(self, global, a("register_name"), args);
+      log::debug("raft: {} registered in :global: {}", etf::to_string(name), etf::to_string(r.value));
+    } else if (!*want && ours) {
+      const term args = term::list({name});
+      co_await fns.apply(self, global, a("unregister_name"), args);
+    }
+  }
+}
+
+}  // namespace
+
+group_process::group_process(group_config g, timing t, distribution& d, function_table& fns, bool global_running,
+                             std::unique_ptr<group_storage> storage, recovered_state rec)
+    : g_(std::move(g)), t_(t), d_(d), fns_(fns), global_running_(global_running), storage_(std::move(storage)),
+      recovered_(std::move(rec)) {}
+
+group_process::~group_process() { *alive_ = false; }
+
+asio::awaitable<void> group_process::run(process& self) {
+  raft::config c;
+  c.self = self.node().name();
+  c.members = g_.members;
+  c.heartbeat_ticks = 1;
+  c.election_ticks = std::max(2, t_.election_ms / std::max(1, t_.heartbeat_ms));
+  c.seed = static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
+  core_.emplace(c);
+  if (recovered_.snap || !recovered_.log.empty() || recovered_.state.term) {
+    if (recovered_.snap && !kv_.restore(recovered_.snap->data))
+      throw std::runtime_error("raft group " + g_.name + ": the snapshot in the data directory is not a KV state");
+    last_applied_ = recovered_.snap ? recovered_.snap->meta.index : 0;
+    core_->restore(recovered_.state, recovered_.snap, std::move(recovered_.log));
+    log::info("raft: group {} recovered term {}, snapshot at {}, log to {}, commit {}", g_.name, core_->current_term(),
+              core_->snapshot_index(), core_->last_index(), core_->commit_index());
+  }
+  recovered_ = {};
+  if (global_running_) {
+    spawn_options o;
+    o.link = self.pid();
+    const term name = term::tuple({a("raft_leader"), term(atom(g_.name))});
+    registrar_ = self.node().spawn(
+        [&fns = fns_, name, gp = self.pid()](process& p) -> asio::awaitable<void> {
+          co_await registrar_loop(p, fns, name, gp);
+        },
+        std::move(o));
+  }
+  keep_connected(self);
+  auto next_tick = clock::now() + std::chrono::milliseconds(t_.heartbeat_ms);
+  for (;;) {
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - clock::now());
+    auto m = co_await self.receive(std::max(wait, std::chrono::milliseconds(0)));
+    if (m) handle(self, *m);
+    if (clock::now() >= next_tick) {
+      core_->tick();
+      next_tick += std::chrono::milliseconds(t_.heartbeat_ms);
+      if (next_tick < clock::now()) next_tick = clock::now() + std::chrono::milliseconds(t_.heartbeat_ms);
+      expire(self);
+      if (++ticks_ % 10 == 0) {
+        keep_connected(self);
+        if (leading_ && !registrar_.is_nil()) self.send(registrar_, term::tuple({a("leader"), term(true)}));
+      }
+    }
+    flush(self);
+  }
+}
+
+void group_process::keep_connected(process& self) {
+  // Raft's sends are noconnect: the connections to the members are brought up here, out of the group's way.
+  auto up = d_.nodes(true, true);
+  std::set<std::string> want(g_.members.begin(), g_.members.end());
+  want.insert(core_->members().begin(), core_->members().end());
+  for (const auto& m : want) {
+    if (m == self.node().name()) continue;
+    const atom n(m);
+    if (std::find(up.begin(), up.end(), n) != up.end()) continue;
+    asio::co_spawn(self.node().get_executor(), [&d = d_, n]() -> asio::awaitable<void> { co_await d.connect(n); },
+                   asio::detached);
+  }
+}
+
+void group_process::handle(process& self, const term& m) {
+  gen::incoming_call c;
+  const auto deadline = clock::now() + std::chrono::milliseconds(t_.request_timeout_ms);
+  if (gen::is_call(m, c)) return handle_call(self, c.from, c.request, deadline, 0);
+  // {'$raft', Group, FromNode, Msg}: from any node (a member not yet in our configuration must be heard, §4.1).
+  if (m.is_tuple(4) && m.element(0).is_atom(atom("$raft")) && m.element(2).is_atom()) {
+    const std::string from(m.element(2).atom_value().text());
+    auto msg = decode(m.element(3), from, self.node().name());
+    if (!msg) {
+      log::warning("raft: group {}: a malformed message from {} dropped", g_.name, from);
+      return;
+    }
+    // A snapshot that is not a KV state is refused before the core takes it.
+    if (msg->type == msg_type::install_snapshot) {
+      kv_machine probe;
+      if (!probe.restore(msg->snap->data)) {
+        log::warning("raft: group {}: a snapshot from {} that is not a KV state dropped", g_.name, from);
+        return;
+      }
+    }
+    core_->step(*msg);
+    return;
+  }
+  // {'$raft_fwd', Hops, From, Request}: a call a member handed on.
+  if (is(m, "$raft_fwd", 4) && m.element(1).is_small()) {
+    return handle_call(self, m.element(2), m.element(3), deadline, static_cast<int>(m.element(1).small()));
+  }
+  if (is(m, "$raft_synced", 1) && syncing_) {
+    syncing_ = false;
+    if (held_) {
+      ready rd = std::move(*held_);
+      held_.reset();
+      after_persist(self, std::move(rd));
+    }
+    return;
+  }
+  if (is(m, "$raft_snapshot_saved", 1)) {
+    snapshot_saving_ = false;
+    return;
+  }
+  if (is(m, "DOWN", 5)) return handle_down(self, m.element(1));
+}
+
+void group_process::forward(process& self, const term& from, const term& request, clock::time_point deadline,
+                            int hops) {
+  auto l = core_->leader();
+  if (l && *l != self.node().name() && hops < max_hops) {
+    ++stats_.forwarded;
+    self.send_noconnect(term::tuple({term(atom(g_.name)), term(atom(*l))}),
+                        term::tuple({a("$raft_fwd"), term(std::int64_t{hops + 1}), from, request}));
+    return;
+  }
+  waiting_.push_back({from, request, deadline, 0});
+}
+
+void group_process::propose(process& self, const term& from, const term& request, term command,
+                            clock::time_point deadline) {
+  auto idx = core_->propose(std::move(command));
+  if (!idx) return forward(self, from, request, deadline, 0);  // a transfer is on: the next leader takes it
+  ++stats_.proposals;
+  pending_[*idx] = pending_call{from, core_->current_term(), deadline};
+}
+
+void group_process::handle_call(process& self, const term& from, const term& r, clock::time_point deadline,
+                                int hops) {
+  if (r.is_atom(atom("status"))) return gen::reply(self, from, status());
+  if (is(r, "get", 3) && r.element(2).is_atom(atom("local"))) return gen::reply(self, from, kv_.get(r.element(1)));
+  if (is(r, "watch", 2)) {
+    auto pid = caller_pid(from);
+    if (!pid) return gen::reply(self, from, error("badarg"));
+    term ref = self.make_ref();
+    watchers_[etf::to_string(r.element(1))].push_back({ref, *pid, self.monitor(*pid), r.element(1)});
+    return gen::reply(self, from, term::tuple({a("ok"), ref}));
+  }
+  if (is(r, "unwatch", 2)) {
+    for (auto& [k, ws] : watchers_)
+      std::erase_if(ws, [&](const watcher& w) {
+        if (!(w.ref == r.element(1))) return false;
+        self.demonitor(w.monitor, true);
+        return true;
+      });
+    std::erase_if(watchers_, [](const auto& kv) { return kv.second.empty(); });
+    return gen::reply(self, from, a("ok"));
+  }
+  const bool leader = core_->current_role() == role::leader;
+  if (is(r, "get", 2)) {
+    if (!leader) return forward(self, from, r, deadline, hops);
+    const auto ctx = next_read_++;
+    ++stats_.reads;
+    reads_[ctx] = pending_read{from, r.element(1), deadline, 0};
+    core_->read_index(ctx);
+    return;
+  }
+  if ((is(r, "add_member", 2) || is(r, "remove_member", 2)) && r.element(1).is_atom()) {
+    if (!leader) return forward(self, from, r, deadline, hops);
+    const std::string node(r.element(1).atom_value().text());
+    auto ms = core_->members();
+    const bool present = std::find(ms.begin(), ms.end(), node) != ms.end();
+    const bool add = is(r, "add_member", 2);
+    if (add == present) return gen::reply(self, from, error(add ? "already_member" : "not_member"));
+    if (node.find('@') == std::string::npos) return gen::reply(self, from, error("badarg"));
+    if (add) ms.push_back(node);
+    else std::erase(ms, node);
+    index_t at = 0;
+    switch (core_->propose_members(ms, &at)) {
+      case change_error::ok: pending_[at] = pending_call{from, core_->current_term(), deadline}; return;
+      case change_error::in_progress: return gen::reply(self, from, error("change_in_progress"));
+      case change_error::empty: return gen::reply(self, from, error("last_member"));
+      case change_error::not_leader: return forward(self, from, r, deadline, hops);
+      case change_error::not_one_server: return gen::reply(self, from, error("badarg"));
+    }
+    return;
+  }
+  if (is(r, "transfer_leadership", 2) && r.element(1).is_atom()) {
+    const std::string to(r.element(1).atom_value().text());
+    if (!core_->is_member(to)) return gen::reply(self, from, error("not_member"));
+    if (core_->leader() == to && leader == (to == self.node().name())) return gen::reply(self, from, a("ok"));
+    if (!leader) return forward(self, from, r, deadline, hops);
+    if (!core_->transfer_leadership(to)) return gen::reply(self, from, error("unavailable"));
+    transfers_.push_back({from, to, deadline});
+    return;
+  }
+  if (r.is_atom(atom("$raft_handover"))) {
+    // The node is stopping: a leader hands over to the most up-to-date member first.
+    if (!leader) return gen::reply(self, from, a("ok"));
+    member_id best;
+    index_t best_match = 0;
+    for (const auto& [id, match] : core_->match_indexes())
+      if (core_->is_member(id) && (best.empty() || match > best_match)) {
+        best = id;
+        best_match = match;
+      }
+    if (best.empty() || !core_->transfer_leadership(best)) return gen::reply(self, from, a("ok"));
+    log::info("raft: group {}: handing leadership to {} before stopping", g_.name, best);
+    transfers_.push_back({from, best, deadline});
+    return;
+  }
+  if (!kv_machine::is_command(r)) return gen::reply(self, from, error("badarg"));
+  if (!leader) return forward(self, from, r, deadline, hops);
+  if (is(r, "lock", 3)) {
+    auto pid = caller_pid(from);
+    if (!pid) return gen::reply(self, from, error("badarg"));
+    return propose(self, from, r, term::tuple({a("lock"), r.element(1), r.element(2), *pid}), deadline);
+  }
+  propose(self, from, r, r, deadline);
+}
+
+void group_process::flush(process& self) {
+  if (syncing_) return;  // the next ready waits for the running persist (group commit: it gathers meanwhile)
+  ready rd = core_->take_ready();
+  if (!rd.empty() && storage_ && (rd.state || rd.snapshot || !rd.to_persist.empty())) {
+    syncing_ = true;
+    held_ = std::move(rd);
+    std::weak_ptr<bool> alive = alive_;
+    storage_->persist(*held_, [&n = self.node(), pid = self.pid(), alive](std::error_code ec) {
+      if (ec) log::error("raft: persisting the log failed: {}", ec.message());
+      if (!alive.expired()) n.send(pid, pid, term::tuple({a("$raft_synced")}));
+    });
+    return;
+  }
+  after_persist(self, std::move(rd));
+}
+
+void group_process::after_persist(process& self, ready rd) {
+  if (rd.snapshot) {
+    // Watched keys the snapshot changes get their event, as if the entries it stands for had been applied.
+    std::vector<std::pair<term, term>> watched;  // key, value before
+    for (const auto& [k, ws] : watchers_)
+      if (!ws.empty()) watched.emplace_back(ws.front().key, kv_.get(ws.front().key));
+    if (!kv_.restore(rd.snapshot->data)) log::error("raft: group {}: a snapshot could not be loaded", g_.name);
+    last_applied_ = rd.snapshot->meta.index;
+    for (const auto& [k, before] : watched)
+      if (!(kv_.get(k) == before)) notify_watchers(self, k);
+    log::info("raft: group {}: installed a snapshot at {} from the leader", g_.name, last_applied_);
+  }
+  for (auto& msg : rd.messages) {
+    if (msg.type == msg_type::install_snapshot) ++stats_.snapshots_sent;
+    const atom to(msg.to);
+    term wire = term::tuple({a("$raft"), term(atom(g_.name)), term(self.node().name_atom()), encode(msg)});
+    self.send_noconnect(term::tuple({term(atom(g_.name)), term(to)}), std::move(wire));
+  }
+  for (const auto& e : rd.to_apply) apply(self, e);
+  for (const auto& r : rd.reads) {
+    auto it = reads_.find(r.ctx);
+    if (it == reads_.end()) continue;
+    it->second.index = r.index;
+    reads_at_.emplace(r.index, std::move(it->second));
+    reads_.erase(it);
+  }
+  for (auto ctx : rd.failed_reads) {
+    auto it = reads_.find(ctx);
+    if (it == reads_.end()) continue;
+    // This member lost the lead: the read goes to whoever leads now.
+    waiting_.push_back({it->second.from, term::tuple({a("get"), it->second.key}), it->second.deadline, 0});
+    reads_.erase(it);
+  }
+  answer_reads(self);
+  check_leadership(self);
+  maybe_snapshot(self);
+  // Calls that waited for a leader go on once there is one.
+  if (!waiting_.empty() && core_->leader()) {
+    auto w = std::move(waiting_);
+    waiting_.clear();
+    for (auto& x : w) handle_call(self, x.from, x.request, x.deadline, 0);
+  }
+  publish_stats();
+}
+
+void group_process::apply(process& self, const entry& e) {
+  last_applied_ = e.index;
+  term result = a("ok");
+  if (!e.data.is_nil() && !members_of(e.data)) {
+    auto r = kv_.apply(e.data, e.index);
+    result = std::move(r.reply);
+    if (r.changed) notify_watchers(self, *r.changed);
+    if (r.granted && leading_) {
+      const auto& l = kv_.locks().at(*r.granted);
+      lock_watches_[*r.granted] = lock_watch{self.monitor(l.owner), l.token, l.name,
+                                             clock::now() + std::chrono::milliseconds(l.ttl_ms), false};
+    }
+  }
+  if (members_of(e.data)) log::info("raft: group {}: members now {}", g_.name, etf::to_string(e.data.element(1)));
+  auto it = pending_.find(e.index);
+  if (it == pending_.end()) return;
+  // Our proposal at this index was committed only if the entry is ours (same term); else it was replaced.
+  if (it->second.in_term == e.term) gen::reply(self, it->second.from, std::move(result));
+  else gen::reply(self, it->second.from, error("unavailable"));
+  pending_.erase(it);
+}
+
+void group_process::answer_reads(process& self) {
+  while (!reads_at_.empty() && reads_at_.begin()->first <= last_applied_) {
+    auto& r = reads_at_.begin()->second;
+    gen::reply(self, r.from, kv_.get(r.key));
+    reads_at_.erase(reads_at_.begin());
+  }
+}
+
+void group_process::check_leadership(process& self) {
+  const bool now = core_->current_role() == role::leader;
+  if (now != leading_) {
+    leading_ = now;
+    if (now) {
+      // A new leader takes over the locks from the replicated state: it monitors every owner again and gives each
+      // lock its full ttl from now (a lock may outlive its ttl by up to the time the change of leader took; it is
+      // never released early).
+      for (const auto& [key, l] : kv_.locks())
+        lock_watches_[key] =
+            lock_watch{self.monitor(l.owner), l.token, l.name, clock::now() + std::chrono::milliseconds(l.ttl_ms), false};
+      log::info("raft: group {}: leader in term {}", g_.name, core_->current_term());
+    } else {
+      for (auto& [key, w] : lock_watches_) self.demonitor(w.monitor, true);
+      lock_watches_.clear();
+    }
+    if (!registrar_.is_nil()) self.send(registrar_, term::tuple({a("leader"), term(now)}));
+  }
+  // Transfers end when the target leads (or this member learnt of another leader).
+  std::erase_if(transfers_, [&](const pending_transfer& t) {
+    auto l = core_->leader();
+    if (!l || *l == self.node().name()) return false;
+    gen::reply(self, t.from, *l == t.to ? a("ok") : error("unavailable"));
+    return true;
+  });
+}
+
+void group_process::expire(process& self) {
+  const auto now = clock::now();
+  const term unavailable = error("unavailable");
+  auto give_up = [&](const term& from) {
+    ++stats_.unavailable;
+    gen::reply(self, from, unavailable);
+  };
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    // A proposal of a term that is over, or past its deadline, may or may not commit: the caller is told so.
+    if (it->second.deadline <= now || (core_->current_role() != role::leader && it->second.in_term != core_->current_term())) {
+      give_up(it->second.from);
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  std::erase_if(waiting_, [&](const waiting_call& w) { return w.deadline <= now && (give_up(w.from), true); });
+  std::erase_if(reads_, [&](const auto& kv) { return kv.second.deadline <= now && (give_up(kv.second.from), true); });
+  for (auto it = reads_at_.begin(); it != reads_at_.end();) {
+    if (it->second.deadline <= now) {
+      give_up(it->second.from);
+      it = reads_at_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  std::erase_if(transfers_, [&](const pending_transfer& t) {
+    if (t.deadline > now) return false;
+    gen::reply(self, t.from, error("timeout"));
+    return true;
+  });
+  // Locks whose ttl ran out on this leader's clock are released through the log.
+  if (core_->current_role() == role::leader)
+    for (auto& [key, w] : lock_watches_)
+      if (!w.release_proposed && w.expires <= now) {
+        w.release_proposed = core_->propose(term::tuple({a("$release"), w.name, term(w.token)})).has_value();
+      }
+}
+
+void group_process::handle_down(process& self, const term& ref) {
+  for (auto& [key, w] : lock_watches_)
+    if (w.monitor == ref) {
+      // The owner died (any reason, noconnection too): the lock goes, through the log.
+      if (!w.release_proposed && core_->current_role() == role::leader)
+        w.release_proposed = core_->propose(term::tuple({a("$release"), w.name, term(w.token)})).has_value();
+      return;
+    }
+  for (auto& [k, ws] : watchers_) std::erase_if(ws, [&](const watcher& w) { return w.monitor == ref; });
+  std::erase_if(watchers_, [](const auto& kv) { return kv.second.empty(); });
+  (void)self;
+}
+
+void group_process::notify_watchers(process& self, const term& key) {
+  auto it = watchers_.find(etf::to_string(key));
+  if (it == watchers_.end()) return;
+  const term value = kv_.get(key);
+  for (const auto& w : it->second) self.send(w.pid, term::tuple({a("kv_event"), w.ref, key, value}));
+}
+
+void group_process::maybe_snapshot(process& self) {
+  // Released locks are dropped from the leader's watch once the state no longer holds them.
+  std::erase_if(lock_watches_, [&](const auto& kv) {
+    auto it = kv_.locks().find(kv.first);
+    if (it != kv_.locks().end() && it->second.token == kv.second.token) return false;
+    self.demonitor(kv.second.monitor, true);
+    return true;
+  });
+  if (snapshot_saving_ || last_applied_ < core_->snapshot_index() + t_.snapshot_entries) return;
+  auto s = core_->compact(last_applied_, kv_.serialize());
+  if (!storage_ || !s) return;
+  snapshot_saving_ = true;
+  std::weak_ptr<bool> alive = alive_;
+  storage_->save_snapshot(s, [&n = self.node(), pid = self.pid(), alive](std::error_code ec) {
+    if (ec) log::error("raft: saving a snapshot failed: {}", ec.message());
+    if (!alive.expired()) n.send(pid, pid, term::tuple({a("$raft_snapshot_saved")}));
+  });
+}
+
+term group_process::status() const {
+  std::vector<term> ms;
+  for (const auto& m : core_->members()) ms.emplace_back(atom(m));
+  static const char* roles[] = {"follower", "pre_candidate", "candidate", "leader"};
+  auto l = core_->leader();
+  return term::map({{a("role"), a(roles[static_cast<int>(core_->current_role())])},
+                    {a("term"), term(core_->current_term())},
+                    {a("leader"), l ? term(atom(*l)) : a("nil")},
+                    {a("commit_index"), term(core_->commit_index())},
+                    {a("last_applied"), term(last_applied_)},
+                    {a("last_index"), term(core_->last_index())},
+                    {a("snapshot_index"), term(core_->snapshot_index())},
+                    {a("members"), term::list(std::move(ms))},
+                    {a("keys"), term(static_cast<std::uint64_t>(kv_.size()))},
+                    {a("locks"), term(static_cast<std::uint64_t>(kv_.locks().size()))},
+                    {a("durable"), term(storage_ != nullptr)}});
+}
+
+void group_process::publish_stats() {
+  stats_.role = static_cast<int>(core_->current_role());
+  stats_.leader = core_->current_role() == role::leader;
+  stats_.term = core_->current_term();
+  stats_.commit = core_->commit_index();
+  stats_.applied = last_applied_;
+  stats_.last_index = core_->last_index();
+  stats_.snapshot_index = core_->snapshot_index();
+  stats_.keys = kv_.size();
+  stats_.locks = kv_.locks().size();
+}
+
+}  // namespace cnode::raft

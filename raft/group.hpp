@@ -1,0 +1,151 @@
+// One Raft group's process: the Asio shell around the sans-I/O core (raft/core.hpp) and the KV state machine
+// (raft/kv.hpp). Members talk over Erlang distribution: {'$raft', Group, FromNode, Msg} to {Group, Node}, sent with
+// noconnect (a busy or missing connection never suspends the group's process; the tick keeps the connections up).
+// Elixir calls any member with GenServer.call; a follower hands the call to the leader, and the leader replies to
+// the caller directly once the command is committed and applied (reads: once ReadIndex confirms the leadership).
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "cnode/process.hpp"
+#include "raft/core.hpp"
+#include "raft/kv.hpp"
+
+namespace cnode {
+class distribution;
+class function_table;
+}  // namespace cnode
+
+namespace cnode::raft {
+
+struct group_config {
+  std::string name;
+  std::vector<std::string> members;  // the bootstrap configuration (a node not in it joins: see docs/raft.md)
+};
+
+struct timing {
+  int election_ms = 1000, heartbeat_ms = 100, request_timeout_ms = 5000;
+  std::uint64_t snapshot_entries = 4096;  // applied entries between snapshots
+};
+
+// Where a group persists (raft/storage.hpp with --data-dir). persist() writes what the ready holds and calls done
+// from any thread once it is durable; without storage everything is "durable" at once.
+class group_storage {
+ public:
+  virtual ~group_storage() = default;
+  virtual void persist(const ready& rd, std::function<void(std::error_code)> done) = 0;
+  virtual void save_snapshot(std::shared_ptr<const snapshot> s, std::function<void(std::error_code)> done) = 0;
+};
+
+struct recovered_state {
+  hard_state state;
+  std::shared_ptr<const snapshot> snap;
+  std::vector<entry> log;
+};
+
+// Counters for /metrics and :status, read from other threads.
+struct group_stats {
+  std::atomic<int> role{0};
+  std::atomic<std::uint64_t> term{0}, commit{0}, applied{0}, last_index{0}, snapshot_index{0}, keys{0}, locks{0};
+  std::atomic<std::uint64_t> proposals{0}, reads{0}, forwarded{0}, unavailable{0}, snapshots_sent{0};
+  std::atomic<bool> leader{false};
+};
+
+class group_process {
+ public:
+  group_process(group_config g, timing t, distribution& d, function_table& fns, bool global_running,
+                std::unique_ptr<group_storage> storage = nullptr, recovered_state rec = {});
+  ~group_process();
+
+  asio::awaitable<void> run(process& self);
+  const group_config& config() const noexcept { return g_; }
+  const group_stats& stats() const noexcept { return stats_; }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  struct pending_call {
+    term from;
+    term_t in_term = 0;
+    clock::time_point deadline;
+  };
+  struct waiting_call {  // no leader known yet, or a read to redo
+    term from, request;
+    clock::time_point deadline;
+    int hops = 0;
+  };
+  struct pending_read {
+    term from, key;
+    clock::time_point deadline;
+    index_t index = 0;  // once confirmed: answer when applied >= index
+  };
+  struct pending_transfer {
+    term from;
+    member_id to;
+    clock::time_point deadline;
+  };
+  struct lock_watch {  // the leader's watch over a granted lock: owner monitor and ttl
+    term monitor;
+    std::uint64_t token = 0;
+    term name;
+    clock::time_point expires;
+    bool release_proposed = false;
+  };
+  struct watcher {
+    term ref, pid, monitor, key;
+  };
+
+  void keep_connected(process& self);
+  void handle(process& self, const term& m);
+  void handle_call(process& self, const term& from, const term& request, clock::time_point deadline, int hops);
+  void forward(process& self, const term& from, const term& request, clock::time_point deadline, int hops);
+  void propose(process& self, const term& from, const term& request, term command, clock::time_point deadline);
+  void flush(process& self);
+  void after_persist(process& self, ready rd);
+  void apply(process& self, const entry& e);
+  void answer_reads(process& self);
+  void check_leadership(process& self);
+  void expire(process& self);
+  void maybe_snapshot(process& self);
+  void notify_watchers(process& self, const term& key);
+  void handle_down(process& self, const term& ref);
+  term status() const;
+  void publish_stats();
+
+  group_config g_;
+  timing t_;
+  distribution& d_;
+  function_table& fns_;
+  bool global_running_;
+  std::unique_ptr<group_storage> storage_;
+  recovered_state recovered_;
+  std::optional<core> core_;
+  kv_machine kv_;
+  index_t last_applied_ = 0;
+  std::map<index_t, pending_call> pending_;
+  std::vector<waiting_call> waiting_;
+  std::map<std::uint64_t, pending_read> reads_;
+  std::multimap<index_t, pending_read> reads_at_;  // confirmed, waiting for the state machine
+  std::uint64_t next_read_ = 1;
+  std::vector<pending_transfer> transfers_;
+  std::map<std::string, lock_watch> lock_watches_;  // by lock key; only on the leader
+  std::map<std::string, std::vector<watcher>> watchers_;  // by printed key
+  bool leading_ = false;
+  bool syncing_ = false;
+  std::optional<ready> held_;  // waiting for its persist
+  bool snapshot_saving_ = false;
+  std::uint64_t ticks_ = 0;
+  term registrar_;  // the process that keeps {raft_leader, Group} registered in :global
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  group_stats stats_;
+};
+
+}  // namespace cnode::raft
