@@ -1,0 +1,110 @@
+"""Raft membership and leadership from Elixir: a node started outside the group joins with {:add_member, node}
+and is caught up by snapshot; {:remove_member, node}; {:transfer_leadership, node}; a leader stopped with SIGTERM
+hands over before it exits (a new leader well within one election timeout); a 5-member group with 2 members
+stopped elects a leader and serves (ra #439)."""
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cnode"))
+import harness  # noqa: E402
+from cnode_node import start_cnode  # noqa: E402
+from test_kv import leader  # noqa: E402
+
+
+def members_of(names):
+    return ",".join(f"{s}@{harness.HOST}" for s in names)
+
+
+def start_group(c, names, election_ms=300, extra=()):
+    c.epmd()
+    flags = ["--raft-group", f"kv={members_of(names)}", "--raft-election-ms", str(election_ms),
+             "--raft-heartbeat-ms", "50", "--raft-request-timeout-ms", "3000", *extra]
+    nodes = [start_cnode(c, s, extra=flags) for s in names]
+    ex = c.elixir("client")
+    ex.eval("Process.put(:m, [" + ", ".join(f":\"{p.node}\"" for p in nodes) + "])")
+    return nodes, ex
+
+
+def call(ex, node, req, timeout=5000):
+    return ex.eval(f"GenServer.call({{:kv, :\"{node}\"}}, {req}, {timeout})")
+
+
+def status(ex, node, field):
+    return ex.eval(f"GenServer.call({{:kv, :\"{node}\"}}, :status, 2000).{field}")
+
+
+def test_join_by_snapshot_and_remove(c):
+    names = ["kv1", "kv2", "kv3"]
+    nodes, ex = start_group(c, names, extra=["--raft-snapshot-entries", "20"])
+    lead = harness.wait_until(lambda: leader(ex), 15, "a leader")
+    assert ex.eval(f"for i <- 1..100, do: GenServer.call({{:kv, :\"{lead}\"}}, {{:put, i, i * 2}}); :ok") == ":ok"
+    harness.wait_until(lambda: int(status(ex, lead, "snapshot_index")) > 0, 10, "a snapshot on the leader")
+    # kv4 is started with the group's members, itself not among them: it joins and waits.
+    joiner = start_cnode(c, "kv4", extra=["--raft-group", f"kv={members_of(names)}", "--raft-election-ms", "300",
+                                          "--raft-heartbeat-ms", "50"])
+    joiner.wait_for_line("joins")
+    assert status(ex, joiner.node, "role") == ":follower"
+    assert call(ex, joiner.node, "{:get, 100, :local}") == ":not_found"
+    follower = next(p.node for p in nodes if p.node != lead)
+    assert call(ex, follower, f"{{:add_member, :\"{joiner.node}\"}}") == ":ok"
+    assert call(ex, follower, f"{{:add_member, :\"{joiner.node}\"}}") == "{:error, :already_member}"
+    harness.wait_until(lambda: call(ex, joiner.node, "{:get, 100, :local}") == "{:ok, 200}", 10,
+                       "the joiner to catch up")
+    assert int(status(ex, joiner.node, "snapshot_index")) > 0  # it came by snapshot: the log before is compacted
+    assert status(ex, joiner.node, "members |> length()") == "4"
+    # The joiner serves calls like any member.
+    assert call(ex, joiner.node, "{:put, :from_joiner, 1}") == ":ok"
+    assert call(ex, joiner.node, "{:get, :from_joiner}") == "{:ok, 1}"
+    # One out: the leader itself (it hands over and steps down).
+    assert call(ex, joiner.node, f"{{:remove_member, :\"{lead}\"}}") == ":ok"
+    harness.wait_until(lambda: (lambda l: l if l and l != lead else None)(
+        ex.eval(f"GenServer.call({{:kv, :\"{joiner.node}\"}}, :status).leader |> to_string()")), 10,
+        "a leader among the remaining members")
+    assert status(ex, joiner.node, "members |> length()") == "3"
+    assert call(ex, joiner.node, "{:put, :after_remove, 1}") == ":ok"
+    assert call(ex, joiner.node, "{:remove_member, :\"nobody@nowhere\"}") == "{:error, :not_member}"
+
+
+def test_transfer_leadership_and_handover_on_sigterm(c):
+    names = ["kv1", "kv2", "kv3"]
+    # A long election timeout: without a handover the next leader would take 3-6 s.
+    nodes, ex = start_group(c, names, election_ms=3000)
+    lead = harness.wait_until(lambda: leader(ex), 30, "a leader")
+    target = next(p.node for p in nodes if p.node != lead)
+    assert call(ex, lead, f"{{:transfer_leadership, :\"{target}\"}}", 10000) == ":ok"
+    assert status(ex, target, "role") == ":leader"
+    assert call(ex, lead, "{:transfer_leadership, :\"nobody@nowhere\"}") == "{:error, :not_member}"
+    assert call(ex, lead, "{:put, :k, 1}") == ":ok"
+    victim = next(p for p in nodes if p.node == target)
+    ex.eval(f"Process.put(:m, Process.get(:m) -- [:\"{target}\"])")
+    t0 = time.monotonic()
+    victim.stop()  # SIGTERM: the leader hands over before it exits
+    new = harness.wait_until(lambda: (lambda l: l if l and l != target else None)(leader(ex)), 10, "a new leader")
+    took = time.monotonic() - t0
+    print(f"a new leader {took:.2f} s after SIGTERM to the leader (election timeout 3 s)")
+    assert took < 2.5, took
+    assert new != target
+    assert call(ex, new, "{:get, :k}") == "{:ok, 1}"
+
+
+def test_five_members_two_stopped_elect_and_serve(c):
+    names = [f"kv{i}" for i in range(1, 6)]
+    nodes, ex = start_group(c, names)
+    lead = harness.wait_until(lambda: leader(ex), 15, "a leader")
+    stopped = [p for p in nodes if p.node != lead][:1] + [next(p for p in nodes if p.node == lead)]
+    for p in stopped:
+        p.kill9()
+    live = [p.node for p in nodes if p not in stopped]
+    ex.eval("Process.put(:m, [" + ", ".join(f":\"{n}\"" for n in live) + "])")
+    new = harness.wait_until(lambda: (lambda l: l if l in live else None)(leader(ex)), 20,
+                             "a leader among the three left")
+    for i, n in enumerate(live):
+        assert call(ex, n, f"{{:incr, :n, {i + 1}}}") .startswith("{:ok,")
+    assert call(ex, live[0], "{:get, :n}") == "{:ok, 6}"
+
+
+if __name__ == "__main__":
+    harness.main(globals())
