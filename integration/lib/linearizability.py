@@ -50,8 +50,12 @@ class Op:
     def __str__(self):
         a = " ".join(_show(x) for x in self.args)
         res = _show(self.result) if self.outcome == "ok" else self.outcome
-        ret = "inf" if self.ret is None else f"{self.ret:g}"
-        return f"[{self.call:g}, {ret}] client {self.client}: {self.f} {_show(self.key)} {a} -> {res}".replace("  ", " ")
+        ret = "inf" if self.ret is None or self.outcome != "ok" else _num(self.ret)
+        return f"[{_num(self.call)}, {ret}] client {self.client}: {self.f} {_show(self.key)} {a} -> {res}".replace("  ", " ")
+
+
+def _num(t):
+    return str(t) if isinstance(t, int) else f"{t:g}"
 
 
 def _show(x):
@@ -260,16 +264,17 @@ def check(ops, init=None, timeout=None):
 
 
 # --- histories recorded by the live tests -------------------------------------------------------------------------
-# JSON, one object per operation: {"client", "key", "f", "args", "call", "ret", "result", "outcome"}; terms in the
-# encoding of term_from_json: numbers are integers, {"a": "ok"} an atom, {"b": "text"} a binary, {"t": [...]} a
-# tuple, [...] a list (a tuple here, which no reply of the service contains).
+# JSON, one object per operation: {"client", "key", "f", "args", "call", "ret", "result", "outcome"} (others, such
+# as "member" and "info", are kept for reading only); terms encoded as: integers as numbers, {"a": "ok"} an atom,
+# {"b": "text"} a binary (its bytes as Latin-1 characters), {"t": [...]} a tuple, [...] a list (read as a tuple: no
+# reply of the service holds a list).
 
 def term_from_json(x):
     if isinstance(x, dict):
         if "a" in x:
             return x["a"]
         if "b" in x:
-            return x["b"].encode("utf-8")
+            return x["b"].encode("latin-1")
         if "t" in x:
             return tuple(term_from_json(e) for e in x["t"])
         raise ValueError(f"not a term: {x!r}")
