@@ -68,10 +68,13 @@ class PgWorld(World):
         return time.monotonic() - t0
 
     def count(self):
-        return int(self.e(f"faults_drv:pg_count({self.kinds(self.all())}, {GL})"))
+        return self.count_on(self.all())
 
-    def scopes(self):
-        return self.e(f"faults_drv:scope_pids({self.kinds(self.all())})")
+    def count_on(self, nodes):
+        return int(self.e(f"faults_drv:pg_count({self.kinds(nodes)}, {GL})"))
+
+    def scopes(self, nodes=None):
+        return self.e(f"faults_drv:scope_pids({self.kinds(nodes or self.all())})")
 
     def healed(self):
         """Full mesh, views consistent (so: the same groups everywhere), every membership exactly once."""
@@ -176,5 +179,32 @@ def pg_freeze(bed, ctx):
             f"{len(w.members)} memberships everywhere; " + "; ".join(figures))
 
 
+def pg_crash(bed, ctx):
+    """a cnode killed (kill -9): its members leave every view at once; restarted, it takes part again"""
+    w, _ = start(bed, ctx)
+    v = ctx.rng.choice([n for n in w.all() if n.kind == "cnode"])
+    others = [n for n in w.all() if n is not v]
+    scopes = w.scopes(others)
+    ctx.log(f"kill -9 {v.short}")
+    t0 = time.monotonic()
+    bed.kill9(v)
+    w.members = [m for m in w.members if m[1] != v.short]
+    # the kernel closes the dead node's sockets: its peers know at once, not after net_ticktime
+    harness.wait_until(lambda: not any(w.connected(n, v) for n in others), bed.ticktime, f"{v.short} seen down")
+    w.wait_consistent(others, what="views without the killed node")
+    gone = time.monotonic() - t0
+    n = w.count_on(others)
+    assert n == len(w.members), f"{n} memberships left, {len(w.members)} expected"
+    t1 = time.monotonic()
+    w.nodes[v.short] = bed.cnode(v.short)  # the same name, a new incarnation
+    w.churn([w.n(v.short)], 5 if ctx.quick else 20)
+    heal = w.healed()
+    back = time.monotonic() - t1
+    assert w.scopes(others) == scopes, f"a pg scope restarted: {scopes} -> {w.scopes(others)}"
+    return (f"{v.short}'s members gone from every view {gone:.2f}s after kill -9 (net_ticktime {bed.ticktime}s), "
+            f"restarted and rejoined with new members in {back:.1f}s (mesh and views {heal:.1f}s after its start), "
+            f"{len(w.members)} memberships everywhere")
+
+
 SCENARIOS = [Scenario("pg.netsplit", pg_netsplit), Scenario("pg.oneway", pg_oneway),
-             Scenario("pg.freeze", pg_freeze)]
+             Scenario("pg.freeze", pg_freeze), Scenario("pg.crash", pg_crash)]
