@@ -216,6 +216,7 @@ def test_history_under_faults(c):
     log(f"counter: {acked} increments acknowledged, {unknown} unknown, final {final}")
     for f in ("put", "get", "cas", "incr", "delete"):
         assert kinds[f] > 0, f"no acknowledged {f} in the history"
+    os.remove(path)  # kept only when the test fails
 
 
 if __name__ == "__main__":
