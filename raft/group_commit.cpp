@@ -1,0 +1,116 @@
+#include "raft/group_commit.hpp"
+
+#include <boost/asio/post.hpp>
+
+namespace cnode::raft {
+
+group_commit::group_commit(storage& s, group_commit_options o) : s_(s), opts_(o), writer_([this] { run(); }) {}
+
+group_commit::~group_commit() { stop(); }
+
+std::uint64_t group_commit::submit(batch b, executor ex, completion done) {
+  return enqueue({std::move(b), std::move(ex), std::move(done)});
+}
+
+std::uint64_t group_commit::submit(snapshot s, executor ex, completion done) {
+  return enqueue({std::move(s), std::move(ex), std::move(done)});
+}
+
+std::uint64_t group_commit::enqueue(job j) {
+  std::unique_lock l(m_);
+  const std::uint64_t n = ++submitted_;
+  if (stopping_) {
+    l.unlock();
+    complete(j, make_error_code(storage_error::stopped));
+    return n;
+  }
+  queue_.push_back(std::move(j));
+  l.unlock();
+  cv_.notify_one();
+  return n;
+}
+
+void group_commit::stop() {
+  {
+    std::lock_guard l(m_);
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  if (writer_.joinable() && writer_.get_id() != std::this_thread::get_id()) writer_.join();
+}
+
+void group_commit::run() {
+  std::vector<job> jobs;
+  for (;;) {
+    {
+      std::unique_lock l(m_);
+      cv_.wait(l, [&] { return !queue_.empty() || stopping_; });
+      if (queue_.empty()) return;
+      // Everything that arrived while the previous write and fdatasync ran goes into the next one.
+      const std::size_t n = opts_.coalesce ? queue_.size() : 1;
+      for (std::size_t i = 0; i < n; ++i) {
+        jobs.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    write(jobs);
+    jobs.clear();
+  }
+}
+
+void group_commit::write(std::vector<job>& jobs) {
+  auto before = s_.stats();
+  auto account = [&] {
+    const auto now = s_.stats();
+    syncs_ += now.fdatasyncs - before.fdatasyncs;
+    bytes_ += now.bytes - before.bytes;
+    entries_ += now.entries - before.entries;
+    before = now;
+  };
+  std::vector<std::error_code> refused;
+  for (std::size_t i = 0; i < jobs.size();) {
+    if (auto* snap = std::get_if<snapshot>(&jobs[i].what)) {
+      std::error_code ec;
+      try {
+        ec = s_.save_snapshot(*snap);
+      } catch (const std::exception&) {
+        ec = make_error_code(storage_error::invalid_argument);
+      }
+      account();
+      ++groups_;
+      complete(jobs[i++], ec);
+      continue;
+    }
+    // A run of batches: appended one by one (a refused one is left out), written and synced once.
+    std::size_t j = i;
+    refused.clear();
+    for (; j < jobs.size() && std::holds_alternative<batch>(jobs[j].what); ++j) {
+      const auto& b = std::get<batch>(jobs[j].what);
+      try {
+        s_.append(b.state, b.entries);
+        refused.emplace_back();
+      } catch (const std::exception&) {
+        refused.push_back(make_error_code(storage_error::invalid_argument));
+      }
+    }
+    const std::error_code ec = s_.sync();
+    account();
+    ++groups_;
+    const std::uint64_t n = j - i;
+    for (std::uint64_t m = max_group_.load(); n > m && !max_group_.compare_exchange_weak(m, n);) {
+    }
+    for (std::size_t k = i; k < j; ++k) complete(jobs[k], refused[k - i] ? refused[k - i] : ec);
+    i = j;
+  }
+}
+
+void group_commit::complete(job& j, std::error_code ec) {
+  ++batches_;
+  boost::asio::post(j.ex, [done = std::move(j.done), ec] { done(ec); });
+}
+
+group_commit_stats group_commit::stats() const noexcept {
+  return {syncs_.load(), groups_.load(), batches_.load(), entries_.load(), bytes_.load(), max_group_.load()};
+}
+
+}  // namespace cnode::raft
