@@ -12,8 +12,8 @@ std::uint64_t group_commit::submit(batch b, executor ex, completion done) {
   return enqueue({std::move(b), std::move(ex), std::move(done)});
 }
 
-std::uint64_t group_commit::submit(snapshot s, executor ex, completion done) {
-  return enqueue({std::move(s), std::move(ex), std::move(done)});
+std::uint64_t group_commit::submit(batch b, completion done) {
+  return enqueue({std::move(b), std::nullopt, std::move(done)});
 }
 
 std::uint64_t group_commit::enqueue(job j) {
@@ -60,53 +60,47 @@ void group_commit::run() {
 
 void group_commit::write(std::vector<job>& jobs) {
   auto before = s_.stats();
-  auto account = [&] {
+  std::vector<std::error_code> result(jobs.size());
+  std::size_t first = 0;  // of the batches waiting for the next sync
+  // One sync for the batches [first, end): their completions, in order.
+  auto sync_run = [&](std::size_t end) {
+    if (first == end) return;
+    const std::error_code ec = s_.sync();
     const auto now = s_.stats();
     syncs_ += now.fdatasyncs - before.fdatasyncs;
     bytes_ += now.bytes - before.bytes;
     entries_ += now.entries - before.entries;
     before = now;
-  };
-  std::vector<std::error_code> refused;
-  for (std::size_t i = 0; i < jobs.size();) {
-    if (auto* snap = std::get_if<snapshot>(&jobs[i].what)) {
-      std::error_code ec;
-      try {
-        ec = s_.save_snapshot(*snap);
-      } catch (const std::exception&) {
-        ec = make_error_code(storage_error::invalid_argument);
-      }
-      account();
-      ++groups_;
-      complete(jobs[i++], ec);
-      continue;
-    }
-    // A run of batches: appended one by one (a refused one is left out), written and synced once.
-    std::size_t j = i;
-    refused.clear();
-    for (; j < jobs.size() && std::holds_alternative<batch>(jobs[j].what); ++j) {
-      const auto& b = std::get<batch>(jobs[j].what);
-      try {
-        s_.append(b.state, b.entries);
-        refused.emplace_back();
-      } catch (const std::exception&) {
-        refused.push_back(make_error_code(storage_error::invalid_argument));
-      }
-    }
-    const std::error_code ec = s_.sync();
-    account();
     ++groups_;
-    const std::uint64_t n = j - i;
+    const std::uint64_t n = end - first;
     for (std::uint64_t m = max_group_.load(); n > m && !max_group_.compare_exchange_weak(m, n);) {
     }
-    for (std::size_t k = i; k < j; ++k) complete(jobs[k], refused[k - i] ? refused[k - i] : ec);
-    i = j;
+    for (std::size_t k = first; k < end; ++k) complete(jobs[k], result[k] ? result[k] : ec);
+    first = end;
+  };
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    const batch& b = jobs[i].what;
+    try {
+      if (b.snapshot) {
+        // save_snapshot syncs what is buffered first: those batches complete before the snapshot's.
+        sync_run(i);
+        if ((result[i] = s_.save_snapshot(*b.snapshot))) {
+          sync_run(i + 1);
+          continue;
+        }
+      }
+      s_.append(b.state, b.entries);
+    } catch (const std::exception&) {  // refused: nothing of it was buffered
+      result[i] = make_error_code(storage_error::invalid_argument);
+    }
   }
+  sync_run(jobs.size());
 }
 
 void group_commit::complete(job& j, std::error_code ec) {
   ++batches_;
-  boost::asio::post(j.ex, [done = std::move(j.done), ec] { done(ec); });
+  if (!j.ex) return j.done(ec);
+  boost::asio::post(*j.ex, [done = std::move(j.done), ec] { done(ec); });
 }
 
 group_commit_stats group_commit::stats() const noexcept {

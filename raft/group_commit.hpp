@@ -13,7 +13,6 @@
 #include <optional>
 #include <system_error>
 #include <thread>
-#include <variant>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -22,7 +21,10 @@
 
 namespace cnode::raft {
 
+// What one ready asks to persist: {rd.snapshot, rd.state, rd.to_persist}. The snapshot (a follower's install, or
+// the shell's own compaction) is saved first (storage::save_snapshot), then the state and entries are appended.
 struct batch {
+  std::shared_ptr<const raft::snapshot> snapshot;
   std::optional<hard_state> state;
   std::vector<entry> entries;  // as storage::append takes them
 };
@@ -33,9 +35,9 @@ struct group_commit_options {
 };
 
 struct group_commit_stats {
-  std::uint64_t syncs = 0;      // fdatasyncs of the log
+  std::uint64_t syncs = 0;      // fdatasyncs of the log (snapshot files' fsyncs not counted)
   std::uint64_t groups = 0;     // writes: runs of batches written together
-  std::uint64_t batches = 0;    // completed (snapshots included)
+  std::uint64_t batches = 0;    // completed
   std::uint64_t entries = 0;
   std::uint64_t bytes = 0;      // written to the log
   std::uint64_t max_group = 0;  // the most batches one write carried
@@ -51,13 +53,14 @@ class group_commit {
   group_commit(const group_commit&) = delete;
   group_commit& operator=(const group_commit&) = delete;
 
-  // Queues a batch (or a snapshot: storage::save_snapshot, in the same order as the batches). `done` is posted to
-  // `ex` once it is durable, or with the error: storage_error::invalid_argument for a batch or snapshot the storage
-  // refused (the others go on), the sync's error for every batch of a failed write (and storage_error::failed for all
-  // after it). Completions are posted in submission order; on a strand or a one-thread io_context they also run in
-  // that order. Returns the submission's number (1, 2, ...). Thread-safe.
+  // Queues a batch. `done` is posted to `ex` once it is durable, or with the error: storage_error::invalid_argument
+  // for a batch the storage refused (nothing of it is written; the others go on), the snapshot's error when saving
+  // it failed (its state and entries are then not written), the sync's error for every batch of a failed write (and
+  // storage_error::failed for all after it). Completions are posted in submission order; on a strand or a
+  // one-thread io_context they also run in that order. Returns the submission's number (1, 2, ...). Thread-safe.
   std::uint64_t submit(batch b, executor ex, completion done);
-  std::uint64_t submit(snapshot s, executor ex, completion done);
+  // The same, with `done` called on the writer thread itself: it must be quick (e.g. send a message or post).
+  std::uint64_t submit(batch b, completion done);
   // Writes and completes everything submitted before, then ends the writer thread; later submissions complete with
   // storage_error::stopped. Idempotent.
   void stop();
@@ -65,8 +68,8 @@ class group_commit {
 
  private:
   struct job {
-    std::variant<batch, snapshot> what;
-    executor ex;
+    batch what;
+    std::optional<executor> ex;  // none: done runs on the writer thread
     completion done;
   };
   std::uint64_t enqueue(job j);

@@ -228,7 +228,7 @@ std::unique_ptr<storage> storage::open(const fs::path& dir, recovered& out, stor
     if (c.ec) return fail(c.ec, f.path, c.offset);
     if (c.snap.meta.index != f.index || c.snap.meta.term != f.term || f.index == 0)
       return fail(storage_error::name_mismatch, f.path, 12);
-    out.snap = std::move(c.snap);
+    out.snap = std::make_shared<const snapshot>(std::move(c.snap));
   }
   const index_t snap_index = out.snap ? out.snap->meta.index : 0;
   const term_t snap_term = out.snap ? out.snap->meta.term : 0;

@@ -17,10 +17,11 @@
 
 namespace cnode::raft {
 
+// What core::restore takes.
 struct recovered {
-  hard_state state;               // commit is at least the snapshot's index
-  std::optional<snapshot> snap;   // the newest snapshot
-  std::vector<entry> log;         // the entries after the snapshot, contiguous
+  hard_state state;                     // commit is at least the snapshot's index
+  std::shared_ptr<const snapshot> snap;  // the newest snapshot, or null
+  std::vector<entry> log;               // the entries after the snapshot, contiguous
 };
 
 // Why open failed: the code, the file and the byte offset in it (where a file was the problem).

@@ -51,19 +51,6 @@ enum class storage_error {
 const std::error_category& storage_category() noexcept;
 inline std::error_code make_error_code(storage_error e) noexcept { return {static_cast<int>(e), storage_category()}; }
 
-struct snapshot_meta {
-  index_t index = 0;  // the last entry the snapshot covers
-  term_t term = 0;    // that entry's term
-  std::vector<member_id> members;  // the configuration at `index`: node names
-  friend bool operator==(const snapshot_meta&, const snapshot_meta&) = default;
-};
-
-struct snapshot {
-  snapshot_meta meta;
-  std::string data;  // opaque bytes from the state machine
-  friend bool operator==(const snapshot&, const snapshot&) = default;
-};
-
 namespace wal {
 
 constexpr std::uint32_t format_version = 1;

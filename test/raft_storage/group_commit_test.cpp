@@ -66,7 +66,7 @@ void load(group_commit& gc, completion_thread& ct, ledger& led, int threads, int
         {
           std::lock_guard l(submit_m);
           const std::uint64_t mine = ++submitted;
-          batch b{hard_state{1, "n1@h", next - 1}, {make_entry(next, 1, 256)}};
+          batch b{nullptr, hard_state{1, "n1@h", next - 1}, {make_entry(next, 1, 256)}};
           ++next;
           const auto got = gc.submit(std::move(b), ct.io.get_executor(), [&led, mine, done](std::error_code ec) {
             led.record(mine, ec);
@@ -147,27 +147,36 @@ TEST_CASE("group_commit: refused batches, snapshots in order, and submissions af
   ledger led;
   auto ex = ct.io.get_executor();
   auto rec = [&](std::uint64_t tag) { return [&led, tag](std::error_code ec) { led.record(tag, ec); }; };
+  auto snap = [](index_t i, term_t t, std::string data) {
+    return std::make_shared<const snapshot>(snapshot{{i, t, {"a@h", "b@h"}}, std::move(data)});
+  };
   {
     group_commit gc(*s);
-    gc.submit(batch{std::nullopt, make_entries(1, 5, 1)}, ex, rec(1));
-    gc.submit(batch{std::nullopt, {make_entry(9, 1)}}, ex, rec(2));  // a gap
-    gc.submit(snapshot{{3, 1, {"a"}}, "three"}, ex, rec(3));
-    gc.submit(snapshot{{2, 1, {"a"}}, "older"}, ex, rec(4));
-    gc.submit(batch{std::nullopt, {make_entry(6, 1)}}, ex, rec(5));
+    gc.submit({nullptr, hard_state{1, "a@h", 0}, make_entries(1, 5, 1)}, ex, rec(1));
+    gc.submit({nullptr, std::nullopt, {make_entry(9, 1)}}, ex, rec(2));  // a gap
+    gc.submit({snap(3, 1, "three"), std::nullopt, {}}, ex, rec(3));      // a compaction
+    gc.submit({snap(2, 1, "older"), std::nullopt, {make_entry(6, 1)}}, ex, rec(4));  // refused, entry not written
+    gc.submit({nullptr, std::nullopt, {make_entry(6, 1)}}, ex, rec(5));
+    // A follower's install: a snapshot past the log with the entries after it and a new hard state, in one batch.
+    gc.submit({snap(20, 2, "twenty"), hard_state{2, "b@h", 20}, make_entries(21, 22, 2)}, rec(6));  // on the writer
     gc.stop();
-    gc.submit(batch{std::nullopt, {make_entry(7, 1)}}, ex, rec(6));
-    REQUIRE(led.wait_for(6));
+    gc.submit({nullptr, std::nullopt, {make_entry(23, 2)}}, ex, rec(7));
+    REQUIRE(led.wait_for(7));
   }
   std::lock_guard l(led.m);
-  CHECK(led.order == std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6});
+  CHECK(led.order == std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6, 7});
   CHECK(!led.errors[0]);
   CHECK(led.errors[1] == storage_error::invalid_argument);
   CHECK(!led.errors[2]);
   CHECK(led.errors[3] == storage_error::invalid_argument);
   CHECK(!led.errors[4]);
-  CHECK(led.errors[5] == storage_error::stopped);
+  CHECK(!led.errors[5]);
+  CHECK(led.errors[6] == storage_error::stopped);
   s.reset();
   s = must_open(dir.path, r);
-  CHECK(r.snap->meta.index == 3);
-  CHECK(r.log == make_entries(4, 6, 1));
+  REQUIRE(r.snap);
+  CHECK(r.snap->meta.index == 20);
+  CHECK(r.snap->data == "twenty");
+  CHECK(r.state == hard_state{2, "b@h", 20});
+  CHECK(r.log == make_entries(21, 22, 2));
 }
