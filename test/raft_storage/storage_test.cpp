@@ -16,6 +16,25 @@ namespace {
 
 hard_state hs(term_t t, std::optional<member_id> v, index_t c) { return {t, std::move(v), c}; }
 
+// Why opening `dir` fails (it must).
+storage_failure open_fails(const fs::path& dir, const storage_options& o = {}) {
+  recovered r;
+  storage_failure why;
+  CHECK(!storage::open(dir, r, why, o));
+  CHECK(why.ec);
+  return why;
+}
+
+// Entries 1..n of term 1, one record (and one sync) each.
+void one_record_each(const fs::path& dir, index_t n, const storage_options& o) {
+  recovered r;
+  auto s = must_open(dir, r, o);
+  for (index_t i = 1; i <= n; ++i) {
+    s->append(std::nullopt, {make_entry(i, 1)});
+    REQUIRE(!s->sync());
+  }
+}
+
 // A directory with three synced records in one segment; returns where the last record starts.
 std::uint64_t three_records(const fs::path& dir) {
   recovered r;
@@ -106,14 +125,11 @@ TEST_CASE("storage: a conflicting suffix is replaced, also across a reopen and a
   temp_dir t;
   storage_options small;
   small.segment_bytes = 256;
+  one_record_each(t.path, 10, small);
+  CHECK(files(t.path, "wal-").size() > 2);
   {
     recovered r;
     auto s = must_open(t.path, r, small);
-    for (index_t i = 1; i <= 10; ++i) {
-      s->append(std::nullopt, {make_entry(i, 1)});
-      REQUIRE(!s->sync());
-    }
-    CHECK(files(t.path, "wal-").size() > 2);
     s->append(std::nullopt, make_entries(6, 8, 2));  // replaces 6..10
     REQUIRE(!s->sync());
     CHECK(s->last_index() == 8);
@@ -315,22 +331,13 @@ TEST_CASE("storage: damage in an older segment is an error even at its end") {
   temp_dir t;
   storage_options small;
   small.segment_bytes = 200;
-  {
-    recovered r;
-    auto s = must_open(t.path, r, small);
-    for (index_t i = 1; i <= 6; ++i) {
-      s->append(std::nullopt, {make_entry(i, 1)});
-      REQUIRE(!s->sync());
-    }
-  }
+  one_record_each(t.path, 6, small);
   const auto segs = files(t.path, "wal-");
   REQUIRE(segs.size() >= 2);
   auto b = slurp(segs[0]);
   b.pop_back();  // cut the older segment's last record
   spit(segs[0], b);
-  recovered r;
-  storage_failure why;
-  CHECK(!storage::open(t.path, r, why, small));
+  const auto why = open_fails(t.path, small);
   CHECK(why.ec == storage_error::corrupt_record);
   CHECK(why.file == segs[0]);
 }
@@ -352,9 +359,7 @@ TEST_CASE("storage: empty, garbage and unknown-version files") {
     std::vector<std::uint8_t> g(100);
     for (std::size_t i = 0; i < g.size(); ++i) g[i] = static_cast<std::uint8_t>(i * 37 + 11);
     spit(p, g);
-    recovered r;
-    storage_failure why;
-    CHECK(!storage::open(t.path, r, why));
+    const auto why = open_fails(t.path);
     CHECK(why.ec == storage_error::bad_header);
     CHECK(why.file == p);
     CHECK(why.offset == 0u);
@@ -366,9 +371,7 @@ TEST_CASE("storage: empty, garbage and unknown-version files") {
     b[8] = 2;
     const fs::path p = t.path / "wal-00000000000000000001-00000000000000000001.log";
     spit(p, b);
-    recovered r;
-    storage_failure why;
-    CHECK(!storage::open(t.path, r, why));
+    const auto why = open_fails(t.path);
     CHECK(why.ec == storage_error::unsupported_version);
     CHECK(why.offset == 8u);
   }
@@ -377,9 +380,7 @@ TEST_CASE("storage: empty, garbage and unknown-version files") {
     const fs::path p = t.path / "snapshot-00000000000000000005-00000000000000000001.snap";
     for (std::vector<std::uint8_t> b : {std::vector<std::uint8_t>{}, std::vector<std::uint8_t>(64, 0xab)}) {
       spit(p, b);
-      recovered r;
-      storage_failure why;
-      CHECK(!storage::open(t.path, r, why));
+      const auto why = open_fails(t.path);
       CHECK(why.ec == storage_error::bad_header);
       CHECK(why.file == p);
     }
@@ -391,15 +392,12 @@ TEST_CASE("storage: empty, garbage and unknown-version files") {
     b[b.size() - 6] ^= 1;
     const fs::path p = t.path / "snapshot-00000000000000000005-00000000000000000001.snap";
     spit(p, b);
-    recovered r;
-    storage_failure why;
-    CHECK(!storage::open(t.path, r, why));
+    const auto why = open_fails(t.path);
     CHECK(why.ec == storage_error::bad_snapshot);
     b[b.size() - 6] ^= 1;
     fs::remove(p);
     spit(t.path / "snapshot-00000000000000000006-00000000000000000001.snap", b);
-    CHECK(!storage::open(t.path, r, why));
-    CHECK(why.ec == storage_error::name_mismatch);
+    CHECK(open_fails(t.path).ec == storage_error::name_mismatch);
   }
   SUBCASE("other files are left alone") {
     temp_dir t;
@@ -414,29 +412,18 @@ TEST_CASE("storage: gaps are refused: a missing segment, a log that starts after
   temp_dir t;
   storage_options small;
   small.segment_bytes = 200;
-  {
-    recovered r;
-    auto s = must_open(t.path, r, small);
-    for (index_t i = 1; i <= 8; ++i) {
-      s->append(std::nullopt, {make_entry(i, 1)});
-      REQUIRE(!s->sync());
-    }
-  }
+  one_record_each(t.path, 8, small);
   auto segs = files(t.path, "wal-");
   REQUIRE(segs.size() >= 3);
   SUBCASE("a segment in the middle") {
     fs::remove(segs[1]);
-    recovered r;
-    storage_failure why;
-    CHECK(!storage::open(t.path, r, why, small));
+    const auto why = open_fails(t.path, small);
     CHECK(why.ec == storage_error::missing_data);
     CHECK(why.file == segs[2]);
   }
   SUBCASE("the oldest segment, with no snapshot") {
     fs::remove(segs[0]);
-    recovered r;
-    storage_failure why;
-    CHECK(!storage::open(t.path, r, why, small));
+    const auto why = open_fails(t.path, small);
     CHECK(why.ec == storage_error::missing_data);
     CHECK(why.file == segs[1]);
   }
@@ -447,9 +434,7 @@ TEST_CASE("storage: gaps are refused: a missing segment, a log that starts after
       REQUIRE(!s->save_snapshot({{3, 1, {}}, ""}));
     }
     for (auto& p : files(t.path, "snapshot-")) fs::remove(p);
-    recovered r;
-    storage_failure why;
-    CHECK(!storage::open(t.path, r, why, small));
+    const auto why = open_fails(t.path, small);
     CHECK(why.ec == storage_error::missing_data);
   }
 }
@@ -458,9 +443,7 @@ TEST_CASE("storage: a directory is opened by one storage at a time; a file is no
   temp_dir t;
   recovered r;
   auto s = must_open(t.path, r);
-  storage_failure why;
-  CHECK(!storage::open(t.path, r, why));
-  CHECK(why.ec == storage_error::in_use);
+  CHECK(open_fails(t.path).ec == storage_error::in_use);
   s.reset();
   CHECK(must_open(t.path, r));
   spit(t.path / "plain", {1});
@@ -470,8 +453,7 @@ TEST_CASE("storage: a directory is opened by one storage at a time; a file is no
   if (::geteuid() != 0) {  // root reads anything
     fs::create_directory(t.path / "closed");
     fs::permissions(t.path / "closed", fs::perms::none);
-    CHECK(!storage::open(t.path / "closed", r, why));
-    CHECK(why.ec == std::errc::permission_denied);
+    CHECK(open_fails(t.path / "closed").ec == std::errc::permission_denied);
   }
 }
 
