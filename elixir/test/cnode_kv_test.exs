@@ -127,6 +127,10 @@ defmodule CNode.KVTest do
     )
   end
 
+  # update/3's fun for a counter.
+  defp incr({:ok, n}), do: n + 1
+  defp incr(:not_found), do: 1
+
   # A process that takes the lock and holds it until told :exit. Anyone with the token may unlock it.
   defp holder(server, name, ttl) do
     test = self()
@@ -188,11 +192,7 @@ defmodule CNode.KVTest do
   end
 
   test "update/3: applies the fun again on a mismatch; attempts", %{kv: kv, k: k} do
-    incr = fn
-      {:ok, n} -> n + 1
-      :not_found -> 1
-    end
-
+    incr = &incr/1
     assert KV.update(kv, k.(:u), incr) == {:ok, 1}
     assert KV.update(kv, k.(:u), incr, local: true) == {:ok, 2}
 
@@ -209,15 +209,10 @@ defmodule CNode.KVTest do
   end
 
   test "update/3 from concurrent tasks over every member sums exactly", %{members: ms, k: k} do
-    incr = fn
-      {:ok, n} -> n + 1
-      :not_found -> 1
-    end
-
     replies =
       for w <- 1..8 do
         server = {:kv, Enum.at(ms, rem(w, 3))}
-        Task.async(fn -> for _ <- 1..10, do: KV.update(server, k.(:sum), incr) end)
+        Task.async(fn -> for _ <- 1..10, do: KV.update(server, k.(:sum), &incr/1) end)
       end
       |> Enum.flat_map(&Task.await(&1, 60_000))
 
