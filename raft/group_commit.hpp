@@ -49,7 +49,7 @@ class group_commit {
   using completion = std::function<void(std::error_code)>;
 
   explicit group_commit(storage& s, group_commit_options o = {});
-  ~group_commit();  // stop()
+  ~group_commit();  // stop(); not from a completion running on the writer thread
   group_commit(const group_commit&) = delete;
   group_commit& operator=(const group_commit&) = delete;
 

@@ -70,7 +70,7 @@ class storage {
   // (synced) and applies Raft's rule (§7): entries after the snapshot are kept when the log holds the snapshot's
   // last entry with its term, otherwise the whole log is dropped. Then older snapshot files and the segments the
   // snapshot wholly covers are removed. Buffered appends are synced first. A snapshot not newer than the current one
-  // is std::invalid_argument.
+  // is already covered: nothing is done (success). An index of 0 is std::invalid_argument.
   std::error_code save_snapshot(const snapshot& s);
 
   index_t first_index() const noexcept { return base_index_ + 1; }  // of the log after the snapshot

@@ -44,7 +44,7 @@ enum class storage_error {
   bad_snapshot,         // a snapshot file whose checksum or contents are wrong
   in_use,               // the directory is locked by another storage (this or another process)
   failed,               // an earlier write or fdatasync failed: nothing more is written until reopened
-  invalid_argument,     // an append or snapshot that breaks the log's rules (a gap, below the snapshot, too old)
+  invalid_argument,     // an append or snapshot that breaks the log's rules (a gap, below the snapshot)
   stopped,              // group_commit was stopped before this was submitted
 };
 

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -155,23 +156,32 @@ TEST_CASE("group_commit: refused batches, snapshots in order, and submissions af
     gc.submit({nullptr, hard_state{1, "a@h", 0}, make_entries(1, 5, 1)}, ex, rec(1));
     gc.submit({nullptr, std::nullopt, {make_entry(9, 1)}}, ex, rec(2));  // a gap
     gc.submit({snap(3, 1, "three"), std::nullopt, {}}, ex, rec(3));      // a compaction
-    gc.submit({snap(2, 1, "older"), std::nullopt, {make_entry(6, 1)}}, ex, rec(4));  // refused, entry not written
+    gc.submit({snap(0, 0, "bad"), std::nullopt, {make_entry(6, 1)}}, ex, rec(4));  // refused, entry not written
     gc.submit({nullptr, std::nullopt, {make_entry(6, 1)}}, ex, rec(5));
+    gc.submit({snap(2, 1, "older"), std::nullopt, {}}, ex, rec(6));  // already covered: nothing to do
     // A follower's install: a snapshot past the log with the entries after it and a new hard state, in one batch.
-    gc.submit({snap(20, 2, "twenty"), hard_state{2, "b@h", 20}, make_entries(21, 22, 2)}, rec(6));  // on the writer
+    gc.submit({snap(20, 2, "twenty"), hard_state{2, "b@h", 20}, make_entries(21, 22, 2)}, rec(7));  // on the writer
     gc.stop();
-    gc.submit({nullptr, std::nullopt, {make_entry(23, 2)}}, ex, rec(7));
-    REQUIRE(led.wait_for(7));
+    gc.submit({nullptr, std::nullopt, {make_entry(23, 2)}}, ex, rec(8));
+    REQUIRE(led.wait_for(8));
   }
   std::lock_guard l(led.m);
-  CHECK(led.order == std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6, 7});
-  CHECK(!led.errors[0]);
-  CHECK(led.errors[1] == storage_error::invalid_argument);
-  CHECK(!led.errors[2]);
-  CHECK(led.errors[3] == storage_error::invalid_argument);
-  CHECK(!led.errors[4]);
-  CHECK(!led.errors[5]);
-  CHECK(led.errors[6] == storage_error::stopped);
+  // 7 ran on the writer thread, the others on the io thread: only the posted ones have an order to check.
+  std::map<std::uint64_t, std::error_code> by_tag;
+  std::vector<std::uint64_t> posted;
+  for (std::size_t i = 0; i < led.order.size(); ++i) {
+    CHECK(by_tag.emplace(led.order[i], led.errors[i]).second);
+    if (led.order[i] != 7) posted.push_back(led.order[i]);
+  }
+  CHECK(posted == std::vector<std::uint64_t>{1, 2, 3, 4, 5, 6, 8});
+  CHECK(!by_tag[1]);
+  CHECK(by_tag[2] == storage_error::invalid_argument);
+  CHECK(!by_tag[3]);
+  CHECK(by_tag[4] == storage_error::invalid_argument);
+  CHECK(!by_tag[5]);
+  CHECK(!by_tag[6]);
+  CHECK(!by_tag[7]);
+  CHECK(by_tag[8] == storage_error::stopped);
   s.reset();
   s = must_open(dir.path, r);
   REQUIRE(r.snap);
@@ -179,4 +189,32 @@ TEST_CASE("group_commit: refused batches, snapshots in order, and submissions af
   CHECK(r.snap->data == "twenty");
   CHECK(r.state == hard_state{2, "b@h", 20});
   CHECK(r.log == make_entries(21, 22, 2));
+}
+
+TEST_CASE("group_commit: a failed write fails its batches and every one after it") {
+  temp_dir dir;
+  recovered r;
+  auto s = must_open(dir.path, r);
+  completion_thread ct;
+  ledger led;
+  auto ex = ct.io.get_executor();
+  {
+    group_commit gc(*s);
+    gc.submit({nullptr, std::nullopt, make_entries(1, 2, 1)}, ex, [&](std::error_code ec) { led.record(1, ec); });
+    REQUIRE(led.wait_for(1));
+    {
+      file_size_limit limit(fs::file_size(files(dir.path, "wal-").at(0)) + 10);
+      gc.submit({nullptr, std::nullopt, make_entries(3, 4, 1, 1000)}, ex, [&](std::error_code ec) { led.record(2, ec); });
+      REQUIRE(led.wait_for(2));
+    }
+    gc.submit({nullptr, std::nullopt, {make_entry(5, 1)}}, ex, [&](std::error_code ec) { led.record(3, ec); });
+    REQUIRE(led.wait_for(3));
+  }
+  std::lock_guard l(led.m);
+  CHECK(!led.errors[0]);
+  CHECK(led.errors[1] == std::errc::file_too_large);
+  CHECK(led.errors[2] == storage_error::failed);
+  s.reset();
+  s = must_open(dir.path, r);
+  CHECK(r.log == make_entries(1, 2, 1));
 }

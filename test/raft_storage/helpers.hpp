@@ -3,6 +3,9 @@
 
 #include <doctest.h>
 
+#include <signal.h>
+#include <sys/resource.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -67,6 +70,25 @@ inline std::vector<fs::path> files(const fs::path& dir, std::string_view prefix)
   std::sort(v.begin(), v.end());
   return v;
 }
+
+// A file size limit while it lives: writes past it come up short, then fail with EFBIG, as on a full disk.
+struct file_size_limit {
+  struct rlimit old {};
+  void (*old_handler)(int) = nullptr;
+  explicit file_size_limit(std::uint64_t bytes) {
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+    old_handler = ::signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = old;
+    lim.rlim_cur = bytes;
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &lim) == 0);
+  }
+  ~file_size_limit() {
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    ::signal(SIGXFSZ, old_handler);
+  }
+  file_size_limit(const file_size_limit&) = delete;
+  file_size_limit& operator=(const file_size_limit&) = delete;
+};
 
 inline std::unique_ptr<storage> must_open(const fs::path& dir, recovered& r, const storage_options& o = {}) {
   storage_failure why;
