@@ -58,12 +58,21 @@ bool node::is_local(const term& t) const noexcept {
 }
 
 term node::spawn(process::body_type body, spawn_options opts) {
+  return *spawn_as(nullptr, std::move(body), std::move(opts));
+}
+
+std::optional<term> node::spawn_as(const atom* name, process::body_type body, spawn_options opts) {
+  if (name && *name == atom::undefined()) return std::nullopt;
   const std::uint64_t n = next_pid_.fetch_add(1, std::memory_order_relaxed);
   term pid = make_pid(n);
   auto p = std::make_shared<process>(*this, pid, n, std::move(body));
   {
+    // The name is taken in the same step that makes the process exist: a spawn that loses the name to another
+    // leaves nothing behind (no process, no link or monitor, no EXIT or 'DOWN' for the caller's options).
     std::unique_lock lock(mu_);
+    if (name && names_.count(*name)) return std::nullopt;
     table_.emplace(n, p);
+    if (name) names_.emplace(*name, p);
   }
   counters_.processes_spawned.fetch_add(1, std::memory_order_relaxed);
   if (opts.trap_exit) p->trap_exit(true);
@@ -290,20 +299,7 @@ void node::answer_dead(const term& to, signal& s) {
 namespace cnode {
 
 std::optional<term> node::spawn_registered(atom name, process::body_type body, spawn_options opts) {
-  if (whereis(name)) return std::nullopt;
-  auto registered = std::make_shared<bool>(false);
-  opts.before_start = [this, name, registered, prev = std::move(opts.before_start)](const term& pid) {
-    *registered = register_name(name, pid);
-    if (*registered && prev) prev(pid);
-  };
-  term pid = spawn(
-      [registered, body = std::move(body)](process& self) -> asio::awaitable<void> {
-        if (!*registered) co_return;  // the name was taken between whereis and spawn: the process ends at once
-        co_await body(self);
-      },
-      std::move(opts));
-  if (!*registered) return std::nullopt;
-  return pid;
+  return spawn_as(&name, std::move(body), std::move(opts));
 }
 
 void probe_registry::add(atom tag, probe_call handler) {

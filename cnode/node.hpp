@@ -164,6 +164,8 @@ class node {
 
  private:
   void answer_dead(const term& to, signal& s);
+  // spawn, and with a name spawn_registered: nullopt (nothing spawned, no option applied) when the name is taken.
+  std::optional<term> spawn_as(const atom* name, process::body_type body, spawn_options opts);
 
   std::atomic<std::size_t> mailbox_max_{0};
   std::atomic<bool> mailbox_kill_{true};

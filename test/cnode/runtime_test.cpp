@@ -1,7 +1,9 @@
 #include <doctest.h>
 
 #include <condition_variable>
+#include <algorithm>
 #include <deque>
+#include <future>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
@@ -265,4 +267,76 @@ TEST_CASE("many processes exchange many messages in order") {
     co_return;
   });
   CHECK(f.next() == term(true));
+}
+
+TEST_CASE("spawn_registered that loses the name spawns nothing and applies none of the caller's options") {
+  fixture f;
+  auto idle = [](process& self) -> asio::awaitable<void> {
+    for (;;) {
+      auto m = co_await self.receive();
+      if (m->is_atom(atom("stop"))) co_return;
+    }
+  };
+  auto options = [&] {
+    spawn_options o;
+    o.link = f.collector;  // the collector traps exits: a link to a process that ends would show as an EXIT
+    o.monitored_by = std::make_pair(f.collector, f.n.make_ref());
+    return o;
+  };
+  auto winner = f.n.spawn_registered(atom("contested"), idle, options());
+  REQUIRE(winner);
+  const auto count = f.n.process_count();
+  const auto spawned = f.n.counters().processes_spawned.load();
+
+  // Taken before the call, and taken by a racer: rounds of 4 threads let go at once on one name each, so that some
+  // lose between a check and the registration; exactly one wins each round.
+  CHECK_FALSE(f.n.spawn_registered(atom("contested"), idle, options()));
+  constexpr int rounds = 200, threads = 4;
+  std::vector<term> raced;
+  for (int r = 0; r < rounds; ++r) {
+    const atom name("raced" + std::to_string(r));
+    std::atomic<int> ready{0};
+    std::vector<term> winners(threads);
+    std::vector<std::thread> racers;
+    for (int i = 0; i < threads; ++i)
+      racers.emplace_back([&, i] {
+        ready.fetch_add(1);
+        while (ready.load() < threads) std::this_thread::yield();
+        if (auto p = f.n.spawn_registered(name, idle, options())) winners[i] = *p;
+      });
+    for (auto& t : racers) t.join();
+    int won = 0;
+    for (auto& w : winners)
+      if (!w.is_nil()) {
+        ++won;
+        raced.push_back(w);
+        CHECK(f.n.whereis(name) == w);
+      }
+    CHECK(won == 1);
+  }
+  // The losers never existed: one process and one counted spawn per round.
+  CHECK(f.n.process_count() == count + rounds);
+  CHECK(f.n.counters().processes_spawned.load() == spawned + rounds);
+  // Only the winners' links and monitors exist (the collector links with exactly those), and stopping
+  // them gives exactly their EXITs, nothing from a loser.
+  auto snapshot = [&](const term& pid) {
+    std::promise<process_snapshot> got;
+    f.n.find(pid)->inspect([&](process_snapshot s) { got.set_value(std::move(s)); });
+    return got.get_future().get();
+  };
+  raced.push_back(*winner);
+  for (const term& p : raced) {
+    auto s = snapshot(p);
+    CHECK(s.links == std::vector<term>{f.collector});
+    CHECK(s.monitored_by == std::vector<term>{f.collector});
+  }
+  auto links = snapshot(f.collector).links;
+  std::sort(links.begin(), links.end());
+  std::sort(raced.begin(), raced.end());
+  CHECK(links == raced);
+  for (const term& p : raced) {
+    f.n.send({}, p, at("stop"));
+    CHECK(f.next() == term::tuple({at("EXIT"), p, at("normal")}));
+  }
+  CHECK(f.quiet_for(100ms));
 }
