@@ -206,6 +206,7 @@ term spawn_probe(node& n, const term& owner) {
 void start_builtins(node& n, distribution& d, function_table& functions) {
   add_builtin_functions(n, d, functions);
   add_introspection_functions(n, functions);
+  add_net_functions(n, d, functions);
   spawn_registered(n, at().net_kernel, net_kernel);
   spawn_registered(n, at().echo, echo);
   start_rpc(n, d, functions);

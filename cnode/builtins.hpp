@@ -12,6 +12,10 @@ namespace cnode {
 // Registers the built-in functions in `functions`, then spawns and registers net_kernel, rex and echo.
 void start_builtins(node& n, distribution& d, function_table& functions);
 
+// erlang:set_cookie/1,2, get_cookie/0,1, disconnect_node/1, net_kernel:connect_node/1, disconnect/1 and
+// net_adm:ping/1, answered as a BEAM node answers them (net_functions.cpp).
+void add_net_functions(node& n, distribution& d, function_table& functions);
+
 // erlang:memory/0,1, system_info/1, statistics/1, process_info/1,2 with cnode's own figures (introspection.cpp).
 void add_introspection_functions(node& n, function_table& functions);
 

@@ -62,7 +62,9 @@ class distribution::handler : public dist::connection_handler {
   std::shared_ptr<bool> alive_;
 };
 
-distribution::distribution(node& n, distribution_config cfg) : node_(n), cfg_(std::move(cfg)) {
+distribution::distribution(node& n, distribution_config cfg)
+    : node_(n), cfg_(std::move(cfg)), cookies_(std::move(cfg_.cookies)) {
+  cfg_.cookies = {};
   node_.set_router(this);
 }
 
@@ -76,9 +78,33 @@ dist::handshake_config distribution::handshake_config() const {
   c.this_node = node_.name();
   c.creation = node_.creation();
   c.flags = dist::default_flags(cfg_.hidden);
-  c.cookies = cfg_.cookies;
+  {
+    std::lock_guard lk(cookie_mu_);
+    c.cookies = cookies_;
+  }
   dist::randomize(c);
   return c;
+}
+
+void distribution::set_cookie(std::string cookie) {
+  std::lock_guard lk(cookie_mu_);
+  cookies_.cookie = std::move(cookie);
+}
+
+void distribution::set_cookie(atom node, std::string cookie) {
+  if (node == node_.name_atom()) return set_cookie(std::move(cookie));
+  std::lock_guard lk(cookie_mu_);
+  cookies_.per_node[std::string(node.text())] = std::move(cookie);
+}
+
+std::string distribution::cookie() const {
+  std::lock_guard lk(cookie_mu_);
+  return cookies_.cookie;
+}
+
+std::string distribution::cookie(atom node) const {
+  std::lock_guard lk(cookie_mu_);
+  return node == node_.name_atom() ? cookies_.cookie : cookies_.for_node(node.text());
 }
 
 asio::awaitable<void> distribution::start() {
@@ -759,6 +785,19 @@ bool distribution::disconnect(atom node) {
   return true;
 }
 
+asio::awaitable<bool> distribution::disconnect_node(atom node) {
+  std::shared_ptr<dist::connection> conn;
+  {
+    std::lock_guard lock(mu_);
+    auto it = peers_.find(node);
+    if (it == peers_.end() || !it->second.conn || !it->second.conn->is_up()) co_return false;
+    conn = it->second.conn;
+  }
+  conn->close(dist::error::disconnected);
+  co_await wait_replaced(node, conn);
+  co_return true;
+}
+
 std::vector<atom> distribution::nodes(bool visible, bool hidden) const {
   std::vector<atom> out;
   std::lock_guard lock(mu_);
@@ -869,11 +908,15 @@ asio::awaitable<void> distribution::wait_pending(std::string_view node) {
   }
   if (!old) co_return;
   old->close(dist::error::disconnected);
+  co_await wait_replaced(n, old);
+}
+
+asio::awaitable<void> distribution::wait_replaced(atom node, const std::shared_ptr<dist::connection>& old) {
   asio::steady_timer t(co_await asio::this_coro::executor);
   for (int i = 0; i < 2000; ++i) {
     {
       std::lock_guard lock(mu_);
-      auto it = peers_.find(n);
+      auto it = peers_.find(node);
       if (it == peers_.end() || it->second.conn != old) co_return;
     }
     t.expires_after(std::chrono::milliseconds(2));

@@ -35,7 +35,7 @@ inline constexpr std::size_t per_address_handshakes = 256;
 
 struct distribution_config {
   bool hidden = false;
-  dist::cookie_jar cookies;
+  dist::cookie_jar cookies;  // the cookies at start; from then on distribution::cookie() / set_cookie()
   std::string listen_address = "0.0.0.0";
   std::uint16_t listen_port = 0;        // 0: any free port
   bool use_epmd = true;                 // register with EPMD; off: EPMD-less on a fixed port
@@ -96,7 +96,19 @@ class distribution final : public remote_router, public dist::handshake_policy {
 
   // net_kernel:connect_node/1: true once a connection is up.
   asio::awaitable<bool> connect(atom node);
+  // Closes the connection to node (false when none is up) without waiting for it to be down.
   bool disconnect(atom node);
+  // erlang:disconnect_node/1: as disconnect, and returns once the node is down here, as net_kernel's
+  // do_disconnect waits for the controller's exit: nodedown sent, links and monitors broken with noconnection.
+  asio::awaitable<bool> disconnect_node(atom node);
+
+  // erlang:set_cookie/1,2, get_cookie/0,1 (auth.erl): the cookie of the next handshake with a node, connecting and
+  // accepting alike (dist_util.erl:225 and :455 both take auth:get_cookie(Node)); connections that are up stay.
+  // This node's own name stands for our cookie, as in auth.erl. Never logged.
+  void set_cookie(std::string cookie);
+  void set_cookie(atom node, std::string cookie);
+  std::string cookie() const;
+  std::string cookie(atom node) const;
   std::vector<atom> nodes(bool visible, bool hidden) const;
   std::vector<connection_info> connections() const;
   const distribution_stats& stats() const noexcept { return stats_; }
@@ -146,6 +158,8 @@ class distribution final : public remote_router, public dist::handshake_policy {
   void send_packet(atom node, std::vector<std::byte> packet, const term* to, signal* s, const term* sender,
                    bool noconnect = false);
   dist::handshake_config handshake_config() const;
+  // Until old is no longer node's connection (its on_down has run); 4 s at most.
+  asio::awaitable<void> wait_replaced(atom node, const std::shared_ptr<dist::connection>& old);
   void notify(atom node, bool up, bool visible);
   void notify_locked(atom node, bool up, bool visible);  // mu_ held
 
@@ -199,6 +213,9 @@ class distribution final : public remote_router, public dist::handshake_policy {
   std::unordered_map<atom, backoff> backoff_;  // under mu_
   void answer_unreachable(const term& to, const signal& s);
   log::limiter refused_log_, connect_log_, accept_log_{1};
+
+  mutable std::mutex cookie_mu_;
+  dist::cookie_jar cookies_;  // under cookie_mu_
 
   mutable std::mutex mu_;
   std::unordered_map<atom, peer> peers_;
