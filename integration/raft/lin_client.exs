@@ -68,6 +68,11 @@ defmodule LinClient do
     end
   end
 
+  # How many requests of this client are recorded (answered or ended).
+  def recorded(client) do
+    :ets.select_count(@tab, [{{:_, :"$1", :_, :_, :_, :_, :_, :_}, [{:==, :"$1", client}], [true]}])
+  end
+
   def seq, do: :atomics.get(:persistent_term.get({__MODULE__, :seq}), 1)
 
   defp client(id, seed) do
