@@ -73,7 +73,10 @@ term encode(const dot& d) { return term::tuple({term(d.replica), term(d.counter)
 term encode(const causal_context& c) {
   std::vector<term> vv, cloud;
   for (const auto& [r, n] : c.vector()) vv.push_back(term::tuple({term(r), term(n)}));
-  for (const auto& d : c.cloud()) cloud.push_back(encode(d));
+  for (const auto& [r, rs] : c.cloud())
+    for (const auto& [first, last] : rs)
+      cloud.push_back(first == last ? term::tuple({term(r), term(first)})
+                                    : term::tuple({term(r), term(first), term(last)}));
   return term::tuple({term::list(std::move(vv)), term::list(std::move(cloud))});
 }
 
@@ -113,7 +116,8 @@ term encode_ack(replica_id from, std::uint64_t seq) { return term::tuple({A("crd
 
 result<dot> decode_dot(const term& t) {
   dot d;
-  if (!t.is_tuple(2) || !t.element(0).is_atom() || !get_u64(t.element(1), d.counter) || d.counter == 0)
+  if (!t.is_tuple(2) || !t.element(0).is_atom() || !get_u64(t.element(1), d.counter) || d.counter == 0 ||
+      d.counter >= max_dot_counter)
     return error::malformed;
   d.replica = t.element(0).atom_value();
   return d;
@@ -125,10 +129,19 @@ result<causal_context> decode_context(const term& t) {
   causal_context c;
   for (const auto& e : vv) {
     std::uint64_t n = 0;
-    if (!e.is_tuple(2) || !e.element(0).is_atom() || !get_u64(e.element(1), n)) return error::malformed;
+    if (!e.is_tuple(2) || !e.element(0).is_atom() || !get_u64(e.element(1), n) || n >= max_dot_counter)
+      return error::malformed;
     c.advance(e.element(0).atom_value(), n);
   }
   for (const auto& e : cloud) {
+    if (e.is_tuple(3)) {  // a range {Replica, First, Last}
+      std::uint64_t first = 0, last = 0;
+      if (!e.element(0).is_atom() || !get_u64(e.element(1), first) || !get_u64(e.element(2), last) || first == 0 ||
+          last < first || last >= max_dot_counter)
+        return error::malformed;
+      c.insert_range(e.element(0).atom_value(), first, last);
+      continue;
+    }
     auto d = decode_dot(e);
     if (!d) return error::malformed;
     c.insert(*d);

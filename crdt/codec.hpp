@@ -3,7 +3,7 @@
 // what it accepts satisfies the types' invariants (dots >= 1, every stored dot in its context, no empty entries).
 //
 //   dot            {Replica :: atom(), N :: pos_integer()}
-//   context        {[{Replica, Max}], [Dot]}                      version vector, dot cloud
+//   context        {[{Replica, Max}], [Dot | {Replica, First, Last}]}   version vector, dot cloud (runs as ranges)
 //   timestamp      {PhysicalMs :: integer(), Logical :: non_neg_integer(), Node :: atom()}
 //   pn_counter     {pn_counter, [{Replica, P, N}]}
 //   aw_or_set      {aw_or_set, [{Element, [Dot]}], Context}

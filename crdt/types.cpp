@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <string_view>
 
 namespace cnode::crdt {
 
@@ -16,12 +17,15 @@ pn_counter pn_counter::add(replica_id r, std::int64_t amount) const {
   return d;
 }
 
-void pn_counter::join(const pn_counter& o) {
+bool pn_counter::join(const pn_counter& o) {
+  bool changed = false;
   for (const auto& [r, c] : o.entries) {
     auto& mine = entries[r];
+    if (c.p > mine.p || c.n > mine.n) changed = true;
     mine.p = std::max(mine.p, c.p);
     mine.n = std::max(mine.n, c.n);
   }
+  return changed;
 }
 
 term pn_counter::value() const {
@@ -46,8 +50,10 @@ bool wins_over(const lww_cell& a, const lww_cell& b) noexcept {
   return etf::compare_exact(a.value, b.value) > 0;
 }
 
-void lww_register::join(const lww_register& o) {
-  if (o.cell && (!cell || wins_over(*o.cell, *cell))) cell = o.cell;
+bool lww_register::join(const lww_register& o) {
+  if (!o.cell || (cell && !wins_over(*o.cell, *cell))) return false;
+  cell = o.cell;
+  return true;
 }
 
 term lww_register::value() const { return cell ? cell->value : term(etf::atom("undefined")); }
@@ -91,6 +97,27 @@ bool join(object& into, const object& o) {
       },
       into);
   return true;
+}
+
+bool join_changed(object& into, const object& o) {
+  if (into.index() != o.index()) return false;
+  return std::visit(
+      [&](auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        return x.join(std::get<T>(o));
+      },
+      into);
+}
+
+std::size_t weight(const object& o) noexcept {
+  if (auto* c = std::get_if<pn_counter>(&o)) return c->entries.size();
+  if (auto* s = std::get_if<aw_or_set>(&o)) return s->kernel.weight();
+  if (auto* m = std::get_if<aw_lww_map>(&o)) return m->kernel.weight();
+  return 1;
+}
+
+bool type_wins(crdt_type a, crdt_type b) noexcept {
+  return std::string_view(type_atom(a)) < std::string_view(type_atom(b));
 }
 
 term value(const object& o) {

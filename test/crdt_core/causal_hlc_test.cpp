@@ -1,6 +1,8 @@
 // Causal contexts (compaction, join, next dot) and the hybrid logical clock.
 #include <doctest.h>
 
+#include <set>
+
 #include "crdt/causal.hpp"
 #include "crdt/hlc.hpp"
 #include "test/crdt_core/support.hpp"
@@ -24,6 +26,32 @@ TEST_CASE("a causal context compacts contiguous dots into its version vector") {
   CHECK(c.next(b) == dot{b, 6});  // past the cloud's highest dot
   c.insert({a, 0});                // not a dot: ignored
   CHECK(c.size() == 3);
+}
+
+TEST_CASE("a run of dots past a gap is one range of the cloud, whatever the order it arrives in") {
+  const atom a("a@h");
+  causal_context c;
+  c.advance(a, 3);
+  for (std::uint64_t n = 1000; n >= 10; --n) c.insert({a, n});  // backwards: every insert touches the next range
+  CHECK(c.weight() == 2);                                         // the vector entry and one range
+  REQUIRE(c.cloud().at(a).size() == 1);
+  CHECK(c.cloud().at(a).begin()->first == 10);
+  CHECK(c.cloud().at(a).begin()->second == 1000);
+  CHECK(c.size() == 3 + 991);
+  CHECK(c.contains({a, 10}));
+  CHECK(c.contains({a, 1000}));
+  CHECK_FALSE(c.contains({a, 9}));
+  CHECK_FALSE(c.contains({a, 1001}));
+  CHECK(c.next(a) == dot{a, 1001});
+  c.insert_range(a, 20, 2000);  // overlaps and extends
+  c.insert_range(a, 5, 6);      // a second range
+  CHECK(c.cloud().at(a).size() == 2);
+  c.insert_range(a, 4, 9);  // fills the gaps: all in the vector
+  CHECK(c.cloud().empty());
+  CHECK(c.vector().at(a) == 2000);
+  c.insert_range(a, 5, 4);  // empty
+  c.insert_range(a, 0, 0);  // not a dot
+  CHECK(c.weight() == 1);
 }
 
 TEST_CASE("joining contexts is the union of their dot sets, canonical whatever the order") {

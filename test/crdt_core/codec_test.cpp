@@ -123,6 +123,28 @@ TEST_CASE("the documented shapes") {
   pn_counter c;
   c.join(c.add(a, -2));
   CHECK(str(encode(object{c})) == "{pn_counter,[{a@h,0,2}]}");
+  // A cloud: single dots as {Replica, N}, runs as {Replica, First, Last}.
+  causal_context ctx;
+  ctx.insert({a, 3});
+  for (std::uint64_t n = 10; n <= 20; ++n) ctx.insert({a, n});
+  CHECK(str(encode(ctx)) == "{[],[{a@h,3},{a@h,10,20}]}");
+  auto back = decode_context(encode(ctx));
+  REQUIRE(back);
+  CHECK(*back == ctx);
+}
+
+TEST_CASE("context ranges and dot counters are bounded") {
+  const term a(atom("a@h"));
+  auto ctx = [](std::initializer_list<term> cloud) { return term::tuple({term::nil(), term::list(cloud)}); };
+  CHECK_FALSE(decode_context(ctx({term::tuple({a, term(5), term(4)})})));  // last before first
+  CHECK_FALSE(decode_context(ctx({term::tuple({a, term(0), term(4)})})));  // dot 0
+  CHECK_FALSE(decode_context(ctx({term::tuple({a, term(1), term(std::uint64_t{1} << 62)})})));
+  CHECK_FALSE(decode_dot(term::tuple({a, term(std::uint64_t{1} << 62)})));
+  CHECK_FALSE(decode_context(term::tuple({term::list({term::tuple({a, term(std::uint64_t{1} << 62)})}), term::nil()})));
+  // a huge range costs one entry
+  auto big = decode_context(ctx({term::tuple({a, term(2), term((std::uint64_t{1} << 62) - 1)})}));
+  REQUIRE(big);
+  CHECK(big->weight() == 1);
 }
 
 TEST_CASE("decoding damaged and random terms never crashes and never breaks an invariant") {

@@ -1,6 +1,6 @@
 // Helpers of the CRDT core tests: seeds (a failing seed is printed; CNODE_SEED=<n> replays just that one), random
-// operations of every type over a small domain (so that histories collide), and a tiny seeded fake network.
-// The fake network stays here until test/support/sim.hpp is in the tree for every layer to use.
+// operations of every type over a small domain (so that histories collide). The simulated network is the shared
+// one (test/support/sim.hpp).
 #pragma once
 
 #include <doctest.h>
@@ -114,54 +114,6 @@ struct history {
       }
     }
   }
-};
-
-// A message in flight.
-template <class Msg>
-struct envelope {
-  int from, to;
-  Msg msg;
-  std::int64_t at;
-  std::uint64_t seq;
-};
-
-// Loss, duplication, random delay (so reordering) and cuts between endpoints 0..n-1.
-template <class Msg>
-class fake_network {
- public:
-  explicit fake_network(std::uint64_t seed) : rng_(seed) {}
-  double drop = 0, duplicate = 0;
-  std::int64_t min_delay = 1, max_delay = 10;
-
-  void cut(int a, int b) { cuts_.push_back({a, b});
-    cuts_.push_back({b, a}); }
-  void heal() { cuts_.clear(); }
-  bool is_cut(int a, int b) const { return std::find(cuts_.begin(), cuts_.end(), std::pair{a, b}) != cuts_.end(); }
-
-  void send(int from, int to, Msg m, std::int64_t now) {
-    if (is_cut(from, to) || chance(rng_, drop)) return;
-    const int copies = chance(rng_, duplicate) ? 2 : 1;
-    for (int i = 0; i < copies; ++i) {
-      const auto delay = std::uniform_int_distribution<std::int64_t>(min_delay, max_delay)(rng_);
-      queue_.push_back({from, to, m, now + delay, next_++});
-    }
-  }
-  std::vector<envelope<Msg>> due(std::int64_t now) {
-    std::vector<envelope<Msg>> out, keep;
-    for (auto& e : queue_) (e.at <= now ? out : keep).push_back(std::move(e));
-    queue_ = std::move(keep);
-    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.at != b.at ? a.at < b.at : a.seq < b.seq; });
-    std::erase_if(out, [&](const auto& e) { return is_cut(e.from, e.to); });
-    return out;
-  }
-  std::size_t in_flight() const { return queue_.size(); }
-  rng_t& rng() { return rng_; }
-
- private:
-  rng_t rng_;
-  std::vector<std::pair<int, int>> cuts_;
-  std::vector<envelope<Msg>> queue_;
-  std::uint64_t next_ = 0;
 };
 
 }  // namespace crdt_test
