@@ -110,6 +110,13 @@ host::host(host_config cfg, std::vector<std::unique_ptr<service>> services)
     s->add_options(options);
   }
   options.apply(cfg_.service_args);
+  if (cfg_.data_dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(*cfg_.data_dir, ec);
+    if (ec || !std::filesystem::is_directory(*cfg_.data_dir))
+      throw std::runtime_error("--data-dir " + cfg_.data_dir->string() + ": cannot create it: " +
+                               (ec ? ec.message() : std::string("not a directory")));
+  }
   const bool has_global = std::any_of(services_.begin(), services_.end(), [](auto& s) { return s->name() == "global"; });
   if (!cfg_.dist.hidden && !has_global) {
     // A visible node without :global would stall global:sync() on every node it meets: such a node is hidden.
@@ -207,7 +214,7 @@ asio::awaitable<void> host::start_all(std::function<void(host&)> on_ready) {
   }
   start_builtins(*node_, *dist_, functions_);
   service_context ctx{*node_, *dist_, functions_, node_->probe_calls(), node_->resolver(), node_->services(),
-                      cfg_.dist.hidden};
+                      cfg_.dist.hidden, cfg_.data_dir};
   for (auto& s : services_) {
     if (stopping_) co_return;
     try {

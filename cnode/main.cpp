@@ -43,6 +43,7 @@ constexpr const char* usage = R"(usage: cnode [options]
   --log-level LEVEL       error | warning | info | debug, for every layer (default: info)
   --log-format FORMAT     text | json (one JSON object a line, for log shippers; default: text)
   --stop-timeout MS       how long each service may take to stop on SIGTERM (default: 5000)
+  --data-dir DIR          where services keep what survives a restart (DIR/crdt/, ...; created if missing)
   --help
 )";
 
@@ -67,6 +68,7 @@ struct options {
   std::size_t max_message = 128 * 1024 * 1024;
   node::mailbox_limit mailbox;
   unsigned threads = 0;
+  std::optional<std::string> data_dir;
 };
 
 [[noreturn]] void fail(const std::string& msg) {
@@ -153,6 +155,9 @@ options parse(int argc, char** argv, const option_list& service_options) {
       log::format f;
       if (!log::parse_format(value(), f)) fail("--log-format: text or json");
       log::output_format() = f;
+    } else if (a == "--data-dir") {
+      o.data_dir = value();
+      if (o.data_dir->empty()) fail("--data-dir needs a directory");
     } else if (a == "--stop-timeout") {
       o.stop_timeout_ms = static_cast<unsigned>(number(a, value(), 3'600'000));
     } else if (const auto* so = service_options.find(a)) {
@@ -202,6 +207,7 @@ int main(int argc, char** argv) {
   cfg.connect = o.connect;
   cfg.stop_timeout = std::chrono::milliseconds(o.stop_timeout_ms);
   cfg.service_args = o.service_args;
+  if (o.data_dir) cfg.data_dir = std::filesystem::path(*o.data_dir);
   distribution_config& dc = cfg.dist;
   dc.hidden = o.hidden;
   for (auto& [n, c] : o.node_cookies) dc.cookies.per_node[n] = c;

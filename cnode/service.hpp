@@ -12,6 +12,7 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -104,6 +105,9 @@ struct service_context {
   name_resolver& resolver;   // = n.resolver()
   service_directory& services;
   bool hidden = false;
+  // The node's --data-dir (it exists): a service keeps its files in its own subdirectory, DIR/<service name>/.
+  // None: the node keeps nothing on disk.
+  std::optional<std::filesystem::path> data_dir;
 
   // Spawns body registered as `name` (the name is taken before the body runs); nullopt when the name is taken.
   std::optional<term> spawn_registered(atom name, process::body_type body, spawn_options opts = {}) const {

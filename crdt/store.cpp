@@ -215,7 +215,6 @@ bool replica_store::idle() const {
 }
 
 std::optional<sync_out> replica_store::sync_to(replica_id peer, std::int64_t now_ms) {
-  seal();
   auto it = acked_.find(peer);
   if (it == acked_.end() || it->second >= counter_) return std::nullopt;
   auto& sent = sent_[peer];
@@ -245,6 +244,7 @@ std::optional<sync_out> replica_store::sync_to(replica_id peer, std::int64_t now
 }
 
 std::vector<sync_out> replica_store::sync(std::int64_t now_ms) {
+  seal();
   std::vector<sync_out> v;
   for (const auto& p : peers())
     if (auto s = sync_to(p, now_ms)) v.push_back(std::move(*s));

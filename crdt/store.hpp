@@ -112,9 +112,12 @@ class replica_store {
   // The connection to the peer came back: what it has not acked goes again now, not after retransmit_ms.
   void peer_reconnected(replica_id peer);
   std::vector<replica_id> peers() const;
-  // What to send now: one message to every peer that has not acked everything (see retransmit_ms). Seals the
-  // open interval first.
+  // Closes the open interval: the local deltas since the last seal become the next interval, D[c].
+  void seal();
+  // What to send now: seal(), then one message to every peer that has not acked everything (see retransmit_ms).
   std::vector<sync_out> sync(std::int64_t now_ms = 0);
+  // The message for one peer, of the sealed intervals only (a shell that writes the state to disk before sending
+  // seals, writes, then sends: what is written covers what is sent).
   std::optional<sync_out> sync_to(replica_id peer, std::int64_t now_ms = 0);
   // A sync message from `from` at physical time now_ms (its timestamps go through the clock).
   merge_report handle_sync(replica_id from, const sync_message& msg, std::int64_t now_ms);
@@ -141,7 +144,6 @@ class replica_store {
   };
   template <class T, class F>
   result<delta_group> local(const term& name, const term* key, F&& mutate);
-  void seal();
   void buffer(delta_group d, replica_id origin);
   void collect();
 
