@@ -118,12 +118,19 @@ TEST_CASE("anti-entropy: one interval per sync, acks, GC, and the full state for
   a.remove_peer(nc);
   a.handle_ack(nb, 3);
   CHECK(a.buffered() == 0);
+  // sync_to sends sealed intervals only: the open one waits for seal()
+  REQUIRE(a.counter_add(A("n"), 1));
+  CHECK_FALSE(a.sync_to(nb));
+  a.seal();
+  CHECK(a.buffered() == 1);
+  REQUIRE(a.sync_to(nb));
+  a.handle_ack(nb, 4);
 
   // A merge that changes nothing buffers nothing (so nothing echoes back).
   replica_store c(nc);
   c.add_peer(na);
   auto full = a.state();
-  c.handle_sync(na, sync_message{true, 4, full}, 0);
+  c.handle_sync(na, sync_message{true, 5, full}, 0);
   const auto seq = c.seq();
   auto again = c.handle_sync(na, sync_message{true, 4, full}, 0);
   CHECK_FALSE(again.changed);
@@ -184,12 +191,14 @@ TEST_CASE("anti-entropy: past the buffer bound a lagging peer falls back to the 
   a.add_peer(nc);
   for (int i = 0; i < 3; ++i) {
     REQUIRE(a.set_add(A("s"), term(i)));
+    a.seal();
     (void)a.sync_to(nc);
   }
   a.handle_ack(nc, a.seq());
   CHECK_FALSE(a.sync_to(nb)->msg.full_state);
   for (int i = 3; i < 10; ++i) {
     REQUIRE(a.set_add(A("s"), term(i)));
+    a.seal();
     (void)a.sync_to(nc);
   }
   CHECK(a.seq() == 10);
