@@ -109,6 +109,7 @@ std::string distribution::cookie(atom node) const {
 
 asio::awaitable<void> distribution::start() {
   auto ex = co_await asio::this_coro::executor;
+  if (cfg_.tls) tls_ = dist::make_tls_contexts(*cfg_.tls);  // throws with a sentence: a file that cannot be had
   boost::system::error_code ec;
   auto address = asio::ip::make_address(cfg_.listen_address, ec);
   if (ec) throw std::runtime_error(fmt::format("bad listen address {}: {}", cfg_.listen_address, ec.message()));
@@ -135,10 +136,11 @@ asio::awaitable<void> distribution::start() {
     auto r = co_await epmd::try_register_node(where, reg);
     if (!r) throw std::runtime_error(r.error().message);
     node_.set_identity(full, r->creation());
-    log::info("registered {} with EPMD at {} (port {}, creation {})", full, r->epmd(), port_, r->creation());
+    log::info("registered {} with EPMD at {} (port {}, creation {}{})", full, r->epmd(), port_, r->creation(),
+              tls_ ? ", TLS" : "");
     registration_.emplace(std::move(r.value()));
   } else {
-    log::info("listening on {}:{} without EPMD", cfg_.listen_address, port_);
+    log::info("listening on {}:{} without EPMD{}", cfg_.listen_address, port_, tls_ ? " (TLS)" : "");
   }
   asio::co_spawn(ex, accept_loop(), asio::detached);
 }
@@ -261,9 +263,9 @@ std::chrono::milliseconds distribution::failure_delay(const std::string& address
   return std::chrono::milliseconds(std::min<unsigned>(50 * (n - 5), 1000));
 }
 
-void distribution::count_failure(const std::string& address, bool bad_cookie) {
+void distribution::count_failure(const std::string& address, bool failed) {
   std::lock_guard lk(hs_mu_);
-  if (!bad_cookie) return;
+  if (!failed) return;
   if (failures_.size() >= 4096) failures_.clear();  // bounded: a wide flood forgets its history, never grows it
   auto& f = failures_[address];
   ++f.count;
@@ -274,9 +276,13 @@ void distribution::count_failure(const std::string& address, bool bad_cookie) {
 // pending one for its node name, so that its end (whatever it is) forgets exactly that record.
 class accept_guard final : public dist::handshake_policy {
  public:
-  accept_guard(distribution& d, std::shared_ptr<bool> alive) : d_(d), alive_(std::move(alive)) {}
+  accept_guard(distribution& d, std::shared_ptr<bool> alive, dist::transport& stream)
+      : d_(d), alive_(std::move(alive)), stream_(stream) {}
   ~accept_guard() override { release(); }
   dist::accept_answer accept_pending(std::string_view node, bool dynamic, bool published) override {
+    // dist_util.erl:804 check_allowed, before anything else is decided: the handshake answers "not_allowed".
+    if (!d_.allowed(node)) return dist::accept_answer::not_allowed;
+    if (!d_.cfg_.allow.empty() && !certificate_vouches(node)) return dist::accept_answer::not_allowed;
     auto ans = d_.accept_pending(node, dynamic, published);
     if (ans == dist::accept_answer::ok || ans == dist::accept_answer::alive ||
         ans == dist::accept_answer::ok_simultaneous)
@@ -285,6 +291,21 @@ class accept_guard final : public dist::handshake_policy {
   }
   bool is_pending(std::string_view node) override { return d_.is_pending(node); }
   asio::awaitable<void> wait_pending(std::string_view node) override { return d_.wait_pending(node); }
+  // With an allow list, a TLS peer's certificate must be issued to the host of the node name it gives, or to its
+  // address (as inet_tls_dist.erl:476 allowed_nodes narrows the list to the hosts the certificate names). A peer
+  // without a certificate (verification off) is judged by its name alone, as there.
+  bool certificate_vouches(std::string_view node) {
+    const auto at = node.find('@');
+    const std::string host(at == std::string_view::npos ? node : node.substr(at + 1));
+    auto by_name = stream_.peer_certificate_names(host);
+    if (!by_name || *by_name) return true;
+    boost::system::error_code ec;
+    const std::string address = stream_.socket().remote_endpoint(ec).address().to_string();
+    if (!ec && stream_.peer_certificate_names(address).value_or(false)) return true;
+    log::warning("connection from {} ({}): its certificate is issued neither to {} nor to {}", node, address, host,
+                 address);
+    return false;
+  }
   // The handshake is over: its name is no longer pending (call under no lock).
   void release() {
     if (name_.empty() || !*alive_) return;  // a frame destroyed after the distribution (shutdown)
@@ -296,6 +317,7 @@ class accept_guard final : public dist::handshake_policy {
  private:
   distribution& d_;
   std::shared_ptr<bool> alive_;
+  dist::transport& stream_;
   std::string name_;
 };
 
@@ -319,19 +341,21 @@ asio::awaitable<void> distribution::handle_accept(asio::ip::tcp::socket socket) 
     auto waited = co_await evicted.wait(std::chrono::steady_clock::now() + delay);
     if (waited) co_return;
   }
-  accept_guard guard(*this, alive_);
+  // Over TLS the TLS handshake runs inside this same slot and setup time: a peer that connects and says nothing
+  // holds a slot no longer than one that stalls the distribution handshake.
+  dist::transport stream = tls_ ? dist::transport(std::move(socket), tls_->server) : dist::transport(std::move(socket));
+  accept_guard guard(*this, alive_, stream);
   std::function<asio::awaitable<void>()> drop = [&]() -> asio::awaitable<void> {
     co_await evicted.wait(std::chrono::steady_clock::time_point::max());
-    boost::system::error_code ignored;
-    socket.close(ignored);  // the handshake's pending read ends at once
+    stream.close();  // the handshake's pending read ends at once
   };
-  auto both = co_await (dist::accept_handshake(socket, handshake_config(), guard, cfg_.setup_time) || drop());
+  auto both = co_await (dist::accept_handshake(stream, handshake_config(), guard, cfg_.setup_time) || drop());
   if (both.index() == 1) {
     guard.release();
     co_return;
   }
   auto res = std::move(std::get<0>(both));
-  count_failure(address, res.ec == dist::error::bad_cookie);
+  count_failure(address, res.ec == dist::error::bad_cookie || res.ec == dist::error::tls_failed);
   if (res.ec) {
     const std::string who = res.peer.node.empty() ? fmt::format("{}:{}", remote.address().to_string(), remote.port())
                                                   : res.peer.node;
@@ -348,7 +372,7 @@ asio::awaitable<void> distribution::handle_accept(asio::ip::tcp::socket socket) 
   }
   // The cookie is proven: only now does the peer's name become an atom.
   const atom peer_node(res.peer.node);  // before res is moved from
-  connection_up(peer_node, std::move(socket), std::move(res), false);
+  connection_up(peer_node, std::move(stream), std::move(res), false);
   guard.release();
 }
 
@@ -358,6 +382,10 @@ void distribution::start_connect(atom node) {
 
 asio::awaitable<void> distribution::run_connect(atom node) {
   const std::string name(node.text());
+  if (!allowed(name)) {  // net_kernel.erl:1806 setup_check: a node not allowed is not dialled
+    connect_failed(node, fmt::format("Connection attempt with disallowed node {} (not in --allow)", name));
+    co_return;
+  }
   epmd::node_address addr;
   if (auto it = cfg_.static_peers.find(name); it != cfg_.static_peers.end()) {
     addr = it->second;
@@ -370,8 +398,10 @@ asio::awaitable<void> distribution::run_connect(atom node) {
     addr = r.value();
   }
   auto ex = co_await asio::this_coro::executor;
-  asio::ip::tcp::socket socket(ex);
-  auto res = co_await dist::connect_handshake(socket, addr.host, addr.port, name, handshake_config(), *this,
+  dist::transport stream = tls_ ? dist::transport(asio::ip::tcp::socket(ex), tls_->client)
+                               : dist::transport(asio::ip::tcp::socket(ex));
+  stream.set_server_name(tls_ ? dist::tls_server_name(tls_->client_options, name) : std::string());
+  auto res = co_await dist::connect_handshake(stream, addr.host, addr.port, name, handshake_config(), *this,
                                               cfg_.setup_time);
   if (res.ec) {
     if (res.ec == dist::error::nok || res.ec == dist::error::already_pending) {
@@ -388,8 +418,8 @@ asio::awaitable<void> distribution::run_connect(atom node) {
     co_return;
   }
   boost::system::error_code ec;
-  socket.set_option(asio::ip::tcp::no_delay(true), ec);
-  connection_up(node, std::move(socket), std::move(res), true);
+  stream.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  connection_up(node, std::move(stream), std::move(res), true);
 }
 
 void distribution::connect_failed(atom node, const std::string& why) {
@@ -433,8 +463,7 @@ void distribution::answer_unreachable(const term& to, const signal& s) {
   }
 }
 
-void distribution::connection_up(atom node, asio::ip::tcp::socket socket, dist::handshake_result res,
-                                 bool initiated) {
+void distribution::connection_up(atom node, dist::transport stream, dist::handshake_result res, bool initiated) {
   std::shared_ptr<dist::connection> conn;
   bool visible = res.peer.published();
   {
@@ -445,8 +474,7 @@ void distribution::connection_up(atom node, asio::ip::tcp::socket socket, dist::
     const bool superseded = initiated && e.attempt_superseded;
     if (initiated) e.attempt_superseded = false;  // our attempt has ended, whatever happens to it now
     if ((e.conn && e.conn->is_up()) || stopping_ || superseded) {
-      boost::system::error_code ec;
-      socket.close(ec);
+      stream.close();
       log::debug("dropping a second connection to {}", node.text());
       return;
     }
@@ -454,7 +482,7 @@ void distribution::connection_up(atom node, asio::ip::tcp::socket socket, dist::
     o.net_ticktime = cfg_.net_ticktime;
     o.outbound_limit = cfg_.outbound_limit;
     o.max_packet = cfg_.max_message;
-    conn = dist::connection::create(std::move(socket), res.peer, res.this_node, o,
+    conn = dist::connection::create(std::move(stream), res.peer, res.this_node, o,
                                     std::make_shared<handler>(*this, node, alive_), res.leftover);
     e.conn = conn;
     conn->start();
@@ -474,7 +502,8 @@ void distribution::connection_up(atom node, asio::ip::tcp::socket socket, dist::
     backoff_.erase(node);
   }
   (initiated ? stats_.connected : stats_.accepted).fetch_add(1, std::memory_order_relaxed);
-  log::info("up {} ({}, {})", node.text(), visible ? "visible" : "hidden", initiated ? "we connected" : "it connected");
+  log::info("up {} ({}, {}{})", node.text(), visible ? "visible" : "hidden", initiated ? "we connected" : "it connected",
+            tls_ ? ", TLS" : "");
 }
 
 void distribution::on_down(atom node, dist::connection& c, std::error_code reason) {

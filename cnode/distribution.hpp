@@ -25,6 +25,7 @@
 #include "dist/connection.hpp"
 #include "dist/control.hpp"
 #include "dist/handshake_driver.hpp"
+#include "dist/tls.hpp"
 #include "epmd/client.hpp"
 
 namespace cnode {
@@ -47,6 +48,11 @@ struct distribution_config {
   std::size_t max_message = 128 * 1024 * 1024;  // a longer packet from a peer closes its connection
   // Peers reached without EPMD: node name -> host:port.
   std::unordered_map<std::string, epmd::node_address> static_peers;
+  // TLS distribution (inet_tls_dist): every connection, both ways, runs inside TLS. Contexts are built at start().
+  std::optional<dist::tls_options> tls;
+  // net_kernel:allow/1: when not empty, only these nodes (dist::is_allowed's forms) may connect, and only these are
+  // dialled; every other node is refused at the handshake with not_allowed.
+  std::vector<std::string> allow;
 };
 
 struct connection_info {
@@ -147,9 +153,10 @@ class distribution final : public remote_router, public dist::handshake_policy {
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> handle_accept(asio::ip::tcp::socket socket);
+  bool allowed(std::string_view node) const { return cfg_.allow.empty() || dist::is_allowed(node, cfg_.allow); }
   asio::awaitable<void> run_connect(atom node);
   void start_connect(atom node);
-  void connection_up(atom node, asio::ip::tcp::socket socket, dist::handshake_result res, bool initiated);
+  void connection_up(atom node, dist::transport stream, dist::handshake_result res, bool initiated);
   void connect_failed(atom node, const std::string& why);
   void on_packet(atom node, dist::connection& c, std::span<const std::byte> packet);
   void on_down(atom node, dist::connection& c, std::error_code reason);
@@ -167,6 +174,7 @@ class distribution final : public remote_router, public dist::handshake_policy {
   distribution_config cfg_;
   std::uint16_t port_ = 0;
   std::optional<asio::ip::tcp::acceptor> acceptor_;
+  std::shared_ptr<const dist::tls_contexts> tls_;  // set by start() when cfg_.tls
   std::optional<epmd::registration> registration_;
   spawn_handler spawn_handler_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
@@ -193,9 +201,9 @@ class distribution final : public remote_router, public dist::handshake_policy {
   };
   std::uint64_t take_handshake_slot(const std::string& address, std::function<void()> evict);
   void free_handshake_slot(std::uint64_t id);
-  // Failed cookie checks by address: after a few, that address's next handshakes start later.
+  // Failed cookie checks (and TLS handshakes) by address: after a few, that address's next handshakes start later.
   std::chrono::milliseconds failure_delay(const std::string& address);
-  void count_failure(const std::string& address, bool bad_cookie);
+  void count_failure(const std::string& address, bool failed);
   std::mutex hs_mu_;
   std::deque<handshake_slot> hs_slots_;
   std::uint64_t next_slot_id_ = 1;

@@ -1,9 +1,13 @@
 // The cnode executable: a C++ node that joins an Erlang/Elixir cluster. Options follow erl's where erl has one.
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <iostream>
+#include <sstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +16,8 @@
 
 #include "cnode/host.hpp"
 #include "cnode/log.hpp"
+#include "dist/tls.hpp"
+#include <fmt/format.h>
 #include "epmd/client.hpp"
 
 namespace {
@@ -35,6 +41,20 @@ constexpr const char* usage = R"(usage: cnode [options]
   --peer NODE=HOST:PORT   reach NODE at HOST:PORT without asking EPMD (repeatable)
   --connect NODE          connect to NODE at start, retrying with backoff (repeatable)
   --net-ticktime SECONDS  as erl -kernel net_ticktime (default: 60)
+  --net-setuptime SECONDS as erl -kernel net_setuptime: bound on each handshake step, TLS's too (default: 7)
+  --allow NODE            only NODE may connect, and only NODE is dialled (repeatable; net_kernel:allow/1's
+                          forms: name@host, host, name@)
+  --allow-file FILE       the same, one node a line ('#' starts a comment)
+  --tls-optfile FILE      TLS distribution (inet_tls_dist) with the options of FILE, erl -ssl_dist_optfile's
+                          [{server, [...]}, {client, [...]}]; the --tls-* options below win over it
+  --tls-cert FILE         TLS distribution: this node's certificate (PEM, chain after it)
+  --tls-key FILE          its private key (PEM; default: in the --tls-cert file)
+  --tls-cacerts FILE      the CAs that vouch for peers (PEM)
+  --tls-verify peer|none  check the peer's certificate, both ways (default: peer)
+  --tls-fail-if-no-peer-cert true|false  with verify peer: refuse a peer that sends no certificate (default: true)
+  --tls-server-name-indication NAME|disable  the name a server's certificate must carry (default: the host part
+                          of the node dialled)
+  --tls-versions LIST     1.2,1.3 (default: both)
   --dist-buf-busy-limit KB  outbound bytes per connection before senders wait (default: 1024, as erl +zdbbl)
   --max-message-bytes N   a longer message from a peer closes its connection (default: 134217728, 128 MiB)
   --max-mailbox N         a process with more than N messages waiting is killed (reason killed) (default: off)
@@ -64,6 +84,12 @@ struct options {
   std::vector<std::pair<std::string, epmd::node_address>> peers;
   std::vector<std::string> connect;
   unsigned net_ticktime = 60;
+  unsigned net_setuptime = 7;
+  std::vector<std::string> allow;
+  std::vector<std::string> allow_files;
+  std::optional<std::string> tls_optfile;
+  dist::tls_role_options tls;  // from --tls-*: both roles
+  bool tls_given = false;      // some --tls-* option was given
   std::size_t busy_limit_kb = 1024;
   std::size_t max_message = 128 * 1024 * 1024;
   node::mailbox_limit mailbox;
@@ -134,6 +160,44 @@ options parse(int argc, char** argv, const option_list& service_options) {
     } else if (a == "--net-ticktime") {
       o.net_ticktime = static_cast<unsigned>(number(a, value(), 3600 * 24));
       if (o.net_ticktime == 0) fail("--net-ticktime must be at least 1");
+    } else if (a == "--net-setuptime") {
+      o.net_setuptime = static_cast<unsigned>(number(a, value(), 3600));
+      if (o.net_setuptime == 0) fail("--net-setuptime must be at least 1");
+    } else if (a == "--allow") {
+      o.allow.push_back(value());
+    } else if (a == "--allow-file") {
+      o.allow_files.push_back(value());
+    } else if (a == "--tls-optfile") {
+      o.tls_optfile = value();
+    } else if (a.starts_with("--tls-")) {
+      o.tls_given = true;
+      if (a == "--tls-cert") {
+        o.tls.certfile = value();
+      } else if (a == "--tls-key") {
+        o.tls.keyfile = value();
+      } else if (a == "--tls-cacerts") {
+        o.tls.cacertfile = value();
+      } else if (a == "--tls-verify") {
+        std::string v = value();
+        if (v != "peer" && v != "none") fail("--tls-verify: peer or none");
+        o.tls.verify_peer = v == "peer";
+      } else if (a == "--tls-fail-if-no-peer-cert") {
+        std::string v = value();
+        if (v != "true" && v != "false") fail("--tls-fail-if-no-peer-cert: true or false");
+        o.tls.fail_if_no_peer_cert = v == "true";
+      } else if (a == "--tls-server-name-indication") {
+        std::string v = value();
+        if (v.empty()) fail("--tls-server-name-indication: a host name, or disable");
+        if (v == "disable") o.tls.sni_disabled = true;
+        else o.tls.server_name_indication = v;
+      } else if (a == "--tls-versions") {
+        std::string error;
+        auto v = dist::parse_tls_versions(value(), error);
+        if (!v) fail("--tls-versions: " + error);
+        o.tls.versions = *v;
+      } else {
+        fail("unknown option " + a);
+      }
     } else if (a == "--dist-buf-busy-limit") {
       o.busy_limit_kb = number(a, value(), 2 * 1024 * 1024);
     } else if (a == "--max-message-bytes") {
@@ -169,7 +233,60 @@ options parse(int argc, char** argv, const option_list& service_options) {
   }
   if (o.name.empty()) o.name = "cnode";
   if (!o.use_epmd && o.listen_port == 0) fail("--no-epmd needs --listen-port");
+  if (o.tls_given && !o.tls.certfile && !o.tls_optfile)
+    fail("the --tls-* options need --tls-cert FILE or --tls-optfile FILE (which turn TLS distribution on)");
   return o;
+}
+
+bool read_file(const std::string& path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  out = ss.str();
+  return !in.bad();
+}
+
+// --allow-file: one node a line; blank lines and '#' comments skipped. False with `error` set when unreadable.
+bool read_allow_file(const std::string& path, std::vector<std::string>& allow, std::string& error) {
+  std::string text;
+  if (!read_file(path, text)) {
+    error = fmt::format("--allow-file {}: {}", path, std::strerror(errno));
+    return false;
+  }
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
+    const auto b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos) continue;
+    const auto e = line.find_last_not_of(" \t\r");
+    allow.push_back(line.substr(b, e - b + 1));
+  }
+  return true;
+}
+
+// The TLS options: the optfile's (if any), then the command line's for both roles. False with `error` set.
+bool load_tls(const options& o, std::optional<dist::tls_options>& out, std::string& error) {
+  if (!o.tls_optfile && !o.tls.certfile) return true;
+  dist::tls_options t;
+  if (o.tls_optfile) {
+    std::string text;
+    if (!read_file(*o.tls_optfile, text)) {
+      error = fmt::format("--tls-optfile {}: {}", *o.tls_optfile, std::strerror(errno));
+      return false;
+    }
+    auto r = dist::parse_tls_optfile(text, *o.tls_optfile);
+    if (!r.error.empty()) {
+      error = "--tls-optfile " + r.error;
+      return false;
+    }
+    for (const auto& line : r.ignored) log::info("--tls-optfile {}: {}", *o.tls_optfile, line);
+    t = std::move(r.options);
+  }
+  t.override_both(o.tls);
+  out = std::move(t);
+  return true;
 }
 
 // A pasteable line for the user: iex with this node's cookie, read from its file (the cookie itself is never
@@ -216,6 +333,23 @@ int main(int argc, char** argv) {
   dc.use_epmd = o.use_epmd;
   dc.epmd_port = o.epmd_port.value_or(epmd::epmd_port_from_env());
   dc.net_ticktime = std::chrono::seconds(o.net_ticktime);
+  dc.setup_time = std::chrono::seconds(o.net_setuptime);
+  dc.allow = o.allow;
+  std::string error;
+  for (const auto& f : o.allow_files) {
+    if (!read_allow_file(f, dc.allow, error)) {
+      log::error("{}", error);
+      return 1;
+    }
+  }
+  if (!o.allow_files.empty() && dc.allow.empty()) {
+    log::error("--allow-file: no node in {}: nobody could connect", fmt::join(o.allow_files, ", "));
+    return 1;
+  }
+  if (!load_tls(o, dc.tls, error)) {
+    log::error("{}", error);
+    return 1;
+  }
   dc.outbound_limit = o.busy_limit_kb * 1024;
   dc.max_message = o.max_message;
   for (auto& [n, a] : o.peers) dc.static_peers[n] = a;

@@ -20,29 +20,18 @@ namespace asio = boost::asio;
 using asio::as_tuple;
 using asio::use_awaitable;
 
-namespace {
-
-std::error_code io_reason(const boost::system::error_code& ec) {
-  if (ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe)
-    return error::connection_closed;
-  return ec;
-}
-
-}  // namespace
-
-std::shared_ptr<connection> connection::create(asio::ip::tcp::socket socket, peer_info peer, std::string this_node,
+std::shared_ptr<connection> connection::create(transport stream, peer_info peer, std::string this_node,
                                                connection_options options,
                                                std::shared_ptr<connection_handler> handler,
                                                std::span<const std::byte> leftover) {
-  return std::shared_ptr<connection>(new connection(std::move(socket), std::move(peer), std::move(this_node),
+  return std::shared_ptr<connection>(new connection(std::move(stream), std::move(peer), std::move(this_node),
                                                     options, std::move(handler), leftover));
 }
 
-connection::connection(asio::ip::tcp::socket socket, peer_info peer, std::string this_node,
-                       connection_options options, std::shared_ptr<connection_handler> handler,
-                       std::span<const std::byte> leftover)
-    : strand_(asio::make_strand(socket.get_executor())),
-      socket_(std::move(socket)),
+connection::connection(transport stream, peer_info peer, std::string this_node, connection_options options,
+                       std::shared_ptr<connection_handler> handler, std::span<const std::byte> leftover)
+    : strand_(asio::make_strand(stream.get_executor())),
+      stream_(std::move(stream)),
       wake_(strand_),
       tick_timer_(strand_),
       peer_(std::move(peer)),
@@ -50,11 +39,12 @@ connection::connection(asio::ip::tcp::socket socket, peer_info peer, std::string
       options_(options),
       handler_(std::move(handler)),
       in_(options.max_packet),
-      ticker_(options.tick_intensity == 0 ? 1 : options.tick_intensity, !peer_.published()) {
+      ticker_(options.tick_intensity == 0 ? 1 : options.tick_intensity, !peer_.published()),
+      tls_(stream_.is_tls()) {
   if (options_.tick_intensity == 0) options_.tick_intensity = 1;
   in_.append(leftover);
   boost::system::error_code ignored;
-  socket_.set_option(asio::ip::tcp::no_delay(true), ignored);  // dist connections set nodelay too
+  stream_.socket().set_option(asio::ip::tcp::no_delay(true), ignored);  // dist connections set nodelay too
 }
 
 connection::~connection() = default;
@@ -183,9 +173,7 @@ void connection::shutdown(std::error_code reason) {
     queued_bytes_ = 0;
     waiters.swap(waiters_);
   }
-  boost::system::error_code ignored;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  socket_.close(ignored);
+  stream_.close();
   wake_.cancel();
   tick_timer_.cancel();
   for (auto& w : waiters) complete(std::move(w.handler), reason);
@@ -229,7 +217,7 @@ asio::awaitable<void> connection::reader(std::shared_ptr<connection> /*keeps us 
   if (!drain_packets()) co_return;  // what came with the handshake's last read
   for (;;) {
     const auto room = in_.prepare();
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(room.data(), room.size()), as_tuple(use_awaitable));
+    auto [ec, n] = co_await stream_.async_read_some(asio::buffer(room.data(), room.size()), as_tuple(use_awaitable));
     if (down_.load(std::memory_order_relaxed)) co_return;
     if (ec) {
       shutdown(io_reason(ec));
@@ -278,7 +266,7 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
     }
     writing_ = true;
     write_started_ = clock::now();
-    auto [ec, n] = co_await asio::async_write(socket_, buffers, as_tuple(use_awaitable));
+    auto [ec, n] = co_await asio::async_write(stream_, buffers, as_tuple(use_awaitable));
     writing_ = false;
     if (down_.load(std::memory_order_relaxed)) co_return;
     if (ec) {

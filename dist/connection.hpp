@@ -1,5 +1,5 @@
 #pragma once
-// An established distribution connection: 4-byte framed packets over TCP, one reader and one writer coroutine,
+// An established distribution connection: 4-byte framed packets over TCP or TLS (dist/transport.hpp), one reader and one writer coroutine,
 // ticks, and a bounded outbound queue whose senders wait for room (the BEAM's +zdbbl busy_dist_port).
 //
 // Threading: everything runs on the connection's strand; async_send, try_send, close and stats may be called
@@ -27,6 +27,7 @@
 #include "dist/error.hpp"
 #include "dist/framing.hpp"
 #include "dist/handshake.hpp"
+#include "dist/transport.hpp"
 
 namespace cnode::dist {
 
@@ -69,7 +70,7 @@ class connection : public std::enable_shared_from_this<connection> {
   using clock = std::chrono::steady_clock;
 
   // `leftover`: bytes the handshake read past its last message (handshake::leftover()).
-  static std::shared_ptr<connection> create(boost::asio::ip::tcp::socket socket, peer_info peer,
+  static std::shared_ptr<connection> create(transport stream, peer_info peer,
                                             std::string this_node, connection_options options,
                                             std::shared_ptr<connection_handler> handler,
                                             std::span<const std::byte> leftover = {});
@@ -107,6 +108,7 @@ class connection : public std::enable_shared_from_this<connection> {
   connection_stats stats() const;
   executor_type get_executor() const noexcept { return strand_; }
   const connection_options& options() const noexcept { return options_; }
+  bool is_tls() const noexcept { return tls_; }
 
  private:
   struct waiter {
@@ -115,7 +117,7 @@ class connection : public std::enable_shared_from_this<connection> {
     boost::asio::any_completion_handler<void(std::error_code)> handler;
   };
 
-  connection(boost::asio::ip::tcp::socket socket, peer_info peer, std::string this_node,
+  connection(transport stream, peer_info peer, std::string this_node,
              connection_options options, std::shared_ptr<connection_handler> handler,
              std::span<const std::byte> leftover);
 
@@ -131,7 +133,7 @@ class connection : public std::enable_shared_from_this<connection> {
   void shutdown(std::error_code reason);  // on the strand
 
   executor_type strand_;
-  boost::asio::ip::tcp::socket socket_;
+  transport stream_;
   boost::asio::steady_timer wake_;       // the writer sleeps on it; cancelled to wake it
   boost::asio::steady_timer tick_timer_;
   peer_info peer_;
@@ -150,6 +152,7 @@ class connection : public std::enable_shared_from_this<connection> {
   std::error_code down_reason_;
   std::atomic<bool> down_{false};
   bool started_ = false;
+  const bool tls_;
 
   // Strand-only state.
   bool wrote_since_tick_in_ = false;

@@ -23,6 +23,7 @@ class category final : public std::error_category {
       case error::already_pending: return "a connection to this node is already being replaced";
       case error::setup_timeout: return "handshake step timed out (net_setuptime)";
       case error::connection_closed: return "connection closed by peer";
+      case error::tls_failed: return "TLS handshake failed";
       case error::net_tick_timeout: return "net tick timeout: nothing received during net_ticktime";
       case error::disconnected: return "disconnected";
       case error::packet_too_large: return "packet larger than the configured maximum";
@@ -60,6 +61,7 @@ std::string_view reason_name(std::error_code ec) noexcept {
     case error::already_pending: return "already_pending";
     case error::setup_timeout: return "setup_timer_timeout";  // dist_util.erl:1172
     case error::connection_closed: return "connection_closed";
+    case error::tls_failed: return "tls_handshake_failed";
     case error::net_tick_timeout: return "net_tick_timeout";
     case error::disconnected: return "disconnected";
     case error::packet_too_large: return "packet_too_large";

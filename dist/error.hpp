@@ -23,6 +23,7 @@ enum class error {
   // both
   setup_timeout,            // a handshake step did not finish within net_setuptime
   connection_closed,        // the peer closed the socket
+  tls_failed,               // the TLS handshake failed (a certificate refused, a peer not speaking TLS, ...)
   // connection
   net_tick_timeout,         // nothing received during net_ticktime
   disconnected,             // closed on our side (explicit close)

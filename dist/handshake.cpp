@@ -13,8 +13,10 @@
 namespace cnode::dist {
 namespace {
 
-// Handshake messages are 2-byte framed: nothing can be longer; more unread input than two of them is abuse.
-constexpr std::size_t max_buffered = 2 * (2 + 0xffff);
+// Handshake messages are 2-byte framed over TCP (4-byte over TLS, but no longer): more unread input than two of them
+// is abuse.
+constexpr std::size_t max_message = 0xffff;
+constexpr std::size_t max_buffered = 2 * (4 + max_message);
 constexpr std::size_t max_name_bytes = 255;  // an atom holds at most 255 characters; names arrive as latin1
 
 std::uint16_t get16(std::span<const std::byte> b, std::size_t at) {
@@ -101,6 +103,46 @@ bool is_node_name(std::string_view name) noexcept {
   const auto at = name.find('@');
   if (at == std::string_view::npos || at == 0 || at + 1 == name.size()) return false;
   return name.find('@', at + 1) == std::string_view::npos;
+}
+
+namespace {
+
+// dist_util.erl:773 split_node: {node, Name, Host}, {host, Host}, {name, Name}, or nothing usable.
+enum class name_form { invalid, node, host, name };
+struct split_name {
+  name_form form = name_form::invalid;
+  std::string_view name, host;
+};
+
+split_name split_node(std::string_view s) noexcept {
+  const auto at = s.find('@');
+  if (at == std::string_view::npos) return s.empty() ? split_name{} : split_name{name_form::host, {}, s};
+  if (s.find('@', at + 1) != std::string_view::npos || at == 0) return {};
+  if (at + 1 == s.size()) return {name_form::name, s.substr(0, at), {}};
+  return {name_form::node, s.substr(0, at), s.substr(at + 1)};
+}
+
+}  // namespace
+
+bool is_allowed(std::string_view node, const std::vector<std::string>& allowed) noexcept {
+  const split_name n = split_node(node);
+  for (const auto& entry : allowed) {
+    if (entry == node) return true;
+    const split_name a = split_node(entry);
+    switch (a.form) {
+      case name_form::node:
+        if (n.form == name_form::node && n.name == a.name && n.host == a.host) return true;
+        break;
+      case name_form::host:
+        if ((n.form == name_form::node || n.form == name_form::host) && n.host == a.host) return true;
+        break;
+      case name_form::name:
+        if ((n.form == name_form::node || n.form == name_form::name) && n.name == a.name) return true;
+        break;
+      case name_form::invalid: break;
+    }
+  }
+  return false;
 }
 
 std::string dynamic_node_name(std::uint64_t seed, std::string_view host) {
@@ -207,7 +249,10 @@ const char* handshake::step_name() const noexcept {
 const std::string& handshake::cookie() const { return config_.cookies.for_node(peer_.node); }
 
 void handshake::send(std::span<const std::byte> msg) {
-  put16(out_, static_cast<std::uint16_t>(msg.size()));
+  if (config_.header_bytes == 4)
+    put32(out_, static_cast<std::uint32_t>(msg.size()));
+  else
+    put16(out_, static_cast<std::uint16_t>(msg.size()));
   out_.insert(out_.end(), msg.begin(), msg.end());
 }
 
@@ -238,15 +283,20 @@ void handshake::feed(std::span<const std::byte> bytes) {
 void handshake::process() {
   while (state_ == state::running) {
     const std::size_t avail = in_.size() - consumed_;
-    if (avail < 2) break;
-    const std::size_t len = get16(in_, consumed_);
+    const std::size_t hb = config_.header_bytes == 4 ? 4 : 2;
+    if (avail < hb) break;
+    const std::size_t len = hb == 4 ? get32(in_, consumed_) : get16(in_, consumed_);
     if (len == 0) {
       fail(error::bad_message, "Empty handshake message");
       break;
     }
-    if (avail < 2 + len) break;
-    const auto msg = std::span<const std::byte>(in_).subspan(consumed_ + 2, len);
-    consumed_ += 2 + len;
+    if (len > max_message) {
+      fail(error::bad_message, fmt::format("Handshake message of {} bytes (at most {})", len, max_message));
+      break;
+    }
+    if (avail < hb + len) break;
+    const auto msg = std::span<const std::byte>(in_).subspan(consumed_ + hb, len);
+    consumed_ += hb + len;
     handle(msg);
   }
   if (state_ != state::done && consumed_ != 0) {

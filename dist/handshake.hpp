@@ -4,7 +4,7 @@
 // connections. It never blocks, never throws on peer bytes, and knows nothing of sockets or time: the driver
 // (dist/handshake_driver.hpp) bounds each step by net_setuptime.
 //
-// Wire format (OTP 23+, "version 6"), every message behind a 2-byte big-endian length until 'a':
+// Wire format (OTP 23+, "version 6"), every message behind a 2-byte big-endian length until 'a' (4-byte over TLS):
 //   initiator -> 'N' Flags:64 Creation:32 NLen:16 Name        (also accepted: 'n' Version:16 Flags:32 Name)
 //   acceptor  -> 's' Status                                   ("named:" NLen:16 Name Creation:32 for NAME_ME)
 //   acceptor  -> 'N' Flags:64 Challenge:32 Creation:32 NLen:16 Name
@@ -34,6 +34,9 @@ struct handshake_config {
   dflags required = 0;                   // refused unless the peer also has these (beyond mandatory_25)
   bool request_name = false;             // initiator: ask the peer to name us (DFLAG_NAME_ME)
   cookie_jar cookies;
+  // Length header of each handshake message: 2 over TCP; 4 inside TLS, where inet_tls_dist keeps {packet, 4} from
+  // the start (inet_tls_dist.erl:272 accept_one, :585 do_setup_connect).
+  unsigned header_bytes = 2;
   // Randomness comes in from outside so that tests are deterministic: the driver fills these from RAND_bytes.
   std::uint32_t challenge = 0;           // the challenge we send
   std::uint64_t name_seed = 0;           // acceptor, NAME_ME peer: the random part of the name we assign
@@ -59,6 +62,11 @@ enum class accept_answer {
 // net_kernel's rule (net_kernel.erl:1055). Node names compare as atoms: by their UTF-8 bytes.
 accept_answer decide_accept(std::string_view this_node, std::string_view peer_node,
                             connection_state existing) noexcept;
+
+// net_kernel:allow/1's rule (dist_util.erl:826 is_allowed): `node` matches an entry that is the same node name, a
+// host ("host.example.org": any node there) or a name before '@' ("node@": that name on any host). An empty list
+// allows no one; callers skip the check when no allow list is set.
+bool is_allowed(std::string_view node, const std::vector<std::string>& allowed) noexcept;
 
 // True for "name@host" with both parts non-empty and exactly one '@' (dist_util.erl:761), at most 255 bytes.
 bool is_node_name(std::string_view name) noexcept;

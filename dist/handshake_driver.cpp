@@ -5,6 +5,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -29,26 +30,45 @@ handshake_result failed(std::error_code ec, std::string detail) {
   return r;
 }
 
-std::error_code io_reason(const boost::system::error_code& ec) {
-  if (ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe)
-    return error::connection_closed;
-  return ec;
-}
-
-// Write everything or fail; the timer bounds the step.
-asio::awaitable<std::error_code> timed_write(asio::ip::tcp::socket& socket, asio::steady_timer& timer,
-                                             std::vector<std::byte> bytes) {
-  auto r = co_await (asio::async_write(socket, asio::buffer(bytes), as_tuple(use_awaitable)) ||
+// Write everything or fail; the timer bounds the step. `detail` gets a TLS error in words.
+asio::awaitable<std::error_code> timed_write(transport& stream, asio::steady_timer& timer,
+                                             std::vector<std::byte> bytes, std::string& detail) {
+  auto r = co_await (asio::async_write(stream, asio::buffer(bytes), as_tuple(use_awaitable)) ||
                      timer.async_wait(as_tuple(use_awaitable)));
   if (r.index() == 1) co_return error::setup_timeout;
   auto [ec, n] = std::get<0>(r);
+  if (ec) detail = stream.describe(ec);
   co_return ec ? io_reason(ec) : std::error_code{};
+}
+
+// The TLS handshake of a TLS transport (nothing for TCP), bounded by the setup time: a peer that connects and says
+// nothing, or stops half-way, loses its connection like one that stalls the distribution handshake.
+asio::awaitable<handshake_result> tls_handshake(transport& stream, bool server, std::chrono::milliseconds setup_time,
+                                                const std::string& peer) {
+  if (!stream.is_tls()) co_return handshake_result{};
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  timer.expires_after(setup_time);
+  const auto type = server ? asio::ssl::stream_base::server : asio::ssl::stream_base::client;
+  auto r = co_await (stream.tls().async_handshake(type, as_tuple(use_awaitable)) ||
+                     timer.async_wait(as_tuple(use_awaitable)));
+  if (r.index() == 1)
+    co_return failed(error::setup_timeout,
+                     fmt::format("TLS handshake with {} timed out after {} ms", peer, setup_time.count()));
+  auto [ec] = std::get<0>(r);
+  if (ec) co_return failed(error::tls_failed, fmt::format("TLS handshake with {}: {}", peer, stream.describe(ec)));
+  co_return handshake_result{};
+}
+
+std::string endpoint_label(transport& stream) {
+  boost::system::error_code ec;
+  auto ep = stream.socket().remote_endpoint(ec);
+  return ec ? std::string("an unknown address") : fmt::format("{}:{}", ep.address().to_string(), ep.port());
 }
 
 }  // namespace
 
-asio::awaitable<handshake_result> run_handshake(asio::ip::tcp::socket& socket, handshake& hs,
-                                                handshake_policy& policy, std::chrono::milliseconds setup_time) {
+asio::awaitable<handshake_result> run_handshake(transport& stream, handshake& hs, handshake_policy& policy,
+                                                std::chrono::milliseconds setup_time) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   std::array<std::byte, 4096> buf;
   auto deadline = clock::now() + setup_time;
@@ -63,9 +83,11 @@ asio::awaitable<handshake_result> run_handshake(asio::ip::tcp::socket& socket, h
   for (;;) {
     if (hs.has_output()) {
       timer.expires_at(deadline);
-      if (auto ec = co_await timed_write(socket, timer, hs.take_output()); ec) {
+      std::string why;
+      if (auto ec = co_await timed_write(stream, timer, hs.take_output(), why); ec) {
         if (hs.current() == handshake::state::failed) break;  // report the handshake's own reason
-        co_return with_peer(failed(ec, fmt::format("Handshake with {}: write failed: {}", peer_label(), ec.message())));
+        co_return with_peer(failed(ec, fmt::format("Handshake with {}: write failed: {}", peer_label(),
+                                                   why.empty() ? ec.message() : why)));
       }
       deadline = clock::now() + setup_time;  // our step is done: the peer gets a fresh net_setuptime
     }
@@ -102,7 +124,7 @@ asio::awaitable<handshake_result> run_handshake(asio::ip::tcp::socket& socket, h
       case handshake::state::running: break;
     }
     timer.expires_at(deadline);
-    auto r = co_await (socket.async_read_some(asio::buffer(buf), as_tuple(use_awaitable)) ||
+    auto r = co_await (stream.async_read_some(asio::buffer(buf), as_tuple(use_awaitable)) ||
                        timer.async_wait(as_tuple(use_awaitable)));
     if (r.index() == 1)
       co_return with_peer(failed(error::setup_timeout,
@@ -117,25 +139,32 @@ asio::awaitable<handshake_result> run_handshake(asio::ip::tcp::socket& socket, h
             reason, fmt::format("Connection attempt to node {}: closed by the peer after our challenge reply "
                                 "(wrong cookie?)",
                                 peer_label())));
-      co_return with_peer(failed(
-          reason, fmt::format("Handshake with {} ({}): {}", peer_label(), hs.step_name(), reason.message())));
+      // Over TLS 1.3 a server that refuses our certificate says so after our side of the TLS handshake is done:
+      // its alert arrives here.
+      co_return with_peer(failed(reason, fmt::format("Handshake with {} ({}): {}", peer_label(), hs.step_name(),
+                                                     stream.describe(ec))));
     }
     hs.feed(std::span<const std::byte>(buf.data(), n));
   }
   co_return with_peer(failed(hs.error(), hs.detail()));
 }
 
-asio::awaitable<handshake_result> accept_handshake(asio::ip::tcp::socket& socket, handshake_config config,
+asio::awaitable<handshake_result> accept_handshake(transport& stream, handshake_config config,
                                                    handshake_policy& policy, std::chrono::milliseconds setup_time) {
+  if (stream.is_tls()) {
+    auto t = co_await tls_handshake(stream, true, setup_time, endpoint_label(stream));
+    if (t.ec) co_return t;
+    config.header_bytes = 4;
+  }
   randomize(config);
   auto hs = handshake::acceptor(std::move(config));
-  co_return co_await run_handshake(socket, hs, policy, setup_time);
+  co_return co_await run_handshake(stream, hs, policy, setup_time);
 }
 
-asio::awaitable<handshake_result> connect_handshake(asio::ip::tcp::socket& socket, std::string host,
-                                                    std::uint16_t port, std::string peer_node,
-                                                    handshake_config config, handshake_policy& policy,
-                                                    std::chrono::milliseconds setup_time) {
+asio::awaitable<handshake_result> connect_handshake(transport& stream, std::string host, std::uint16_t port,
+                                                    std::string peer_node, handshake_config config,
+                                                    handshake_policy& policy, std::chrono::milliseconds setup_time) {
+  auto& socket = stream.socket();
   auto ex = co_await asio::this_coro::executor;
   asio::steady_timer timer(ex);
   asio::ip::tcp::resolver resolver(ex);
@@ -156,9 +185,33 @@ asio::awaitable<handshake_result> connect_handshake(asio::ip::tcp::socket& socke
     co_return failed(cec, fmt::format("Cannot connect to {} at {}:{}: {}", peer_node, host, port, cec.message()));
   boost::system::error_code ignored;
   socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+  if (stream.is_tls()) {
+    auto t = co_await tls_handshake(stream, false, setup_time, fmt::format("{} at {}:{}", peer_node, host, port));
+    if (t.ec) co_return t;
+    config.header_bytes = 4;
+  }
   randomize(config);
   auto hs = handshake::initiator(std::move(config), std::move(peer_node));
-  co_return co_await run_handshake(socket, hs, policy, setup_time);
+  co_return co_await run_handshake(stream, hs, policy, setup_time);
+}
+
+asio::awaitable<handshake_result> accept_handshake(asio::ip::tcp::socket& socket, handshake_config config,
+                                                   handshake_policy& policy, std::chrono::milliseconds setup_time) {
+  transport stream(std::move(socket));
+  auto r = co_await accept_handshake(stream, std::move(config), policy, setup_time);
+  socket = std::move(stream.socket());
+  co_return r;
+}
+
+asio::awaitable<handshake_result> connect_handshake(asio::ip::tcp::socket& socket, std::string host,
+                                                    std::uint16_t port, std::string peer_node,
+                                                    handshake_config config, handshake_policy& policy,
+                                                    std::chrono::milliseconds setup_time) {
+  transport stream(std::move(socket));
+  auto r = co_await connect_handshake(stream, std::move(host), port, std::move(peer_node), std::move(config), policy,
+                                      setup_time);
+  socket = std::move(stream.socket());
+  co_return r;
 }
 
 }  // namespace cnode::dist

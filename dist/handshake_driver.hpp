@@ -1,6 +1,7 @@
 #pragma once
-// Runs a dist::handshake over a TCP socket: the thin Asio shell around the sans-I/O state machine. Each step is
-// bounded by net_setuptime (default 7 s, net_kernel:connecttime/0), so a stalled peer is dropped.
+// Runs a dist::handshake over a transport (TCP, or TLS over TCP): the thin Asio shell around the sans-I/O state
+// machine. Each step is bounded by net_setuptime (default 7 s, net_kernel:connecttime/0), so a stalled peer is
+// dropped; over TLS the TLS handshake comes first, bounded the same way (ssl:handshake(.., connecttime())).
 
 #include <chrono>
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "dist/handshake.hpp"
+#include "dist/transport.hpp"
 
 namespace cnode::dist {
 
@@ -41,18 +43,28 @@ struct handshake_result {
   std::vector<std::byte> leftover;  // pass to connection::create
 };
 
-// Drives `hs` on a connected socket until done or failed. On failure whatever the machine still had to say
-// (e.g. "snot_allowed") is written before returning; the caller closes the socket.
-boost::asio::awaitable<handshake_result> run_handshake(boost::asio::ip::tcp::socket& socket, handshake& hs,
-                                                       handshake_policy& policy,
+// Drives `hs` on a connected stream (past its TLS handshake) until done or failed. On failure whatever the machine
+// still had to say (e.g. "snot_allowed") is written before returning; the caller closes the stream.
+boost::asio::awaitable<handshake_result> run_handshake(transport& stream, handshake& hs, handshake_policy& policy,
                                                        std::chrono::milliseconds setup_time = default_setup_time);
 
-// An accepted socket: the acceptor role. config.challenge etc. are randomized here.
+// An accepted connection: the TLS handshake (server) when the transport is TLS, then the acceptor role.
+// config.challenge etc. are randomized here.
+boost::asio::awaitable<handshake_result> accept_handshake(transport& stream, handshake_config config,
+                                                          handshake_policy& policy,
+                                                          std::chrono::milliseconds setup_time = default_setup_time);
+
+// Connects stream.socket() to host:port (resolve and connect bounded by setup_time too), the TLS handshake (client;
+// set_server_name first) when the transport is TLS, then the initiator role.
+boost::asio::awaitable<handshake_result> connect_handshake(transport& stream, std::string host, std::uint16_t port,
+                                                           std::string peer_node, handshake_config config,
+                                                           handshake_policy& policy,
+                                                           std::chrono::milliseconds setup_time = default_setup_time);
+
+// The same over a plain socket, which stays the caller's.
 boost::asio::awaitable<handshake_result> accept_handshake(boost::asio::ip::tcp::socket& socket,
                                                           handshake_config config, handshake_policy& policy,
                                                           std::chrono::milliseconds setup_time = default_setup_time);
-
-// Connects to host:port (resolve and connect bounded by setup_time too), then the initiator role.
 boost::asio::awaitable<handshake_result> connect_handshake(boost::asio::ip::tcp::socket& socket, std::string host,
                                                            std::uint16_t port, std::string peer_node,
                                                            handshake_config config, handshake_policy& policy,
