@@ -466,6 +466,7 @@ void distribution::answer_unreachable(const term& to, const signal& s) {
 void distribution::connection_up(atom node, dist::transport stream, dist::handshake_result res, bool initiated) {
   std::shared_ptr<dist::connection> conn;
   bool visible = res.peer.published();
+  const std::string tls = stream.is_tls() ? ", " + stream.tls_version() : std::string();
   {
     std::lock_guard lock(mu_);
     peer& e = peers_[node];
@@ -503,7 +504,7 @@ void distribution::connection_up(atom node, dist::transport stream, dist::handsh
   }
   (initiated ? stats_.connected : stats_.accepted).fetch_add(1, std::memory_order_relaxed);
   log::info("up {} ({}, {}{})", node.text(), visible ? "visible" : "hidden", initiated ? "we connected" : "it connected",
-            tls_ ? ", TLS" : "");
+            tls);
 }
 
 void distribution::on_down(atom node, dist::connection& c, std::error_code reason) {

@@ -2,6 +2,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509err.h>
 
 #include <algorithm>
 #include <stdexcept>
@@ -327,8 +328,11 @@ std::shared_ptr<asio::ssl::context> make_context(const tls_role_options& o, bool
     if (SSL_CTX_use_certificate_chain_file(c, o.certfile->c_str()) != 1)
       throw fail(fmt::format("cannot load the certificate {}", *o.certfile));
     const std::string& key = o.keyfile ? *o.keyfile : *o.certfile;
-    if (SSL_CTX_use_PrivateKey_file(c, key.c_str(), SSL_FILETYPE_PEM) != 1)
+    if (SSL_CTX_use_PrivateKey_file(c, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+        throw fail(fmt::format("the key {} does not belong to the certificate {}", key, *o.certfile));
       throw fail(fmt::format("cannot load the private key {}", key));
+    }
     if (SSL_CTX_check_private_key(c) != 1)
       throw fail(fmt::format("the key {} does not belong to the certificate {}", key, *o.certfile));
   } else if (server) {

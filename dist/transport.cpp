@@ -67,6 +67,10 @@ std::optional<bool> transport::peer_certificate_names(const std::string& host) {
   return X509_check_host(cert, host.data(), host.size(), 0, nullptr) == 1;
 }
 
+std::string transport::tls_version() const {
+  return tls_ ? SSL_get_version(const_cast<tls_stream&>(tls_->stream).native_handle()) : "";
+}
+
 void transport::close() noexcept {
   boost::system::error_code ignored;
   socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -110,16 +114,17 @@ const char* alert_words(int reason) {
     case SSL_R_TLSV1_ALERT_UNKNOWN_CA: return "the peer refused our certificate: unknown CA";
     case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED: return "the peer refused our certificate: certificate expired";
     case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED: return "the peer refused our certificate: certificate revoked";
-    // OTP answers a host name that does not match with bad_certificate (ssl_handshake.erl path_validation_alert).
-    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
-      return "the peer refused our certificate: bad certificate (a wrong host name, for an OTP peer)";
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE: return "the peer refused our certificate: bad certificate";
     case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE: return "the peer refused our certificate: unsupported certificate";
     case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN: return "the peer refused our certificate: certificate unknown";
     case SSL_R_TLSV1_ALERT_ACCESS_DENIED: return "the peer refused our certificate: access denied";
     case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
       return "the peer requires a client certificate and we sent none (mutual authentication)";
+    // OTP 25 answers a certificate issued to another host with handshake_failure ({bad_cert,hostname_check_failed}),
+    // and so does its TLS 1.2 server for a missing client certificate.
     case SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE:
-      return "the peer refused the handshake (no shared cipher or version, or it requires a client certificate)";
+      return "the peer refused the handshake (our certificate is issued to another host name, or it requires a "
+             "client certificate, or no cipher in common)";
     case SSL_R_TLSV1_ALERT_PROTOCOL_VERSION: return "the peer refused the TLS version (no common version)";
     case SSL_R_TLSV1_ALERT_INSUFFICIENT_SECURITY: return "the peer refused the ciphers as too weak";
     default: return nullptr;

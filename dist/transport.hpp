@@ -82,6 +82,9 @@ class transport {
   // the peer sent no certificate (or the stream is plain TCP).
   std::optional<bool> peer_certificate_names(const std::string& host);
 
+  // The negotiated protocol ("TLSv1.3"), or "" for plain TCP.
+  std::string tls_version() const;
+
   // Shuts the TCP socket down and closes it: pending operations end at once (no TLS close_notify is waited for).
   void close() noexcept;
 

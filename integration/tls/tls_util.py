@@ -2,8 +2,10 @@
 node certificates, an expired one, one for another host, one from a CA nobody trusts), erl -ssl_dist_optfile files,
 and erl/elixir/cnode nodes that speak inet_tls_dist."""
 import os
+import socket
 import subprocess
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "cnode"))
@@ -143,3 +145,18 @@ def cli_tls(pki, cert="node", ca="ca", extra=()):
 
 def tls_cnode(c, pki, cert="node", ca="ca", extra=(), **kw):
     return start_cnode(c, extra=cli_tls(pki, cert, ca) + list(extra), **kw)
+
+
+def closed_by_peer(s, timeout):
+    """True once the peer closes s (EOF or reset) within timeout seconds; whatever it sends first is read away."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            if s.recv(4096) == b"":
+                return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+    return False
