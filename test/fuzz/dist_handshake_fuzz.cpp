@@ -101,6 +101,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* raw, std::size_t size)
     }
     (void)hs.leftover();
   }
+  {  // both roles inside TLS: 4-byte message headers (inet_tls_dist keeps {packet, 4})
+    auto c = config("b@h");
+    c.header_bytes = 4;
+    auto acc = handshake::acceptor(c);
+    feed_chunks(acc, data, chunk, mode);
+    auto ic = config("a@h");
+    ic.header_bytes = 4;
+    auto ini = handshake::initiator(ic, "b@h");
+    (void)ini.take_output();
+    feed_chunks(ini, data, chunk, mode);
+    if (acc.current() == handshake::state::done && acc.peer().effective == 0) __builtin_trap();
+  }
   {  // the 4-byte framing after the handshake
     frame_buffer fb(1 << 16, 64);
     auto rest = data;
