@@ -7,17 +7,18 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
-#include <sstream>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "cnode/host.hpp"
 #include "cnode/log.hpp"
 #include "dist/tls.hpp"
-#include <fmt/format.h>
 #include "epmd/client.hpp"
 
 namespace {

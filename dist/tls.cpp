@@ -19,8 +19,12 @@ using etf::term;
 
 void tls_options::override_both(const tls_role_options& cli) {
   for (tls_role_options* r : {&server, &client}) {
-    if (cli.certfile) r->certfile = cli.certfile;
-    if (cli.keyfile) r->keyfile = cli.keyfile;
+    if (cli.certfile) {  // a certificate from the command line comes with its own key (or none: in the file)
+      r->certfile = cli.certfile;
+      r->keyfile = cli.keyfile;
+    } else if (cli.keyfile) {
+      r->keyfile = cli.keyfile;
+    }
     if (cli.cacertfile) r->cacertfile = cli.cacertfile;
     if (cli.verify_peer) r->verify_peer = cli.verify_peer;
     if (cli.versions) r->versions = cli.versions;

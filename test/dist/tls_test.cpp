@@ -116,6 +116,12 @@ TEST_CASE("optfile: the BEAM's [{server, Opts}, {client, Opts}] onto options") {
   CHECK(tls_server_name(o.client, "n@h") == "name.example");
   CHECK(tls_server_name(r.options.client, "n@h").empty());
   CHECK(tls_server_name(tls_role_options{}, "n@host.example") == "host.example");
+  // a certificate from the command line does not keep the optfile's key
+  tls_role_options cert_only;
+  cert_only.certfile = "/cli.pem";
+  o.override_both(cert_only);
+  CHECK(*o.server.certfile == "/cli.pem");
+  CHECK_FALSE(o.server.keyfile);
 
   // the last of a repeated option wins, as in ssl:handle_options
   CHECK(*parse_tls_optfile("[{server, [{depth, 1}, {depth, 2}]}].", "f").options.server.depth == 2);
