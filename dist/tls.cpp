@@ -11,6 +11,7 @@
 
 #include "etf/format.hpp"
 #include "etf/parse.hpp"
+#include "etf/utf8.hpp"
 
 namespace cnode::dist {
 
@@ -73,22 +74,7 @@ std::optional<std::string> as_string(const term& t) {
   std::string s;
   for (const auto& c : chars) {
     if (!c.is_small() || c.small() < 0 || c.small() > 0x10FFFF) return std::nullopt;
-    const auto cp = static_cast<std::uint32_t>(c.small());
-    if (cp < 0x80) {
-      s += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      s += static_cast<char>(0xC0 | (cp >> 6));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      s += static_cast<char>(0xE0 | (cp >> 12));
-      s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      s += static_cast<char>(0xF0 | (cp >> 18));
-      s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
+    etf::append_utf8(s, static_cast<std::uint32_t>(c.small()));
   }
   return s;
 }

@@ -38,6 +38,15 @@ LOOPS = ("defmodule BenchLoops do "
          "System.monotonic_time(:microsecond) - t0 end end; :ok")
 
 
+def start_beam_echo(a):
+    """Compiles and starts the BEAM's echo on the node a keeps as Process.get(:t)."""
+    code = BEAM_ECHO.replace("\\", "\\\\").replace('"', '\\"')
+    a.eval(f":erpc.call(Process.get(:t), Code, :eval_string, [\"{code}\"]); "
+           "Node.spawn(Process.get(:t), Echo, :start, []); :ok")
+    harness.wait_until(lambda: a.eval(":erpc.call(Process.get(:t), Process, :whereis, [:echo]) |> is_pid()")
+                       == "true", 10, "the echo process")
+
+
 def run(kind, rounds, stream, threads=None):
     c = harness.Cluster()
     try:
@@ -49,11 +58,7 @@ def run(kind, rounds, stream, threads=None):
         a = c.elixir("a")
         a.eval(f"Process.put(:t, :\"{t}\"); true = Node.connect(Process.get(:t)); :ok")
         if kind == "beam":
-            code = BEAM_ECHO.replace("\\", "\\\\").replace('"', '\\"')
-            a.eval(f":erpc.call(Process.get(:t), Code, :eval_string, [\"{code}\"]); "
-                   "Node.spawn(Process.get(:t), Echo, :start, []); :ok")
-            harness.wait_until(lambda: a.eval(":erpc.call(Process.get(:t), Process, :whereis, [:echo]) |> is_pid()")
-                               == "true", 10, "the echo process")
+            start_beam_echo(a)
         a.eval(LOOPS)
         out = {}
         for k, n in (("erpc", rounds), ("call", rounds), ("stream", stream)):

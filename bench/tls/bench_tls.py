@@ -16,7 +16,7 @@ sys.path[:0] = [os.path.join(HERE, "..", "..", "integration", "lib"), os.path.jo
                                                                                    "tls"), os.path.join(HERE, "..", "cnode")]
 import harness  # noqa: E402
 import tls_util as T  # noqa: E402
-from bench_cnode import BEAM_ECHO, LOOPS  # noqa: E402
+from bench_cnode import LOOPS, start_beam_echo  # noqa: E402
 
 BIG = ("b = :crypto.strong_rand_bytes(8_000_000); t0 = System.monotonic_time(:microsecond); "
        "for _ <- 1..10, do: ^b = GenServer.call({:echo, Process.get(:t)}, b, 60_000); "
@@ -36,11 +36,7 @@ def run(tls, beam, calls, stream):
         a = T.tls_elixir(c, "a", conf) if tls else c.elixir("a")
         a.eval(f"Process.put(:t, :\"{t.node}\"); true = Node.connect(Process.get(:t)); :ok")
         if beam:
-            code = BEAM_ECHO.replace("\\", "\\\\").replace('"', '\\"')
-            a.eval(f":erpc.call(Process.get(:t), Code, :eval_string, [\"{code}\"]); "
-                   "Node.spawn(Process.get(:t), Echo, :start, []); :ok")
-            harness.wait_until(lambda: a.eval(":erpc.call(Process.get(:t), Process, :whereis, [:echo]) |> is_pid()")
-                               == "true", 10, "the echo process")
+            start_beam_echo(a)
         a.eval(LOOPS)
         return (float(a.eval(f"BenchLoops.call(Process.get(:t), {calls})", timeout=600)),
                 float(a.eval(f"BenchLoops.stream(Process.get(:t), {stream})", timeout=600)),
