@@ -840,6 +840,12 @@ std::vector<atom> distribution::nodes(bool visible, bool hidden) const {
   return out;
 }
 
+bool distribution::is_connected(atom node) const {
+  std::lock_guard lock(mu_);
+  auto it = peers_.find(node);
+  return it != peers_.end() && it->second.conn && it->second.conn->is_up();
+}
+
 std::vector<connection_info> distribution::connections() const {
   std::vector<connection_info> out;
   std::lock_guard lock(mu_);

@@ -116,6 +116,7 @@ class distribution final : public remote_router, public dist::handshake_policy {
   std::string cookie() const;
   std::string cookie(atom node) const;
   std::vector<atom> nodes(bool visible, bool hidden) const;
+  bool is_connected(atom node) const;  // a connection to node is up
   std::vector<connection_info> connections() const;
   const distribution_stats& stats() const noexcept { return stats_; }
   // Listening, and (with EPMD) registered there.

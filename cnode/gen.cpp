@@ -71,4 +71,12 @@ void reply(process& self, const term& from, term r) {
   else self.send(to, std::move(msg));
 }
 
+void reply_noconnect(process& self, const term& from, term r) {
+  if (!from.is_tuple(2)) return;
+  const term& tag = from.element(1);
+  term msg = term::tuple({tag, std::move(r)});
+  if (auto alias = alias_target(tag)) self.send_noconnect(*alias, std::move(msg));
+  else self.send_noconnect(from.element(0), std::move(msg));
+}
+
 }  // namespace cnode::gen

@@ -19,5 +19,8 @@ bool is_cast(const term& msg, term& request);
 // Sends {Tag, Reply} where gen:reply would: to the alias for alias tags, else to the pid.
 void reply(process& self, const term& from, term reply);
 void reply(node& n, const term& from, term reply);
+// As reply/3, sent as erlang:send(_, _, [noconnect]) does: never suspends the replier on a busy connection (a
+// service that must keep serving while one caller's node is frozen), dropped when the caller's node is not connected.
+void reply_noconnect(process& self, const term& from, term reply);
 
 }  // namespace cnode::gen

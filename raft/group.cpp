@@ -21,6 +21,7 @@ term error(const char* why) { return term::tuple({a("error"), a(why)}); }
 bool is(const term& r, const char* t, std::size_t arity) { return r.is_tuple(arity) && r.element(0).is_atom(atom(t)); }
 constexpr int max_hops = 3;  // a call handed on between members that disagree on the leader goes back to waiting
 
+
 // The pid of a gen_call From ({Pid, Tag}, or {Pid, [alias | Ref]}).
 std::optional<term> caller_pid(const term& from) {
   if (from.is_tuple(2) && from.element(0).is_pid()) return from.element(0);
@@ -56,6 +57,16 @@ asio::awaitable<void> registrar_loop(process& self, function_table& fns, term na
 }
 
 }  // namespace
+
+// Replies and events never suspend the group on a busy connection (a frozen client must not stall the others):
+// noconnect while the caller's node is connected; a plain send brings the connection up otherwise (a caller that
+// reached us through a follower), and a connection that is only coming up is not busy.
+void group_process::answer(process& self, const term& from, term reply) {
+  if (from.is_tuple(2) && from.element(0).is_pid() && !self.node().is_local(from.element(0)) &&
+      !d_.is_connected(from.element(0).node_of()))
+    return gen::reply(self, from, std::move(reply));
+  gen::reply_noconnect(self, from, std::move(reply));
+}
 
 group_process::group_process(group_config g, timing t, distribution& d, function_table& fns, bool global_running,
                              std::unique_ptr<group_storage> storage, recovered_state rec)
@@ -190,14 +201,14 @@ void group_process::propose(process& self, const term& from, const term& request
 
 void group_process::handle_call(process& self, const term& from, const term& r, clock::time_point deadline,
                                 int hops) {
-  if (r.is_atom(atom("status"))) return gen::reply(self, from, status());
-  if (is(r, "get", 3) && r.element(2).is_atom(atom("local"))) return gen::reply(self, from, kv_.get(r.element(1)));
+  if (r.is_atom(atom("status"))) return answer(self, from, status());
+  if (is(r, "get", 3) && r.element(2).is_atom(atom("local"))) return answer(self, from, kv_.get(r.element(1)));
   if (is(r, "watch", 2)) {
     auto pid = caller_pid(from);
-    if (!pid) return gen::reply(self, from, error("badarg"));
+    if (!pid) return answer(self, from, error("badarg"));
     term ref = self.make_ref();
     watchers_[etf::to_string(r.element(1))].push_back({ref, *pid, self.monitor(*pid), r.element(1)});
-    return gen::reply(self, from, term::tuple({a("ok"), ref}));
+    return answer(self, from, term::tuple({a("ok"), ref}));
   }
   if (is(r, "unwatch", 2)) {
     for (auto& [k, ws] : watchers_)
@@ -207,7 +218,7 @@ void group_process::handle_call(process& self, const term& from, const term& r, 
         return true;
       });
     std::erase_if(watchers_, [](const auto& kv) { return kv.second.empty(); });
-    return gen::reply(self, from, a("ok"));
+    return answer(self, from, a("ok"));
   }
   const bool leader = core_->current_role() == role::leader;
   if (is(r, "get", 2)) {
@@ -224,32 +235,32 @@ void group_process::handle_call(process& self, const term& from, const term& r, 
     auto ms = core_->members();
     const bool present = std::find(ms.begin(), ms.end(), node) != ms.end();
     const bool add = is(r, "add_member", 2);
-    if (add == present) return gen::reply(self, from, error(add ? "already_member" : "not_member"));
-    if (node.find('@') == std::string::npos) return gen::reply(self, from, error("badarg"));
+    if (add == present) return answer(self, from, error(add ? "already_member" : "not_member"));
+    if (node.find('@') == std::string::npos) return answer(self, from, error("badarg"));
     if (add) ms.push_back(node);
     else std::erase(ms, node);
     index_t at = 0;
     switch (core_->propose_members(ms, &at)) {
       case change_error::ok: pending_[at] = pending_call{from, core_->current_term(), deadline}; return;
-      case change_error::in_progress: return gen::reply(self, from, error("change_in_progress"));
-      case change_error::empty: return gen::reply(self, from, error("last_member"));
+      case change_error::in_progress: return answer(self, from, error("change_in_progress"));
+      case change_error::empty: return answer(self, from, error("last_member"));
       case change_error::not_leader: return forward(self, from, r, deadline, hops);
-      case change_error::not_one_server: return gen::reply(self, from, error("badarg"));
+      case change_error::not_one_server: return answer(self, from, error("badarg"));
     }
     return;
   }
   if (is(r, "transfer_leadership", 2) && r.element(1).is_atom()) {
     const std::string to(r.element(1).atom_value().text());
-    if (!core_->is_member(to)) return gen::reply(self, from, error("not_member"));
-    if (core_->leader() == to && leader == (to == self.node().name())) return gen::reply(self, from, a("ok"));
+    if (!core_->is_member(to)) return answer(self, from, error("not_member"));
+    if (core_->leader() == to && leader == (to == self.node().name())) return answer(self, from, a("ok"));
     if (!leader) return forward(self, from, r, deadline, hops);
-    if (!core_->transfer_leadership(to)) return gen::reply(self, from, error("unavailable"));
+    if (!core_->transfer_leadership(to)) return answer(self, from, error("unavailable"));
     transfers_.push_back({from, to, deadline});
     return;
   }
   if (r.is_atom(atom("$raft_handover"))) {
     // The node is stopping: a leader hands over to the most up-to-date member first.
-    if (!leader) return gen::reply(self, from, a("ok"));
+    if (!leader) return answer(self, from, a("ok"));
     member_id best;
     index_t best_match = 0;
     for (const auto& [id, match] : core_->match_indexes())
@@ -257,16 +268,16 @@ void group_process::handle_call(process& self, const term& from, const term& r, 
         best = id;
         best_match = match;
       }
-    if (best.empty() || !core_->transfer_leadership(best)) return gen::reply(self, from, a("ok"));
+    if (best.empty() || !core_->transfer_leadership(best)) return answer(self, from, a("ok"));
     log::info("raft: group {}: handing leadership to {} before stopping", g_.name, best);
     transfers_.push_back({from, best, deadline});
     return;
   }
-  if (!kv_machine::is_command(r)) return gen::reply(self, from, error("badarg"));
+  if (!kv_machine::is_command(r)) return answer(self, from, error("badarg"));
   if (!leader) return forward(self, from, r, deadline, hops);
   if (is(r, "lock", 3)) {
     auto pid = caller_pid(from);
-    if (!pid) return gen::reply(self, from, error("badarg"));
+    if (!pid) return answer(self, from, error("badarg"));
     return propose(self, from, r, term::tuple({a("lock"), r.element(1), r.element(2), *pid}), deadline);
   }
   propose(self, from, r, r, deadline);
@@ -350,15 +361,15 @@ void group_process::apply(process& self, const entry& e) {
   auto it = pending_.find(e.index);
   if (it == pending_.end()) return;
   // Our proposal at this index was committed only if the entry is ours (same term); else it was replaced.
-  if (it->second.in_term == e.term) gen::reply(self, it->second.from, std::move(result));
-  else gen::reply(self, it->second.from, error("unavailable"));
+  if (it->second.in_term == e.term) answer(self, it->second.from, std::move(result));
+  else answer(self, it->second.from, error("unavailable"));
   pending_.erase(it);
 }
 
 void group_process::answer_reads(process& self) {
   while (!reads_at_.empty() && reads_at_.begin()->first <= last_applied_) {
     auto& r = reads_at_.begin()->second;
-    gen::reply(self, r.from, kv_.get(r.key));
+    answer(self, r.from, kv_.get(r.key));
     reads_at_.erase(reads_at_.begin());
   }
 }
@@ -385,7 +396,7 @@ void group_process::check_leadership(process& self) {
   std::erase_if(transfers_, [&](const pending_transfer& t) {
     auto l = core_->leader();
     if (!l || *l == self.node().name()) return false;
-    gen::reply(self, t.from, *l == t.to ? a("ok") : error("unavailable"));
+    answer(self, t.from, *l == t.to ? a("ok") : error("unavailable"));
     return true;
   });
 }
@@ -395,7 +406,7 @@ void group_process::expire(process& self) {
   const term unavailable = error("unavailable");
   auto give_up = [&](const term& from) {
     ++stats_.unavailable;
-    gen::reply(self, from, unavailable);
+    answer(self, from, unavailable);
   };
   for (auto it = pending_.begin(); it != pending_.end();) {
     // A proposal of a term that is over, or past its deadline, may or may not commit: the caller is told so.
@@ -418,7 +429,7 @@ void group_process::expire(process& self) {
   }
   std::erase_if(transfers_, [&](const pending_transfer& t) {
     if (t.deadline > now) return false;
-    gen::reply(self, t.from, error("timeout"));
+    answer(self, t.from, error("timeout"));
     return true;
   });
   // Locks whose ttl ran out on this leader's clock are released through the log.
@@ -446,7 +457,7 @@ void group_process::notify_watchers(process& self, const term& key) {
   auto it = watchers_.find(etf::to_string(key));
   if (it == watchers_.end()) return;
   const term value = kv_.get(key);
-  for (const auto& w : it->second) self.send(w.pid, term::tuple({a("kv_event"), w.ref, key, value}));
+  for (const auto& w : it->second) self.send_noconnect(w.pid, term::tuple({a("kv_event"), w.ref, key, value}));
 }
 
 void group_process::maybe_snapshot(process& self) {

@@ -103,6 +103,7 @@ class group_process {
     term ref, pid, monitor, key;
   };
 
+  void answer(process& self, const term& from, term reply);
   void keep_connected(process& self);
   void handle(process& self, const term& m);
   void handle_call(process& self, const term& from, const term& request, clock::time_point deadline, int hops);

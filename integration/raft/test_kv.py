@@ -3,7 +3,9 @@ GenServer.call; followers hand calls to the leader; concurrent increments lose n
 is replaced and what was acknowledged is still there."""
 import os
 import re
+import signal
 import sys
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cnode"))
 import harness  # noqa: E402
@@ -91,6 +93,43 @@ def test_leader_killed_acknowledged_writes_survive(c):
     # With one member of three gone the group still has a majority; a call to the dead member exits as usual.
     assert ex.eval(f"try do GenServer.call({{:kv, :\"{lead}\"}}, :status, 2000) catch :exit, _ -> :exited end") \
         == ":exited"
+
+
+def test_a_frozen_member_or_client_stalls_nothing(c):
+    """A follower frozen with SIGSTOP (and a frozen client node with calls pending) must not slow the group: the
+    leader keeps answering the healthy client; its sends to the frozen nodes never suspend it."""
+    nodes, ex = group(c)
+    lead = harness.wait_until(lambda: leader(ex), 15, "a leader")
+    frozen = next(p for p in nodes if p.node != lead)
+    slow = c.elixir("slowclient")
+    # The slow client watches a key, then freezes: the events it is owed (40 MB below) go far beyond the kernel's
+    # socket buffers and the distribution's busy limit.
+    assert slow.eval(f"GenServer.call({{:kv, :\"{lead}\"}}, {{:watch, :big}}) |> elem(0)") == ":ok"
+    stopped = [frozen.p.pid, slow.p.pid]
+    try:
+        for pid in stopped:
+            os.killpg(pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        # (Errors are summed up short: a failed call's message would carry the megabyte value.)
+        out = ex.eval(f"try do for i <- 1..40, do: GenServer.call({{:kv, :\"{lead}\"}}, {{:put, :big, "
+                      f"String.duplicate(<<rem(i, 256)>>, 1_000_000)}}, 5000); "
+                      f"for i <- 1..300, do: GenServer.call({{:kv, :\"{lead}\"}}, {{:put, i, "
+                      f"String.duplicate(\"v\", 1000)}}, 5000); :ok catch :exit, {{r, _}} -> {{:exit, r}} end",
+                      timeout=60)
+        took = time.monotonic() - t0
+        assert out == ":ok", out
+        print(f"40 puts of 1 MB and 300 of 1 KB with a member and a watching client frozen: {took:.2f} s")
+        assert took < 20, took
+        assert ex.eval(f"GenServer.call({{:kv, :\"{lead}\"}}, {{:get, 300}})") == '{:ok, "' + "v" * 1000 + '"}'
+    finally:
+        for pid in stopped:
+            try:
+                os.killpg(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    # Thawed, the follower catches up.
+    harness.wait_until(lambda: ex.eval(f"GenServer.call({{:kv, :\"{frozen.node}\"}}, {{:get, 300, :local}}) "
+                                       "|> elem(0)") == ":ok", 20, "the thawed follower to catch up")
 
 
 if __name__ == "__main__":
