@@ -165,8 +165,10 @@ void core::campaign(bool pre) {
 
 void core::tick() {
   if (role_ == role::leader) {
-    for (auto& [id, pr] : progress_)
+    for (auto& [id, pr] : progress_) {
       if (pr.snapshot_wait > 0) --pr.snapshot_wait;
+      ++pr.quiet_ticks;
+    }
     if (++heartbeat_elapsed_ >= cfg_.heartbeat_ticks) {
       heartbeat_elapsed_ = 0;
       broadcast_append();
@@ -437,6 +439,7 @@ void core::handle_append_reply(const message& m) {
   if (it == progress_.end()) return;
   auto& pr = it->second;
   pr.recent_active = true;
+  pr.quiet_ticks = 0;
   pr.acked_seq = std::max(pr.acked_seq, m.seq);
   confirm_reads();
   if (m.success) {
@@ -563,10 +566,10 @@ std::shared_ptr<const snapshot> core::compact(index_t upto, std::string data) {
   return snap_;
 }
 
-std::map<member_id, index_t> core::match_indexes() const {
-  std::map<member_id, index_t> out;
+std::map<member_id, core::peer_progress> core::peers() const {
+  std::map<member_id, peer_progress> out;
   if (role_ == role::leader)
-    for (const auto& [id, pr] : progress_) out[id] = pr.match;
+    for (const auto& [id, pr] : progress_) out[id] = peer_progress{pr.match, pr.quiet_ticks < cfg_.election_ticks};
   return out;
 }
 

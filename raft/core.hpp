@@ -151,8 +151,12 @@ class core {
   const config& cfg() const noexcept { return cfg_; }
   const std::vector<member_id>& members() const noexcept { return members_; }
   bool is_member(const member_id& m) const;
-  // The progress of each other member as the leader sees it (match index); empty on a follower.
-  std::map<member_id, index_t> match_indexes() const;
+  // The progress of each other member as the leader sees it; empty on a follower.
+  struct peer_progress {
+    index_t match = 0;
+    bool recently_active = false;  // heard from within the last election timeout
+  };
+  std::map<member_id, peer_progress> peers() const;
 
  private:
   void become_follower(term_t t, std::optional<member_id> leader);
@@ -200,6 +204,7 @@ class core {
     bool recent_active = false;
     std::uint64_t acked_seq = 0;
     int snapshot_wait = 0;  // ticks before a snapshot is sent again
+    int quiet_ticks = 0;    // since it was last heard from
   };
   std::map<member_id, progress> progress_;
   std::optional<member_id> transfer_to_;

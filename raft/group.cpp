@@ -8,6 +8,7 @@
 #include "cnode/gen.hpp"
 #include "cnode/log.hpp"
 #include "etf/format.hpp"
+#include "raft/group_commit.hpp"
 #include "raft/wire.hpp"
 
 namespace cnode::raft {
@@ -68,8 +69,32 @@ void group_process::answer(process& self, const term& from, term reply) {
   gen::reply_noconnect(self, from, std::move(reply));
 }
 
+namespace {
+
+class durable_storage final : public group_storage {
+ public:
+  explicit durable_storage(std::unique_ptr<storage> st) : st_(std::move(st)), gc_(*st_) {}
+  ~durable_storage() override { gc_.stop(); }
+  void persist(const ready& rd, std::function<void(std::error_code)> done) override {
+    gc_.submit(batch{rd.snapshot, rd.state, rd.to_persist}, std::move(done));
+  }
+  void save_snapshot(std::shared_ptr<const snapshot> s, std::function<void(std::error_code)> done) override {
+    gc_.submit(batch{std::move(s), {}, {}}, std::move(done));
+  }
+
+ private:
+  std::unique_ptr<storage> st_;
+  group_commit gc_;
+};
+
+}  // namespace
+
+std::unique_ptr<group_storage> make_durable_storage(std::unique_ptr<storage> st) {
+  return std::make_unique<durable_storage>(std::move(st));
+}
+
 group_process::group_process(group_config g, timing t, distribution& d, function_table& fns, bool global_running,
-                             std::unique_ptr<group_storage> storage, recovered_state rec)
+                             std::unique_ptr<group_storage> storage, recovered rec)
     : g_(std::move(g)), t_(t), d_(d), fns_(fns), global_running_(global_running), storage_(std::move(storage)),
       recovered_(std::move(rec)) {}
 
@@ -163,7 +188,15 @@ void group_process::handle(process& self, const term& m) {
   if (is(m, "$raft_fwd", 4) && m.element(1).is_small()) {
     return handle_call(self, m.element(2), m.element(3), deadline, static_cast<int>(m.element(1).small()));
   }
-  if (is(m, "$raft_synced", 1) && syncing_) {
+  if (is(m, "$raft_synced", 2) && syncing_) {
+    if (!m.element(1).is_atom(atom("ok"))) {
+      // Nothing of this ready may be acted on (acknowledged, voted, applied): this member stops; the group goes on
+      // without it, and a restart recovers what was durable.
+      const auto b = m.element(1).element(1).bytes();
+      const std::string why(reinterpret_cast<const char*>(b.data()), b.size());
+      log::error("raft: group {}: writing the log failed ({}); this member stops", g_.name, why);
+      throw process_exit(term::tuple({a("raft_storage_failed"), term::binary(why)}));
+    }
     syncing_ = false;
     if (held_) {
       ready rd = std::move(*held_);
@@ -184,6 +217,7 @@ void group_process::forward(process& self, const term& from, const term& request
   auto l = core_->leader();
   if (l && *l != self.node().name() && hops < max_hops) {
     ++stats_.forwarded;
+    forwarded_.push_back({from, *l, deadline});
     self.send_noconnect(term::tuple({term(atom(g_.name)), term(atom(*l))}),
                         term::tuple({a("$raft_fwd"), term(std::int64_t{hops + 1}), from, request}));
     return;
@@ -261,12 +295,13 @@ void group_process::handle_call(process& self, const term& from, const term& r, 
   if (r.is_atom(atom("$raft_handover"))) {
     // The node is stopping: a leader hands over to the most up-to-date member first.
     if (!leader) return answer(self, from, a("ok"));
+    // Only to a member heard from lately: the last member standing stops at once.
     member_id best;
     index_t best_match = 0;
-    for (const auto& [id, match] : core_->match_indexes())
-      if (core_->is_member(id) && (best.empty() || match > best_match)) {
+    for (const auto& [id, p] : core_->peers())
+      if (core_->is_member(id) && p.recently_active && (best.empty() || p.match > best_match)) {
         best = id;
-        best_match = match;
+        best_match = p.match;
       }
     if (best.empty() || !core_->transfer_leadership(best)) return answer(self, from, a("ok"));
     log::info("raft: group {}: handing leadership to {} before stopping", g_.name, best);
@@ -291,8 +326,9 @@ void group_process::flush(process& self) {
     held_ = std::move(rd);
     std::weak_ptr<bool> alive = alive_;
     storage_->persist(*held_, [&n = self.node(), pid = self.pid(), alive](std::error_code ec) {
-      if (ec) log::error("raft: persisting the log failed: {}", ec.message());
-      if (!alive.expired()) n.send(pid, pid, term::tuple({a("$raft_synced")}));
+      if (alive.expired()) return;
+      term result = ec ? term::tuple({a("error"), term::binary(ec.message())}) : a("ok");
+      n.send(pid, pid, term::tuple({a("$raft_synced"), std::move(result)}));
     });
     return;
   }
@@ -427,6 +463,13 @@ void group_process::expire(process& self) {
       ++it;
     }
   }
+  // A call handed to a leader that was killed or cut off before answering: its caller hears {error, unavailable}
+  // at the deadline instead of waiting for its own timeout (a leader still leading answers it itself).
+  while (!forwarded_.empty() && forwarded_.front().deadline <= now) {
+    const auto& f = forwarded_.front();
+    if (core_->leader() != f.leader) give_up(f.from);
+    forwarded_.pop_front();
+  }
   std::erase_if(transfers_, [&](const pending_transfer& t) {
     if (t.deadline > now) return false;
     answer(self, t.from, error("timeout"));
@@ -473,8 +516,9 @@ void group_process::maybe_snapshot(process& self) {
   if (!storage_ || !s) return;
   snapshot_saving_ = true;
   std::weak_ptr<bool> alive = alive_;
-  storage_->save_snapshot(s, [&n = self.node(), pid = self.pid(), alive](std::error_code ec) {
-    if (ec) log::error("raft: saving a snapshot failed: {}", ec.message());
+  storage_->save_snapshot(s, [&n = self.node(), pid = self.pid(), alive, name = g_.name](std::error_code ec) {
+    // The log still holds everything the snapshot covers until it is saved: a failure costs only disk space.
+    if (ec) log::error("raft: group {}: saving a snapshot failed: {}", name, ec.message());
     if (!alive.expired()) n.send(pid, pid, term::tuple({a("$raft_snapshot_saved")}));
   });
 }

@@ -19,6 +19,7 @@
 #include "cnode/process.hpp"
 #include "raft/core.hpp"
 #include "raft/kv.hpp"
+#include "raft/storage.hpp"
 
 namespace cnode {
 class distribution;
@@ -46,11 +47,8 @@ class group_storage {
   virtual void save_snapshot(std::shared_ptr<const snapshot> s, std::function<void(std::error_code)> done) = 0;
 };
 
-struct recovered_state {
-  hard_state state;
-  std::shared_ptr<const snapshot> snap;
-  std::vector<entry> log;
-};
+// The group's directory (--data-dir DIR: DIR/raft/<group>/) through group commit on a writer thread.
+std::unique_ptr<group_storage> make_durable_storage(std::unique_ptr<storage> st);
 
 // Counters for /metrics and :status, read from other threads.
 struct group_stats {
@@ -63,7 +61,7 @@ struct group_stats {
 class group_process {
  public:
   group_process(group_config g, timing t, distribution& d, function_table& fns, bool global_running,
-                std::unique_ptr<group_storage> storage = nullptr, recovered_state rec = {});
+                std::unique_ptr<group_storage> storage = nullptr, recovered rec = {});
   ~group_process();
 
   asio::awaitable<void> run(process& self);
@@ -86,6 +84,11 @@ class group_process {
     term from, key;
     clock::time_point deadline;
     index_t index = 0;  // once confirmed: answer when applied >= index
+  };
+  struct forwarded_call {  // handed to a leader: answered by it, unless it stops leading first
+    term from;
+    std::string leader;
+    clock::time_point deadline;
   };
   struct pending_transfer {
     term from;
@@ -127,7 +130,7 @@ class group_process {
   function_table& fns_;
   bool global_running_;
   std::unique_ptr<group_storage> storage_;
-  recovered_state recovered_;
+  recovered recovered_;
   std::optional<core> core_;
   kv_machine kv_;
   index_t last_applied_ = 0;
@@ -137,6 +140,7 @@ class group_process {
   std::multimap<index_t, pending_read> reads_at_;  // confirmed, waiting for the state machine
   std::uint64_t next_read_ = 1;
   std::vector<pending_transfer> transfers_;
+  std::deque<forwarded_call> forwarded_;
   std::map<std::string, lock_watch> lock_watches_;  // by lock key; only on the leader
   std::map<std::string, std::vector<watcher>> watchers_;  // by printed key
   bool leading_ = false;

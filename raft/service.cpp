@@ -79,7 +79,18 @@ class raft_service final : public cnode::service {
     const bool global = !ctx.hidden && ctx.services.find("global") != nullptr;
     for (auto& g : groups_) {
       const bool member = std::find(g.members.begin(), g.members.end(), ctx.n.name()) != g.members.end();
-      auto gp = std::make_shared<group_process>(g, t_, ctx.d, ctx.functions, global);
+      std::unique_ptr<group_storage> st;
+      recovered rec;
+      if (ctx.data_dir) {
+        const auto dir = *ctx.data_dir / "raft" / g.name;
+        storage_failure why;
+        auto s = storage::open(dir, rec, why);
+        if (!s) throw std::runtime_error("raft group " + g.name + ": " + why.message());
+        log::info("raft: group {}: log in {} (snapshot at {}, {} entries after it)", g.name, dir.string(),
+                  rec.snap ? rec.snap->meta.index : 0, rec.log.size());
+        st = make_durable_storage(std::move(s));
+      }
+      auto gp = std::make_shared<group_process>(g, t_, ctx.d, ctx.functions, global, std::move(st), std::move(rec));
       procs_.push_back(gp);
       auto pid =
           ctx.spawn_registered(atom(g.name), [gp](process& self) -> asio::awaitable<void> { co_await gp->run(self); });
