@@ -56,8 +56,7 @@ result<delta_group> replica_store::local(const term& name, const term* key, F&& 
   if (it == objects_.end()) it = objects_.emplace(name, T{}).first;
   T* obj = std::get_if<T>(&it->second);
   if (!obj) return failure{make_error_code(error::wrong_type), type_of(it->second)};
-  T d = mutate(*obj);
-  apply(*obj, d, key);
+  T d = mutate(*obj);  // joined into *obj already
   // Also with no peer: sealing it moves the counter, so a peer that comes later is behind and gets the state.
   auto [slot, fresh] = open_.try_emplace(name, d);
   if (!fresh) apply(std::get<T>(slot->second), d, key);
@@ -67,38 +66,54 @@ result<delta_group> replica_store::local(const term& name, const term* key, F&& 
 }
 
 result<delta_group> replica_store::counter_add(const term& name, std::int64_t amount) {
-  return local<pn_counter>(name, nullptr, [&](const pn_counter& c) { return c.add(writer_, amount); });
+  return local<pn_counter>(name, nullptr, [&](pn_counter& c) {
+    auto d = c.add(writer_, amount);
+    c.join(d);
+    return d;
+  });
 }
 result<delta_group> replica_store::set_add(const term& name, const term& element) {
-  return local<aw_or_set>(name, &element, [&](const aw_or_set& s) { return s.add(writer_, element); });
+  return local<aw_or_set>(name, &element, [&](aw_or_set& s) { return aw_or_set{s.kernel.write_here(writer_, element, unit{})}; });
 }
 result<delta_group> replica_store::set_remove(const term& name, const term& element) {
-  return local<aw_or_set>(name, &element, [&](const aw_or_set& s) { return s.remove(element); });
+  return local<aw_or_set>(name, &element, [&](aw_or_set& s) { return aw_or_set{s.kernel.remove_here(element)}; });
 }
 result<delta_group> replica_store::register_set(const term& name, const term& v, std::int64_t now_ms) {
   auto it = objects_.find(name);
   if (it != objects_.end() && !std::holds_alternative<lww_register>(it->second))
     return failure{make_error_code(error::wrong_type), type_of(it->second)};
   const hlc_timestamp ts = clock_.now(now_ms);
-  return local<lww_register>(name, nullptr, [&](const lww_register& r) { return r.set(v, ts); });
+  return local<lww_register>(name, nullptr, [&](lww_register& r) {
+    auto d = r.set(v, ts);
+    r.join(d);
+    return d;
+  });
 }
 result<delta_group> replica_store::map_put(const term& name, const term& key, const term& v, std::int64_t now_ms) {
   auto it = objects_.find(name);
   if (it != objects_.end() && !std::holds_alternative<aw_lww_map>(it->second))
     return failure{make_error_code(error::wrong_type), type_of(it->second)};
   const hlc_timestamp ts = clock_.now(now_ms);
-  return local<aw_lww_map>(name, &key, [&](const aw_lww_map& m) { return m.put(writer_, key, v, ts); });
+  return local<aw_lww_map>(name, &key, [&](aw_lww_map& m) { return aw_lww_map{m.kernel.write_here(writer_, key, lww_cell{ts, v})}; });
 }
 result<delta_group> replica_store::map_remove(const term& name, const term& key) {
-  return local<aw_lww_map>(name, &key, [&](const aw_lww_map& m) { return m.remove(key); });
+  return local<aw_lww_map>(name, &key, [&](aw_lww_map& m) { return aw_lww_map{m.kernel.remove_here(key)}; });
 }
 result<delta_group> replica_store::clear(const term& name) {
   auto it = objects_.find(name);
   if (it == objects_.end()) return error::not_found;
   if (std::holds_alternative<aw_or_set>(it->second))
-    return local<aw_or_set>(name, nullptr, [](const aw_or_set& s) { return s.clear(); });
+    return local<aw_or_set>(name, nullptr, [](aw_or_set& s) {
+      auto d = s.clear();
+      s.join(d);
+      return d;
+    });
   if (std::holds_alternative<aw_lww_map>(it->second))
-    return local<aw_lww_map>(name, nullptr, [](const aw_lww_map& m) { return m.clear(); });
+    return local<aw_lww_map>(name, nullptr, [](aw_lww_map& m) {
+      auto d = m.clear();
+      m.join(d);
+      return d;
+    });
   return failure{make_error_code(error::wrong_type), type_of(it->second)};
 }
 

@@ -51,6 +51,32 @@ struct dot_kernel {
     d.context.insert(nd);
     return d;
   }
+  // write() with its delta joined here, in one search of the entries (the local operations' path): the delta.
+  dot_kernel write_here(replica_id r, const term& key, Payload payload) {
+    dot_kernel d;
+    const dot nd = context.next(r);
+    auto it = entries.lower_bound(key);
+    if (it != entries.end() && !entries.key_comp()(key, it->first)) {
+      for (const auto& [dt, p] : it->second) d.context.insert(dt);
+      it->second.clear();
+      it->second.emplace(nd, payload);
+    } else {
+      entries.emplace_hint(it, key, dots{{nd, payload}});
+    }
+    d.entries.emplace(key, dots{{nd, std::move(payload)}});
+    d.context.insert(nd);
+    context.insert(nd);
+    return d;
+  }
+  // remove() with its delta joined here: the observed dots go (they stay in the context).
+  dot_kernel remove_here(const term& key) {
+    dot_kernel d;
+    auto it = entries.find(key);
+    if (it == entries.end()) return d;
+    for (const auto& [dt, p] : it->second) d.context.insert(dt);
+    entries.erase(it);
+    return d;
+  }
   dot_kernel clear() const {
     dot_kernel d;
     for (const auto& [k, ds] : entries)
@@ -101,12 +127,9 @@ struct dot_kernel {
     }
     return join_context(d.context) || changed;
   }
-  // Representation entries (dots stored + context entries): the cost of keeping or sending this kernel.
-  std::size_t weight() const noexcept {
-    std::size_t n = context.weight();
-    for (const auto& [k, ds] : entries) n += ds.size();
-    return n;
-  }
+  // About the representation's entries (keys + context entries; a key usually holds one dot): the cost of
+  // keeping or sending this kernel, in O(1).
+  std::size_t weight() const noexcept { return entries.size() + context.weight(); }
   bool empty() const noexcept { return entries.empty() && context.empty(); }
   friend bool operator==(const dot_kernel&, const dot_kernel&) = default;
 

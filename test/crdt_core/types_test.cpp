@@ -290,3 +290,28 @@ TEST_CASE("join_key equals the full join for the deltas of one key (the local op
     }
   }
 }
+
+TEST_CASE("write_here and remove_here leave the kernel as the delta's join does, and return that delta") {
+  for (auto seed : seeds(7900, 100)) {
+    INFO("seed=" << seed << " (replay: CNODE_SEED=" << seed << ")");
+    rng_t rng(seed);
+    history<aw_lww_map> h(rng, 3, 60);
+    hlc clock(h.ids[1]);
+    aw_lww_map joined = h.states[1], here = joined;
+    for (int i = 0; i < 40; ++i) {
+      const term key = random_value(rng);
+      if (chance(rng, 0.3)) {
+        auto d = joined.remove(key);
+        joined.join(d);
+        CHECK(aw_lww_map{here.kernel.remove_here(key)} == d);
+      } else {
+        const auto ts = clock.now(3000 + i);
+        const term v = random_value(rng);
+        auto d = joined.put(h.ids[1], key, v, ts);
+        joined.join(d);
+        CHECK(aw_lww_map{here.kernel.write_here(h.ids[1], key, lww_cell{ts, v})} == d);
+      }
+      REQUIRE(here == joined);
+    }
+  }
+}
