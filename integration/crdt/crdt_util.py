@@ -21,14 +21,19 @@ def replica(c, sname, members, extra=(), cookie=None, wait=True, sync_ms=SYNC_MS
     return start_cnode(c, sname, extra=args, cookie=cookie, wait=wait)
 
 
-def cluster(c, n=3, extra=(), names=None):
-    """n replicas listing each other and a hidden Elixir client connected to all of them."""
+def cluster(c, n=3, extra=(), names=None, extra_for=lambda sname: []):
+    """n replicas listing each other (each with extra + extra_for(its sname)) and a hidden Elixir client connected
+    to all of them, once every replica is in contact with every other."""
     c.epmd()
     names = names or [f"c{i}" for i in range(1, n + 1)]
-    nodes = [replica(c, s, names, extra=extra) for s in names]
+    nodes = [replica(c, s, names, extra=list(extra) + list(extra_for(s))) for s in names]
+    return nodes, client_in_contact(c, nodes)
+
+
+def client_in_contact(c, nodes):
     ex = client(c, nodes)
     wait_in_contact(ex, nodes)
-    return nodes, ex
+    return ex
 
 
 def client(c, nodes, name="client"):

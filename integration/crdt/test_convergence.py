@@ -8,7 +8,8 @@ import re
 import signal
 import time
 
-from crdt_util import call, cluster, connect, harness, replica, value, wait_in_contact, wait_synced, wait_value
+from crdt_util import call, client_in_contact, cluster, connect, harness, replica, value, wait_in_contact, \
+    wait_synced, wait_value
 import schism  # noqa: E402 (integration/lib, on the path once crdt_util is imported)
 
 
@@ -132,12 +133,13 @@ def test_a_clock_far_ahead_wins_last_writer_wins_and_is_logged(c):
     c2 = replica(c, "c2", names)
     c3 = replica(c, "c3", names, extra=["--crdt-test-clock-offset-ms", "120000"])
     nodes = [c1, c2, c3]
-    ex = harness_client(c, nodes)
+    ex = client_in_contact(c, nodes)
     assert "for tests only" in c3.output()
     # c3 writes first, c1 a second later: c3's timestamps are two minutes ahead, so c3's write wins on every replica.
     assert call(ex, c3, "{:register_put, :r, :from_c3}") == ":ok"
     assert call(ex, c3, "{:map_put, :m, :k, :from_c3}") == ":ok"
     wait_value(ex, nodes, ":r", "{:ok, :from_c3}")
+    wait_value(ex, nodes, ":m", "{:ok, %{k: :from_c3}}")
     assert call(ex, c1, "{:register_put, :r, :from_c1}") == ":ok"
     assert call(ex, c1, "{:map_put, :m, :k, :from_c1}") == ":ok"
     # c1's clock takes c3's time in (HLC) only within the offset allowed: 120 s > 60 s, so it did not, and c1's
@@ -149,13 +151,6 @@ def test_a_clock_far_ahead_wins_last_writer_wins_and_is_logged(c):
         assert value(ex, p, ":m") == "{:ok, %{k: :from_c1}}", p.node
     line = c1.wait_for_line("ms ahead of this node's clock", timeout=10)
     assert re.search(r"from c3@localhost .* is 1[12]\d{4} ms ahead", line), line
-
-
-def harness_client(c, nodes):
-    from crdt_util import client
-    ex = client(c, nodes)
-    wait_in_contact(ex, nodes)
-    return ex
 
 
 if __name__ == "__main__":

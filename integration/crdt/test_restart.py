@@ -4,7 +4,7 @@ its state writes under a new id). SIGTERM writes the last state. A damaged state
 node and a data dir in use are refused with a clear error, not a crash."""
 import os
 
-from crdt_util import call, cluster, connect, harness, node_name, replica, value, wait_in_contact, \
+from crdt_util import call, client, cluster, connect, harness, node_name, replica, value, wait_in_contact, \
     wait_synced, wait_value
 
 NAMES = ["c1", "c2", "c3"]
@@ -15,12 +15,7 @@ def data_dir(c, sname):
 
 
 def persistent_cluster(c):
-    c.epmd()
-    nodes = [replica(c, s, NAMES, extra=["--data-dir", data_dir(c, s)]) for s in NAMES]
-    from crdt_util import client
-    ex = client(c, nodes)
-    wait_in_contact(ex, nodes)
-    return nodes, ex
+    return cluster(c, names=NAMES, extra_for=lambda s: ["--data-dir", data_dir(c, s)])
 
 
 def isolated(c, sname, extra=()):
@@ -125,7 +120,6 @@ def test_bad_state_files_and_a_data_dir_in_use_are_refused(c):
     assert p.p.wait(10) == 1
     # A state written by another node.
     good = replica(c, "c2", ["c2"], extra=["--data-dir", data_dir(c, "c2")])
-    from crdt_util import client
     ex = client(c, [good])
     assert call(ex, good, "{:counter_add, :n, 1}") == ":ok"
     good.stop()
