@@ -340,7 +340,8 @@ void core::broadcast_append() {
   for (auto& [id, pr] : progress_) send_append(id);
 }
 
-void core::handle_append(const message& m) {
+message core::heard_leader(const message& m) {
+  // An append or a snapshot of the current term: its sender leads; the reply echoes its heartbeat round.
   if (role_ != role::follower) become_follower(term_, m.from);
   leader_ = m.from;
   election_elapsed_ = 0;
@@ -349,6 +350,11 @@ void core::handle_append(const message& m) {
   r.to = m.from;
   r.term = term_;
   r.seq = m.seq;
+  return r;
+}
+
+void core::handle_append(const message& m) {
+  message r = heard_leader(m);
   // What precedes our snapshot is committed, so it matches the leader's: skip it.
   index_t prev = m.prev_index;
   term_t prev_term = m.prev_term;
@@ -391,14 +397,7 @@ void core::handle_append(const message& m) {
 }
 
 void core::handle_snapshot(const message& m) {
-  if (role_ != role::follower) become_follower(term_, m.from);
-  leader_ = m.from;
-  election_elapsed_ = 0;
-  message r;
-  r.type = msg_type::append_reply;
-  r.to = m.from;
-  r.term = term_;
-  r.seq = m.seq;
+  message r = heard_leader(m);
   r.success = true;
   if (!m.snap || m.snap->meta.index <= commit_) {
     r.index = commit_;  // we have all it holds (committed entries match the leader's)

@@ -169,6 +169,7 @@ class core {
   void broadcast_append();
   void maybe_commit();
   bool up_to_date(index_t last_index, term_t last_term) const;
+  message heard_leader(const message& m);
   void handle_append(const message& m);
   void handle_snapshot(const message& m);
   void handle_append_reply(const message& m);
