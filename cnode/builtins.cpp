@@ -129,6 +129,30 @@ asio::awaitable<void> probe(process& self, term owner) {
 }
 
 void add_builtin_functions(node& n, distribution& d, function_table& fns) {
+  // For bench/runtime (node-to-node message rates): cnode:bench_sink(Owner, N) spawns a process that takes N
+  // messages, then sends {sink_done, self()} to Owner; cnode:bench_flood(Dest, N, Msg) spawns a process that sends
+  // Msg to Dest N times (suspending on a busy connection as a BEAM sender would).
+  fns.add("cnode", "bench_sink", 2, sync([&n](process&, const std::vector<term>& a) {
+            if (!a[0].is_pid() || !a[1].is_small() || a[1].small() < 0) erl_error(term(at().badarg));
+            const term owner = a[0];
+            const std::int64_t count = a[1].small();
+            return n.spawn([owner, count](process& self) -> asio::awaitable<void> {
+              for (std::int64_t i = 0; i < count; ++i) co_await self.receive();
+              self.send(owner, term::tuple({term(atom("sink_done")), self.pid()}));
+            });
+          }));
+  fns.add("cnode", "bench_flood", 3, sync([&n](process&, const std::vector<term>& a) {
+            if (!a[1].is_small() || a[1].small() < 0) erl_error(term(at().badarg));
+            const term dest = a[0], msg = a[2];
+            const std::int64_t count = a[1].small();
+            n.spawn([dest, msg, count](process& self) -> asio::awaitable<void> {
+              for (std::int64_t i = 0; i < count; ++i) {
+                self.send(dest, msg);
+                if (i % 256 == 255) co_await self.receive(std::chrono::milliseconds(0));  // a busy connection
+              }
+            });
+            return term(at().ok);
+          }));
   fns.add("erlang", "node", 0, sync([&n](process&, const std::vector<term>&) { return term(n.name_atom()); }));
   fns.add("erlang", "nodes", 0,
           sync([&d](process&, const std::vector<term>&) { return atoms_list(d.nodes(true, false)); }));

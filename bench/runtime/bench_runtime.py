@@ -1,0 +1,239 @@
+"""Runtime benchmark (`./scripts/bench runtime [SIZE]`): cnode against a BEAM (Elixir) node in its place, driven by
+the same Elixir node a, in one run on loopback, with the physical floor (raw loopback TCP, tcp_floor) measured in the
+same run. The target t runs an `echo` process: GenServer.call({:echo, t}, x) returns x, send({:echo, t}, {pid, x})
+sends x back, anything else is dropped (cnode's built-in echo; on the BEAM the same loop compiled on t).
+
+  call p50/p99     GenServer.call({:echo, t}, i) one after another, 1 caller: latency percentiles
+  calls/s x64      64 concurrent callers doing the same
+  oneway           a sends N small 3-tuples to {:echo, t} (integers only / with atoms), then one call: messages/s
+  stream           N messages {self(), i} sent at once, until the last answer is back: messages/s
+  10 MiB call      GenServer.call with a 10 MiB binary: MB/s counted both ways, against raw TCP bandwidth
+  erpc             :erpc.call(t, :erlang, :node, []) one after another
+  t<->t            a process on t floods N messages to a process on a second node of the same kind: messages/s
+  memory           idle RSS of t; RSS growth per hidden connection (8 cnodes connect to t); per idle process
+                   (10 000 processes blocked in receive)
+
+Each row prints the BEAM's figure, cnode's, the ratio (cnode against the BEAM, oriented so that above 1 means
+cnode is better for throughputs, and below 1 means cnode is better for latencies), and the goal of issue 14.
+SIZE (default 1) multiplies the counts: `scripts/bench runtime 5` for a longer run. CNODE_BENCH_THREADS=1 adds a
+run of cnode with --threads 1.
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.join(HERE, "..", "..", "integration", "lib"), os.path.join(HERE, "..", "..", "integration",
+                                                                                   "cnode")]
+import harness  # noqa: E402
+from cnode_node import start_cnode  # noqa: E402
+
+# What cnode has built in (echo, cnode:bench_sink/2, cnode:bench_flood/3), compiled on a BEAM t.
+BEAM_T = ('defmodule Echo do def start, do: (Process.register(self(), :echo); loop()); '
+          'defp loop do receive do {:"$gen_call", from, x} -> GenServer.reply(from, x); loop(); '
+          '{pid, x} when is_pid(pid) -> send(pid, x); loop(); _ -> loop() end end end; '
+          'defmodule Bench do '
+          'def sink(owner, n), do: spawn(fn -> take(n); send(owner, {:sink_done, self()}) end); '
+          'defp take(0), do: :ok; defp take(n), do: (receive do _ -> take(n - 1) end); '
+          'def flood(dest, n, msg), do: (spawn(fn -> for _ <- 1..n, do: send(dest, msg) end); :ok); '
+          'def probes(n), do: (for _ <- 1..n, do: spawn(fn -> receive do _ -> :ok end end)); length(Process.list()) '
+          'end')
+
+# Compiled on a, so that the loops cost what they cost in an application, not what erl_eval costs.
+LOOPS = r'''
+defmodule RB do
+  defp now, do: System.monotonic_time(:nanosecond)
+  def lat(t, n) do
+    e = {:echo, t}
+    for i <- 1..200, do: ^i = GenServer.call(e, i)
+    s = (for i <- 1..n do t0 = now(); ^i = GenServer.call(e, i); now() - t0 end) |> Enum.sort() |> List.to_tuple()
+    {elem(s, div(n, 2)) / 1000, elem(s, div(n * 99, 100)) / 1000}
+  end
+  def conc(t, callers, n) do
+    e = {:echo, t}; me = self(); t0 = now()
+    for _ <- 1..callers, do: spawn_link(fn -> for i <- 1..n, do: ^i = GenServer.call(e, i); send(me, :done) end)
+    for _ <- 1..callers, do: (receive do :done -> :ok end)
+    callers * n * 1.0e9 / (now() - t0)
+  end
+  def oneway(t, n, atoms) do
+    e = {:echo, t}; t0 = now()
+    if atoms, do: (for i <- 1..n, do: send(e, {:hello, :world, i})), else: (for i <- 1..n, do: send(e, {1, 2, i}))
+    :ok = GenServer.call(e, :ok, 60_000)
+    n * 1.0e9 / (now() - t0)
+  end
+  def stream(t, n) do
+    e = {:echo, t}; t0 = now()
+    for i <- 1..n, do: send(e, {self(), i})
+    wait(1, n)
+    n * 1.0e9 / (now() - t0)
+  end
+  defp wait(i, n) when i > n, do: :ok
+  defp wait(i, n), do: (receive do ^i -> wait(i + 1, n) end)
+  def big(t, n) do
+    e = {:echo, t}; b = :binary.copy(<<7>>, 10 * 1024 * 1024)
+    10_485_760 = byte_size(GenServer.call(e, b, 60_000))
+    t0 = now()
+    for _ <- 1..n, do: 10_485_760 = byte_size(GenServer.call(e, b, 60_000))
+    2 * n * 10.48576 * 1.0e9 / (now() - t0)
+  end
+  def erpc(t, n) do
+    for _ <- 1..100, do: :erpc.call(t, :erlang, :node, [])
+    t0 = now()
+    for _ <- 1..n, do: :erpc.call(t, :erlang, :node, [])
+    (now() - t0) / n / 1000
+  end
+  def t2t(t1, t2, mod, n) do
+    me = self()
+    run = fn k ->
+      sink = :erpc.call(t2, mod, if(mod == :cnode, do: :bench_sink, else: :sink), [me, k])
+      t0 = now()
+      :ok = :erpc.call(t1, mod, if(mod == :cnode, do: :bench_flood, else: :flood), [sink, k, {:hello, 1, "abc"}])
+      receive do {:sink_done, ^sink} -> :ok after 120_000 -> raise "sink timeout" end
+      k * 1.0e9 / (now() - t0)
+    end
+    run.(1000)
+    run.(n)
+  end
+end
+:ok
+'''
+
+
+def rss_kib(pid):
+    """VmRSS of pid, or of the beam.smp below it (elixir is a script that starts erl)."""
+    for _ in range(4):
+        with open(f"/proc/{pid}/status") as f:
+            st = f.read()
+        name = re.search(r"^Name:\s*(\S+)", st, re.M).group(1)
+        if "beam" in name or name == "cnode":
+            return int(re.search(r"^VmRSS:\s*(\d+)", st, re.M).group(1))
+        kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        if not kids:
+            break
+        pid = int(kids[0])
+    raise RuntimeError(f"no beam or cnode process under {pid}")
+
+
+def settle_rss(pid):
+    """RSS once it has stopped moving (a few samples 0.2 s apart)."""
+    last = rss_kib(pid)
+    for _ in range(10):
+        time.sleep(0.2)
+        now = rss_kib(pid)
+        if abs(now - last) < 64:
+            return now
+        last = now
+    return last
+
+
+def floor(size):
+    tf = harness.bin_path("tcp_floor")
+    rtt = subprocess.run([tf, "rtt", str(20000 * size)], capture_output=True, text=True, check=True).stdout.split()
+    bw = subprocess.run([tf, "bw", str(2000)], capture_output=True, text=True, check=True).stdout.split()
+    return {"rtt_p50": float(rtt[1]), "rtt_p99": float(rtt[2]), "bw": float(bw[1])}
+
+
+def run(kind, size, threads=None):
+    c = harness.Cluster()
+    try:
+        c.epmd()
+        extra = ["--threads", threads] if threads else []
+        if kind == "cnode":
+            tp = start_cnode(c, sname="t", extra=extra)
+            t2 = start_cnode(c, sname="t2", extra=extra).node
+        else:
+            tp = c.elixir("t")
+            t2 = c.elixir("t2").node
+        t = tp.node
+        a = c.elixir("a")
+        a.eval(f"Process.put(:t, :\"{t}\"); Process.put(:t2, :\"{t2}\"); true = Node.connect(Process.get(:t)); "
+               "true = Node.connect(Process.get(:t2)); :ok")
+        if kind == "beam":
+            code = BEAM_T.replace("\\", "\\\\").replace('"', '\\"')
+            for node in ("t", "t2"):
+                a.eval(f":erpc.call(Process.get(:{node}), Code, :eval_string, [\"{code}\"]); "
+                       f"Node.spawn(Process.get(:{node}), Echo, :start, []); :ok")
+                harness.wait_until(lambda: a.eval(f":erpc.call(Process.get(:{node}), Process, :whereis, [:echo]) "
+                                                  "|> is_pid()") == "true", 10, "the echo process")
+        a.eval("; ".join(line.strip() for line in LOOPS.strip().splitlines()))  # the harness evaluates one line
+        out = {}
+        out["idle_rss"] = settle_rss(tp.p.pid) / 1024
+        # Memory first, on a fresh node (after the floods, freed memory is reused): per connection (hidden cnodes
+        # connecting to t), then per idle process.
+        before = settle_rss(tp.p.pid)
+        conns = 8
+        for i in range(conns):
+            h = start_cnode(c, sname=f"h{i}", hidden=True)
+            a.eval(f"true = :erpc.call(:\"{h.node}\", :net_kernel, :connect_node, [Process.get(:t)]); :ok")
+        out["per_conn"] = (settle_rss(tp.p.pid) - before) / conns
+        nproc = 10000
+        before = settle_rss(tp.p.pid)
+        if kind == "cnode":
+            a.eval(f"for _ <- 1..{nproc}, do: :erpc.call(Process.get(:t), :cnode, :spawn_probe, [self()]); :ok",
+                   timeout=600)
+        else:
+            a.eval(f":erpc.call(Process.get(:t), Bench, :probes, [{nproc}])", timeout=600)
+        out["per_proc"] = (settle_rss(tp.p.pid) - before) * 1024 / nproc
+        p50, p99 = a.eval(f"RB.lat(Process.get(:t), {20000 * size}) |> Tuple.to_list() |> Enum.join(\" \")",
+                          timeout=600).strip('"').split()
+        out["p50"], out["p99"] = float(p50), float(p99)
+        out["conc"] = float(a.eval(f"RB.conc(Process.get(:t), 64, {300 * size})", timeout=600))
+        out["oneway"] = float(a.eval(f"RB.oneway(Process.get(:t), {100000 * size}, false)", timeout=600))
+        out["oneway_atoms"] = float(a.eval(f"RB.oneway(Process.get(:t), {100000 * size}, true)", timeout=600))
+        out["stream"] = float(a.eval(f"RB.stream(Process.get(:t), {100000 * size})", timeout=600))
+        out["big"] = float(a.eval(f"RB.big(Process.get(:t), {10 * size})", timeout=600))
+        out["erpc"] = float(a.eval(f"RB.erpc(Process.get(:t), {5000 * size})", timeout=600))
+        mod = ":cnode" if kind == "cnode" else "Bench"
+        out["t2t"] = float(a.eval(f"RB.t2t(Process.get(:t), Process.get(:t2), {mod}, {200000 * size})",
+                                  timeout=600))
+        return out
+    finally:
+        c.close()
+
+
+def main():
+    size = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    fl = floor(size)
+    beam = run("beam", size)
+    runs = [("cnode", run("cnode", size))]
+    if os.environ.get("CNODE_BENCH_THREADS"):
+        runs.append((f"cnode --threads {os.environ['CNODE_BENCH_THREADS']}",
+                     run("cnode", size, os.environ["CNODE_BENCH_THREADS"])))
+    fl2 = floor(size)  # the floor again after the runs: the machine's load may have moved
+    rtt = min(fl["rtt_p50"], fl2["rtt_p50"])
+    bw = max(fl["bw"], fl2["bw"])
+    print(f"runtime (size {size}): raw loopback TCP round trip p50 {rtt:.1f} us, p99 "
+          f"{min(fl['rtt_p99'], fl2['rtt_p99']):.1f} us; raw loopback TCP bandwidth {bw:.0f} MB/s")
+    # key, label, unit, higher is better, goal text, goal test (ratio, cnode figure)
+    rows = [
+        ("p50", "GenServer.call p50, 1 caller", "us", False, "<=0.7x BEAM, <=2x TCP RTT",
+         lambda r, v: r <= 0.7 and v <= 2 * rtt),
+        ("p99", "GenServer.call p99, 1 caller", "us", False, "<=0.9x BEAM", lambda r, v: r <= 0.9),
+        ("conc", "calls/s, 64 callers", "/s", True, ">=1.2x BEAM", lambda r, v: r >= 1.2),
+        ("oneway", "one-way msgs/s, no atoms", "/s", True, ">=1.2x BEAM", lambda r, v: r >= 1.2),
+        ("oneway_atoms", "one-way msgs/s, atoms", "/s", True, ">=1.2x BEAM", lambda r, v: r >= 1.2),
+        ("stream", "echoed stream msgs/s", "/s", True, ">=1.2x BEAM", lambda r, v: r >= 1.2),
+        ("big", "10 MiB GenServer.call MB/s", "MB/s", True, ">=0.5x TCP bw",
+         lambda r, v: v >= 0.5 * bw),
+        ("erpc", ":erpc.call round trip", "us", False, "<=0.7x BEAM", lambda r, v: r <= 0.7),
+        ("t2t", "node->node msgs/s (same kind)", "/s", True, ">=3x BEAM<->BEAM", lambda r, v: r >= 3),
+        ("idle_rss", "idle RSS", "MB", False, "<=10 MB", lambda r, v: v <= 10),
+        ("per_conn", "RSS per connection", "KiB", False, "<=64 KB", lambda r, v: v <= 64),
+        ("per_proc", "RSS per idle process", "B", False, "<=1 KB", lambda r, v: v <= 1024),
+    ]
+    hdr = "".join(f" | {name} | ratio | goal met" for name, _ in runs)
+    print(f"| | BEAM{hdr} | goal |")
+    print("| --- | --- |" + " --- | --- | --- |" * len(runs) + " --- |")
+    for key, label, unit, higher, goal, ok in rows:
+        cells = []
+        for _, r in runs:
+            ratio = r[key] / beam[key] if beam[key] else float("inf")
+            cells.append(f" | {r[key]:,.1f} {unit} | {ratio:.2f} | {'yes' if ok(ratio, r[key]) else 'no'}")
+        print(f"| {label} | {beam[key]:,.1f} {unit}{''.join(cells)} | {goal} |")
+    print("ratio = cnode / BEAM (throughputs: above 1 is faster; latencies and memory: below 1 is better)")
+
+
+if __name__ == "__main__":
+    main()
