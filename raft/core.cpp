@@ -77,7 +77,7 @@ void core::reload_members() {
   if (!config_index_) members_ = snap_ && !snap_->meta.members.empty() ? snap_->meta.members : cfg_.members;
   // The leader's view of the others follows the configuration; new members start from the end of the log.
   for (auto it = progress_.begin(); it != progress_.end();)
-    it = is_member(it->first) ? std::next(it) : progress_.erase(it);
+    it = is_member(it->first) || is_learner(it->first) ? std::next(it) : progress_.erase(it);
   for (const auto& m : members_)
     if (m != cfg_.self && !progress_.count(m)) progress_[m] = progress{last_index() + 1, 0, true, 0, 0};
   if (transfer_to_ && !is_member(*transfer_to_)) transfer_to_.reset();
@@ -104,7 +104,10 @@ void core::become_follower(term_t t, std::optional<member_id> leader) {
     term_ = t;
     voted_for_.reset();
   }
-  if (role_ == role::leader) fail_reads();
+  if (role_ == role::leader) {
+    fail_reads();
+    end_learners(ready::learner_outcome::lost_lead);
+  }
   role_ = role::follower;
   leader_ = std::move(leader);
   transfer_to_.reset();
@@ -164,7 +167,13 @@ void core::campaign(bool pre) {
 }
 
 void core::tick() {
+  ++ticks_;
   if (role_ == role::leader) {
+    if (!learners_.empty()) {
+      std::vector<member_id> ls;
+      for (const auto& [id, l] : learners_) ls.push_back(id);
+      for (const auto& id : ls) learner_progress(id);
+    }
     for (auto& [id, pr] : progress_) {
       if (pr.snapshot_wait > 0) --pr.snapshot_wait;
       ++pr.quiet_ticks;
@@ -178,7 +187,7 @@ void core::tick() {
       if (cfg_.check_quorum) {
         int active = is_member(cfg_.self) ? 1 : 0;
         for (auto& [id, pr] : progress_) {
-          active += pr.recent_active ? 1 : 0;
+          active += pr.recent_active && !is_learner(id) ? 1 : 0;
           pr.recent_active = false;
         }
         // A leader that has not heard from a majority for an election timeout steps down: it may be cut off.
@@ -303,6 +312,8 @@ void core::truncate_from(index_t i) {
   // A conflicting suffix (never a committed one: log matching and leader completeness) goes; a configuration in it
   // goes with it (§4.1: the previous one is in force again).
   log_.resize(i - snap_index_ - 1);
+  // Entries of this ready not yet persisted from i on are replaced too: the storage takes one contiguous run.
+  std::erase_if(ready_.to_persist, [&](const entry& e) { return e.index >= i; });
   if (config_index_ >= i) reload_members();
 }
 
@@ -445,6 +456,7 @@ void core::handle_append_reply(const message& m) {
     pr.match = std::max(pr.match, m.index);
     pr.next = std::max(pr.next, pr.match + 1);
     if (pr.match >= snap_index_) pr.snapshot_wait = 0;
+    if (is_learner(m.from)) learner_progress(m.from);
     maybe_commit();
     if (role_ != role::leader) return;
     if (transfer_to_ && *transfer_to_ == m.from && pr.match == last_index()) send_timeout_now(m.from);
@@ -459,7 +471,8 @@ void core::handle_append_reply(const message& m) {
 void core::maybe_commit() {
   std::vector<index_t> matches;
   if (is_member(cfg_.self)) matches.push_back(last_index());
-  for (const auto& [id, pr] : progress_) matches.push_back(pr.match);
+  for (const auto& [id, pr] : progress_)
+    if (!is_learner(id)) matches.push_back(pr.match);
   std::sort(matches.begin(), matches.end(), std::greater<>());
   if (matches.size() < static_cast<std::size_t>(quorum())) return;
   const index_t n = matches[quorum() - 1];
@@ -473,7 +486,7 @@ void core::maybe_commit() {
     member_id best;
     index_t best_match = 0;
     for (const auto& [id, pr] : progress_)
-      if (pr.match >= best_match) {
+      if (!is_learner(id) && pr.match >= best_match) {
         best = id;
         best_match = pr.match;
       }
@@ -494,7 +507,7 @@ std::optional<index_t> core::propose(term data) {
 
 change_error core::propose_members(std::vector<member_id> ms, index_t* at_index) {
   if (role_ != role::leader || transfer_to_) return change_error::not_leader;
-  if (commit_ < term_start_ || config_index_ > commit_) return change_error::in_progress;
+  if (commit_ < term_start_ || config_index_ > commit_ || !learners_.empty()) return change_error::in_progress;
   std::sort(ms.begin(), ms.end());
   ms.erase(std::unique(ms.begin(), ms.end()), ms.end());
   if (ms.empty()) return change_error::empty;
@@ -503,6 +516,16 @@ change_error core::propose_members(std::vector<member_id> ms, index_t* at_index)
   std::vector<member_id> diff;
   std::set_symmetric_difference(cur.begin(), cur.end(), ms.begin(), ms.end(), std::back_inserter(diff));
   if (diff.size() != 1) return change_error::not_one_server;
+  if (ms.size() > members_.size() && cfg_.learner_rounds > 0) {
+    // A learner first (§4.2.1): replicated to from the end of our log back (a snapshot if it needs one), not
+    // counted; the configuration entry comes once it keeps up (learner_progress).
+    const member_id& node = diff.front();
+    learners_[node] = learner{0, ticks_, ticks_, last_index(), false};
+    progress_[node] = progress{last_index() + 1, 0, true, 0, 0};
+    send_append(node);
+    if (at_index) *at_index = 0;
+    return change_error::ok;
+  }
   auto i = propose(members_entry(ms));
   if (!i) return change_error::not_leader;
   if (at_index) *at_index = *i;
@@ -510,7 +533,7 @@ change_error core::propose_members(std::vector<member_id> ms, index_t* at_index)
 }
 
 bool core::transfer_leadership(const member_id& to) {
-  if (role_ != role::leader || to == cfg_.self) return false;
+  if (role_ != role::leader || to == cfg_.self || !is_member(to)) return false;
   auto it = progress_.find(to);
   if (it == progress_.end()) return false;
   transfer_to_ = to;
@@ -536,7 +559,7 @@ void core::confirm_reads() {
     const auto& r = reads_.front();
     if (commit_ < term_start_) return;  // the term's first entry must commit before any read is answered
     int acks = is_member(cfg_.self) ? 1 : 0;
-    for (const auto& [id, pr] : progress_) acks += pr.acked_seq >= r.seq ? 1 : 0;
+    for (const auto& [id, pr] : progress_) acks += pr.acked_seq >= r.seq && !is_learner(id) ? 1 : 0;
     if (acks < quorum()) return;
     ready_.reads.push_back({r.ctx, r.index});
     reads_.pop_front();
@@ -563,6 +586,59 @@ std::shared_ptr<const snapshot> core::compact(index_t upto, std::string data) {
   snap_term_ = s->meta.term;
   snap_ = s;
   return snap_;
+}
+
+std::vector<member_id> core::learners() const {
+  std::vector<member_id> out;
+  for (const auto& [id, l] : learners_) out.push_back(id);
+  return out;
+}
+
+void core::learner_progress(const member_id& m) {
+  auto it = learners_.find(m);
+  if (it == learners_.end() || role_ != role::leader) return;
+  auto& l = it->second;
+  const auto& pr = progress_[m];
+  const std::uint64_t round_limit = static_cast<std::uint64_t>(cfg_.election_ticks);
+  if (!l.caught_up && pr.match >= l.round_target) {
+    // A round ends: within an election timeout, it is close enough to keep up as a voter; else another round
+    // towards where our log is now.
+    ++l.rounds;
+    if (ticks_ - l.round_started <= round_limit) {
+      l.caught_up = true;
+    } else {
+      l.round_started = ticks_;
+      l.round_target = last_index();
+    }
+  }
+  const std::uint64_t limit = cfg_.learner_timeout_ticks > 0
+                                  ? static_cast<std::uint64_t>(cfg_.learner_timeout_ticks)
+                                  : static_cast<std::uint64_t>(cfg_.learner_rounds) * round_limit;
+  if (!l.caught_up && (l.rounds >= cfg_.learner_rounds || ticks_ - l.started > limit)) {
+    ready_.learners.push_back({m, ready::learner_outcome::timeout, 0});
+    learners_.erase(it);
+    progress_.erase(m);
+    return;
+  }
+  // Promoted once nothing else is in progress (our term's first entry committed, no configuration uncommitted).
+  if (!l.caught_up || commit_ < term_start_ || config_index_ > commit_ || transfer_to_) return;
+  auto ms = members_;
+  ms.push_back(m);
+  learners_.erase(it);
+  if (auto i = propose(members_entry(ms))) {
+    ready_.learners.push_back({m, ready::learner_outcome::promoted, *i});
+  } else {
+    ready_.learners.push_back({m, ready::learner_outcome::lost_lead, 0});
+    progress_.erase(m);
+  }
+}
+
+void core::end_learners(ready::learner_outcome::kind why) {
+  for (const auto& [id, l] : learners_) {
+    ready_.learners.push_back({id, why, 0});
+    if (!is_member(id)) progress_.erase(id);
+  }
+  learners_.clear();
 }
 
 std::map<member_id, core::peer_progress> core::peers() const {

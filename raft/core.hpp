@@ -94,9 +94,16 @@ struct ready {
   std::vector<entry> to_apply;      // committed, in order (after `snapshot` when both are set)
   std::vector<read_state> reads;    // confirmed ReadIndex reads
   std::vector<std::uint64_t> failed_reads;  // reads this member can no longer confirm (it lost the lead)
+  // Catch-up phases of new members that ended (the leader's; see core::propose_members).
+  struct learner_outcome {
+    member_id node;
+    enum kind { promoted, timeout, lost_lead } what = promoted;
+    index_t index = 0;  // promoted: the index of the configuration entry that makes it a voter
+  };
+  std::vector<learner_outcome> learners;
   bool empty() const {
     return !state && !snapshot && to_persist.empty() && messages.empty() && to_apply.empty() && reads.empty() &&
-           failed_reads.empty();
+           failed_reads.empty() && learners.empty();
   }
 };
 
@@ -109,6 +116,13 @@ struct config {
   bool pre_vote = true;
   bool check_quorum = true;
   std::uint64_t seed = 1;          // for the randomized timeout
+  // A server added is first a learner (thesis §4.2.1): it is replicated to but neither votes nor counts, in rounds
+  // (each round replicates the leader's log as it was when the round began); once a round takes no longer than an
+  // election timeout the configuration entry that makes it a voter is appended. More than learner_rounds rounds,
+  // or learner_timeout_ticks in all (0: learner_rounds election timeouts), and the change is abandoned
+  // (ready::learners, timeout; the configuration unchanged). learner_rounds 0: no catch-up, added at once.
+  int learner_rounds = 10;
+  int learner_timeout_ticks = 0;
 };
 
 enum class change_error { ok, not_leader, in_progress, not_one_server, empty };
@@ -125,9 +139,12 @@ class core {
   void step(const message& m);         // a message from a peer
   // The leader appends the command; its index, or nullopt when not the leader.
   std::optional<index_t> propose(term data);
-  // One server added or removed (§4.1): appends the new configuration. Refused while one is uncommitted or before
-  // the leader has committed an entry of its term.
+  // One server added or removed (§4.1): appends the new configuration. Refused while one is uncommitted, while a
+  // new member is catching up, or before the leader has committed an entry of its term. An added server is first
+  // caught up as a learner (config::learner_rounds): then `*at` is 0 and the outcome comes in ready::learners.
   change_error propose_members(std::vector<member_id> members, index_t* at = nullptr);
+  // The servers catching up before they are added (the leader's; empty elsewhere).
+  std::vector<member_id> learners() const;
   // Leadership transfer to `to` (must be a member and up to date; the leader sends timeout_now once it is).
   bool transfer_leadership(const member_id& to);
   // A linearizable read: confirmed in a later ready's `reads` once a quorum has acknowledged this leader after the
@@ -183,6 +200,9 @@ class core {
   void confirm_reads();
   void fail_reads();
   void send_timeout_now(const member_id& to);
+  bool is_learner(const member_id& m) const { return learners_.count(m) != 0; }
+  void learner_progress(const member_id& m);  // after its match moved, or a tick: next round, promote, give up
+  void end_learners(ready::learner_outcome::kind why);
 
   config cfg_;
   std::mt19937_64 rng_;
@@ -208,6 +228,14 @@ class core {
     int quiet_ticks = 0;    // since it was last heard from
   };
   std::map<member_id, progress> progress_;
+  struct learner {
+    int rounds = 0;
+    std::uint64_t started = 0, round_started = 0;  // ticks_
+    index_t round_target = 0;  // the leader's last index when the round began
+    bool caught_up = false;    // promote once no other change is in progress
+  };
+  std::map<member_id, learner> learners_;
+  std::uint64_t ticks_ = 0;
   std::optional<member_id> transfer_to_;
   bool transfer_campaign_ = false;  // the campaign a timeout_now started: its votes are forced
   std::uint64_t seq_ = 0;

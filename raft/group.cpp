@@ -107,6 +107,8 @@ asio::awaitable<void> group_process::run(process& self) {
   c.heartbeat_ticks = 1;
   c.election_ticks = std::max(2, t_.election_ms / std::max(1, t_.heartbeat_ms));
   c.seed = static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
+  // A new member's catch-up as a learner may take up to the request timeout (then {error, timeout}).
+  c.learner_timeout_ticks = std::max(1, t_.request_timeout_ms / std::max(1, t_.heartbeat_ms));
   core_.emplace(c);
   if (recovered_.snap || !recovered_.log.empty() || recovered_.state.term) {
     if (recovered_.snap && !kv_.restore(recovered_.snap->data))
@@ -152,6 +154,7 @@ void group_process::keep_connected(process& self) {
   auto up = d_.nodes(true, true);
   std::set<std::string> want(g_.members.begin(), g_.members.end());
   want.insert(core_->members().begin(), core_->members().end());
+  for (const auto& l : core_->learners()) want.insert(l);
   for (const auto& m : want) {
     if (m == self.node().name()) continue;
     const atom n(m);
@@ -270,12 +273,16 @@ void group_process::handle_call(process& self, const term& from, const term& r, 
     const bool present = std::find(ms.begin(), ms.end(), node) != ms.end();
     const bool add = is(r, "add_member", 2);
     if (add == present) return answer(self, from, error(add ? "already_member" : "not_member"));
+    if (add && adding_.count(node)) return answer(self, from, error("change_in_progress"));
     if (node.find('@') == std::string::npos) return answer(self, from, error("badarg"));
     if (add) ms.push_back(node);
     else std::erase(ms, node);
     index_t at = 0;
     switch (core_->propose_members(ms, &at)) {
-      case change_error::ok: pending_[at] = pending_call{from, core_->current_term(), deadline}; return;
+      case change_error::ok:
+        // at 0: the node is a learner catching up; the core says when it is promoted (or not: after_persist).
+        (at ? pending_[at] : adding_[node]) = pending_call{from, core_->current_term(), deadline};
+        return;
       case change_error::in_progress: return answer(self, from, error("change_in_progress"));
       case change_error::empty: return answer(self, from, error("last_member"));
       case change_error::not_leader: return forward(self, from, r, deadline, hops);
@@ -354,6 +361,22 @@ void group_process::after_persist(process& self, ready rd) {
     self.send_noconnect(term::tuple({term(atom(g_.name)), term(to)}), std::move(wire));
   }
   for (const auto& e : rd.to_apply) apply(self, e);
+  for (const auto& l : rd.learners) {
+    auto it = adding_.find(l.node);
+    if (it == adding_.end()) continue;
+    switch (l.what) {
+      case ready::learner_outcome::promoted:
+        log::info("raft: group {}: {} caught up as a learner; adding it as a voter at {}", g_.name, l.node, l.index);
+        pending_[l.index] = it->second;
+        break;
+      case ready::learner_outcome::timeout:
+        log::warning("raft: group {}: {} did not catch up in time; not added", g_.name, l.node);
+        answer(self, it->second.from, error("timeout"));
+        break;
+      case ready::learner_outcome::lost_lead: answer(self, it->second.from, error("unavailable")); break;
+    }
+    adding_.erase(it);
+  }
   for (const auto& r : rd.reads) {
     auto it = reads_.find(r.ctx);
     if (it == reads_.end()) continue;
@@ -524,8 +547,9 @@ void group_process::maybe_snapshot(process& self) {
 }
 
 term group_process::status() const {
-  std::vector<term> ms;
+  std::vector<term> ms, ls;
   for (const auto& m : core_->members()) ms.emplace_back(atom(m));
+  for (const auto& m : core_->learners()) ls.emplace_back(atom(m));
   static const char* roles[] = {"follower", "pre_candidate", "candidate", "leader"};
   auto l = core_->leader();
   return term::map({{a("role"), a(roles[static_cast<int>(core_->current_role())])},
@@ -536,6 +560,7 @@ term group_process::status() const {
                     {a("last_index"), term(core_->last_index())},
                     {a("snapshot_index"), term(core_->snapshot_index())},
                     {a("members"), term::list(std::move(ms))},
+                    {a("learners"), term::list(std::move(ls))},
                     {a("keys"), term(static_cast<std::uint64_t>(kv_.size()))},
                     {a("locks"), term(static_cast<std::uint64_t>(kv_.locks().size()))},
                     {a("durable"), term(storage_ != nullptr)}});

@@ -135,6 +135,7 @@ class group_process {
   kv_machine kv_;
   index_t last_applied_ = 0;
   std::map<index_t, pending_call> pending_;
+  std::map<member_id, pending_call> adding_;  // {add_member, Node} while Node catches up as a learner
   std::vector<waiting_call> waiting_;
   std::map<std::uint64_t, pending_read> reads_;
   std::multimap<index_t, pending_read> reads_at_;  // confirmed, waiting for the state machine

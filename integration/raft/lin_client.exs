@@ -35,6 +35,7 @@ defmodule LinClient do
     :persistent_term.put({__MODULE__, :seq}, :atomics.new(1, []))
     :persistent_term.put({__MODULE__, :opts}, opts)
     :persistent_term.put({__MODULE__, :stop}, :atomics.new(1, []))
+    :persistent_term.put({__MODULE__, :hold}, :atomics.new(1, []))
     :persistent_term.put({__MODULE__, :t0}, :erlang.monotonic_time(:nanosecond))
 
     for id <- 1..clients do
@@ -45,6 +46,10 @@ defmodule LinClient do
   end
 
   def stop, do: :atomics.put(:persistent_term.get({__MODULE__, :stop}), 1, 1)
+
+  # While held, the clients make no new request (the requests under way go on): every member down at once would
+  # otherwise turn into thousands of instant :nodedown exits of unknown outcome.
+  def hold(on), do: :atomics.put(:persistent_term.get({__MODULE__, :hold}), 1, if(on, do: 1, else: 0))
 
   def set_members(members), do: :persistent_term.put({__MODULE__, :members}, List.to_tuple(members))
 
@@ -83,7 +88,17 @@ defmodule LinClient do
   end
 
   defp run(id, opts, seen, n, stop) do
-    if :atomics.get(stop, 1) == 0, do: step(id, opts, seen, n, stop)
+    cond do
+      :atomics.get(stop, 1) != 0 ->
+        :ok
+
+      :atomics.get(:persistent_term.get({__MODULE__, :hold}), 1) != 0 ->
+        Process.sleep(5)
+        run(id, opts, seen, n, stop)
+
+      true ->
+        step(id, opts, seen, n, stop)
+    end
   end
 
   defp step(id, opts, seen, n, stop) do
