@@ -52,6 +52,9 @@ class distribution::handler : public dist::connection_handler {
   void on_packet(dist::connection& c, std::span<const std::byte> p) override {
     if (*alive_) d_.on_packet(node_, c, p);
   }
+  void on_message(dist::connection& c, dist::inbound_message& m) override {
+    if (*alive_) d_.on_message(node_, c, m);
+  }
   void on_down(dist::connection& c, std::error_code r) override {
     if (*alive_) d_.on_down(node_, c, r);
   }
@@ -65,6 +68,7 @@ class distribution::handler : public dist::connection_handler {
 distribution::distribution(node& n, distribution_config cfg)
     : node_(n), cfg_(std::move(cfg)), cookies_(std::move(cfg_.cookies)) {
   cfg_.cookies = {};
+  partial_budget_ = std::make_shared<dist::partial_budget>(cfg_.max_partial);
   node_.set_router(this);
 }
 
@@ -483,6 +487,7 @@ void distribution::connection_up(atom node, dist::transport stream, dist::handsh
     o.net_ticktime = cfg_.net_ticktime;
     o.outbound_limit = cfg_.outbound_limit;
     o.max_packet = cfg_.max_message;
+    o.partial_budget = partial_budget_;
     conn = dist::connection::create(std::move(stream), res.peer, res.this_node, o,
                                     std::make_shared<handler>(*this, node, alive_), res.leftover);
     e.conn = conn;
@@ -530,6 +535,8 @@ void distribution::on_down(atom node, dist::connection& c, std::error_code reaso
   }
   if (!current) return;
   stats_.connections_lost.fetch_add(1, std::memory_order_relaxed);
+  if (reason.category() != dist::dist_category())
+    log::error("connection to {} closed: {}", node.text(), reason.message());  // a fragment or header fault
   log::info("down {} reason={}", node.text(), dist::reason_name(reason));
 }
 
@@ -555,6 +562,24 @@ void distribution::notify_locked(atom node, bool up, bool visible) {
   }
   term msg = term::tuple({term(up ? at().nodeup : at().nodedown), term(node)});
   for (const auto& pid : to) node_.send({}, pid, msg);
+}
+
+void distribution::on_message(atom node, dist::connection& c, dist::inbound_message& m) {
+  if (!m.headered) {
+    on_packet(node, c, m.bytes);
+    return;
+  }
+  etf::shared_bytes buf =
+      etf::shared_bytes::copy({reinterpret_cast<const std::uint8_t*>(m.bytes.data()), m.bytes.size()});
+  auto out = dist::decode_control_body(buf, 0, buf.size(), m.refs);
+  if (!out) {
+    log::error("bad control message from {} ({} at byte {} after the distribution header): closing the connection",
+               node.text(), out.ec.message(), out.offset);
+    c.close(dist::error::bad_message);
+    return;
+  }
+  node_.counters().messages_in.fetch_add(1, std::memory_order_relaxed);
+  dispatch(node, out.msg);
 }
 
 void distribution::on_packet(atom node, dist::connection& c, std::span<const std::byte> packet) {
@@ -696,7 +721,10 @@ void distribution::route_remote(atom node, const term& to, signal s) {
   auto m = to_control(to, s, flags);
   if (!m) return;
   std::vector<std::uint8_t> bytes;
-  dist::encode_control(*m, bytes);
+  // The header form when the peer (or, not yet connected, our own offer) has FRAGMENTS or the atom cache; the
+  // connection converts a packet whose form turns out wrong.
+  const bool headered = (flags & (dist::dflag::fragments | dist::dflag::dist_hdr_atom_cache)) != 0;
+  dist::encode_control(*m, bytes, headered ? dist::packet_form::header : dist::packet_form::pass_through);
   send_packet(node, as_bytes(bytes), &to, &copy, &sender, s.noconnect);
 }
 
@@ -754,7 +782,9 @@ void distribution::send_packet(atom node, std::vector<std::byte> packet, const t
         connect = true;
       }
     }
-    if (conn && !conn->try_send(packet)) {
+    // A sender's packets stay in order; those of different senders may pass a message sent in fragments.
+    const std::uint64_t key = sender && sender->is_pid() ? std::hash<term>{}(*sender) | 1 : 0;
+    if (conn && !conn->try_send(packet, key)) {
       // Over the busy limit: the packet waits in the connection's sender queue, and the sending process is
       // suspended (at its next receive) until it is taken, so no sender can grow that queue without bound. A
       // noconnect send does not suspend its sender (global's volatile sends are [nosuspend, noconnect], handing
@@ -763,9 +793,9 @@ void distribution::send_packet(atom node, std::vector<std::byte> packet, const t
       stats_.busy_waits.fetch_add(1, std::memory_order_relaxed);
       if (p) {
         p->busy_send_started();
-        conn->async_send(std::move(packet), [p](std::error_code) { p->busy_send_finished(); });
+        conn->async_send(std::move(packet), key, [p](std::error_code) { p->busy_send_finished(); });
       } else {
-        conn->async_send(std::move(packet), asio::detached);
+        conn->async_send(std::move(packet), key, asio::detached);
       }
     }
   }

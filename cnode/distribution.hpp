@@ -45,7 +45,10 @@ struct distribution_config {
   std::chrono::milliseconds net_ticktime{60'000};
   std::chrono::milliseconds setup_time{7'000};
   std::size_t outbound_limit = 1024 * 1024;
-  std::size_t max_message = 128 * 1024 * 1024;  // a longer packet from a peer closes its connection
+  std::size_t max_message = 128 * 1024 * 1024;  // a longer packet or reassembled message closes its connection
+  // Bytes held for messages still missing fragments, all peers together; crossing it closes the connection
+  // whose fragment would cross it.
+  std::size_t max_partial = 512 * 1024 * 1024;
   // Peers reached without EPMD: node name -> host:port.
   std::unordered_map<std::string, epmd::node_address> static_peers;
   // TLS distribution (inet_tls_dist): every connection, both ways, runs inside TLS. Contexts are built at start().
@@ -160,6 +163,7 @@ class distribution final : public remote_router, public dist::handshake_policy {
   void connection_up(atom node, dist::transport stream, dist::handshake_result res, bool initiated);
   void connect_failed(atom node, const std::string& why);
   void on_packet(atom node, dist::connection& c, std::span<const std::byte> packet);
+  void on_message(atom node, dist::connection& c, dist::inbound_message& m);
   void on_down(atom node, dist::connection& c, std::error_code reason);
   void dispatch(atom node, dist::control_message& m);
   std::optional<dist::control_message> to_control(const term& to, signal& s, dist::dflags flags) const;
@@ -227,6 +231,7 @@ class distribution final : public remote_router, public dist::handshake_policy {
   dist::cookie_jar cookies_;  // under cookie_mu_
 
   mutable std::mutex mu_;
+  std::shared_ptr<dist::partial_budget> partial_budget_;  // shared by every connection
   std::unordered_map<atom, peer> peers_;
   std::unordered_set<std::string, string_hash, std::equal_to<>> accepting_;
   std::vector<std::pair<term, bool>> node_monitors_;           // monitor_nodes subscribers (pid, hidden too)

@@ -57,7 +57,10 @@ constexpr const char* usage = R"(usage: cnode [options]
                           of the node dialled)
   --tls-versions LIST     1.2,1.3 (default: both)
   --dist-buf-busy-limit KB  outbound bytes per connection before senders wait (default: 1024, as erl +zdbbl)
-  --max-message-bytes N   a longer message from a peer closes its connection (default: 134217728, 128 MiB)
+  --max-message-bytes N   a longer message from a peer (reassembled fragments too) closes its connection
+                          (default: 134217728, 128 MiB)
+  --max-partial-bytes N   bytes held for fragmented messages still incomplete, all peers together; the
+                          connection whose fragment would cross it is closed (default: 536870912, 512 MiB)
   --max-mailbox N         a process with more than N messages waiting is killed (reason killed) (default: off)
   --max-mailbox-action A  kill | log: kill the process, or log once that it crossed N (default: kill)
   --threads N             I/O threads (default: number of cores)
@@ -93,6 +96,7 @@ struct options {
   bool tls_given = false;      // some --tls-* option was given
   std::size_t busy_limit_kb = 1024;
   std::size_t max_message = 128 * 1024 * 1024;
+  std::size_t max_partial = 512 * 1024 * 1024;
   node::mailbox_limit mailbox;
   unsigned threads = 0;
   std::optional<std::string> data_dir;
@@ -204,6 +208,8 @@ options parse(int argc, char** argv, const option_list& service_options) {
     } else if (a == "--max-message-bytes") {
       o.max_message = number(a, value(), 0xffffffffUL);
       if (o.max_message < 1024) fail("--max-message-bytes must be at least 1024");
+    } else if (a == "--max-partial-bytes") {
+      o.max_partial = number(a, value(), 0xffffffffffffUL);
     } else if (a == "--max-mailbox") {
       o.mailbox.max = number(a, value(), 0xffffffffUL);
     } else if (a == "--max-mailbox-action") {
@@ -353,6 +359,7 @@ int main(int argc, char** argv) {
   }
   dc.outbound_limit = o.busy_limit_kb * 1024;
   dc.max_message = o.max_message;
+  dc.max_partial = o.max_partial;
   for (auto& [n, a] : o.peers) dc.static_peers[n] = a;
 
   std::unique_ptr<host> h;

@@ -1,5 +1,6 @@
 #include "dist/connection.hpp"
 
+#include <algorithm>
 #include <array>
 #include <exception>
 #include <iterator>
@@ -40,6 +41,9 @@ connection::connection(transport stream, peer_info peer, std::string this_node, 
       handler_(std::move(handler)),
       in_(options.max_packet),
       ticker_(options.tick_intensity == 0 ? 1 : options.tick_intensity, !peer_.published()),
+      headered_((peer_.effective & (dflag::fragments | dflag::dist_hdr_atom_cache)) != 0),
+      fragments_((peer_.effective & dflag::fragments) != 0),
+      reader_state_(headered_, inbound_reader::limits{.max_message = options.max_packet}, options.partial_budget),
       tls_(stream_.is_tls()) {
   if (options_.tick_intensity == 0) options_.tick_intensity = 1;
   in_.append(leftover);
@@ -48,6 +52,29 @@ connection::connection(transport stream, peer_info peer, std::string this_node, 
 }
 
 connection::~connection() = default;
+
+void connection_handler::on_message(connection& c, inbound_message& m) {
+  if (!m.headered) {
+    on_packet(c, m.bytes);
+    return;
+  }
+  // 131, 68, N, Flags (all new entries, long atoms), refs, then the body.
+  std::vector<std::byte> p{std::byte{131}, std::byte{68}, std::byte(m.refs.size())};
+  const std::size_t n = m.refs.size();
+  std::vector<std::byte> flags(n / 2 + 1, std::byte{0});
+  for (std::size_t i = 0; i < n; ++i) flags[i / 2] |= std::byte((8 | (i >> 8)) << ((i & 1) * 4));
+  flags[n / 2] |= std::byte(1 << ((n & 1) * 4));  // LongAtoms
+  if (n > 0) p.insert(p.end(), flags.begin(), flags.end());
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string_view text = m.refs[i].text();
+    p.push_back(std::byte(i & 0xff));
+    p.push_back(std::byte(text.size() >> 8));
+    p.push_back(std::byte(text.size() & 0xff));
+    for (char ch : text) p.push_back(std::byte(static_cast<unsigned char>(ch)));
+  }
+  p.insert(p.end(), m.bytes.begin(), m.bytes.end());
+  on_packet(c, p);
+}
 
 void connection::start() {
   {
@@ -74,18 +101,24 @@ connection_stats connection::stats() const {
   s.ticks_in = ticks_in_.load(std::memory_order_relaxed);
   s.ticks_out = ticks_out_.load(std::memory_order_relaxed);
   s.writes = writes_.load(std::memory_order_relaxed);
+  s.fragments_in = fragments_in_.load(std::memory_order_relaxed);
+  s.fragments_out = fragments_out_.load(std::memory_order_relaxed);
+  s.partial_bytes = partial_bytes_.load(std::memory_order_relaxed);
   std::lock_guard lk(mu_);
-  s.queued_bytes = queued_bytes_;
+  s.queued_bytes = queued_bytes_ + streaming_bytes_;
+  s.streaming_bytes = streaming_bytes_;
   s.waiting_senders = waiters_.size();
   return s;
 }
 
 // ---- sending ----
 
-void connection::enqueue_locked(std::vector<std::byte> packet) {
-  queued_bytes_ += packet.size();
+void connection::enqueue_locked(std::vector<std::byte> packet, std::uint64_t key) {
+  const std::size_t size = packet.size();
+  const bool large = is_large(size);
+  (large ? streaming_bytes_ : queued_bytes_) += size;
   if (!packet.empty()) ++data_queued_total_;
-  queue_.push_back(std::move(packet));
+  queue_.push_back(queued{std::move(packet), key, large, size});
   if (writer_sleeping_) {
     writer_sleeping_ = false;
     // The writer is parked on wake_ (it parked on the strand while holding mu_, so the cancel cannot overtake it).
@@ -98,7 +131,17 @@ void connection::complete(asio::any_completion_handler<void(std::error_code)> ha
   asio::post(strand_, asio::append(std::move(handler), ec));
 }
 
-void connection::initiate_send(std::vector<std::byte> packet,
+bool connection::admissible_locked(std::uint64_t key, bool large) const {
+  // A small packet needs room among the whole packets; a large one, room overall (so at most about one
+  // fragmented message is in flight past the limit, and a small sender never waits for a large one).
+  if (large ? queued_bytes_ + streaming_bytes_ >= options_.outbound_limit : queued_bytes_ >= options_.outbound_limit)
+    return false;
+  for (const auto& w : waiters_)
+    if (w.key == key || w.large == large) return false;  // its own earlier packets, or its class's queue, first
+  return true;
+}
+
+void connection::initiate_send(std::vector<std::byte> packet, std::uint64_t key,
                                asio::any_completion_handler<void(std::error_code)> handler) {
   std::unique_lock lk(mu_);
   if (down_.load(std::memory_order_relaxed)) {
@@ -112,8 +155,9 @@ void connection::initiate_send(std::vector<std::byte> packet,
     complete(std::move(handler), std::make_error_code(std::errc::invalid_argument));
     return;
   }
-  if (waiters_.empty() && queued_bytes_ < options_.outbound_limit) {
-    enqueue_locked(std::move(packet));
+  const bool large = is_large(packet.size());
+  if (admissible_locked(key, large)) {
+    enqueue_locked(std::move(packet), key);
     lk.unlock();
     complete(std::move(handler), {});
     return;
@@ -126,7 +170,7 @@ void connection::initiate_send(std::vector<std::byte> packet,
       if (auto self = weak.lock()) self->cancel_waiter(id);
     });
   }
-  waiters_.push_back(waiter{id, std::move(packet), std::move(handler)});
+  waiters_.push_back(waiter{id, std::move(packet), std::move(handler), key, large});
 }
 
 void connection::cancel_waiter(std::uint64_t id) {
@@ -148,12 +192,11 @@ asio::awaitable<std::error_code> connection::send(std::vector<std::byte> packet)
   co_return ec;
 }
 
-bool connection::try_send(std::vector<std::byte>& packet) {
+bool connection::try_send(std::vector<std::byte>& packet, std::uint64_t order_key) {
   if (packet.empty()) return false;
   std::lock_guard lk(mu_);
-  if (down_.load(std::memory_order_relaxed) || !waiters_.empty() || queued_bytes_ >= options_.outbound_limit)
-    return false;
-  enqueue_locked(std::move(packet));
+  if (down_.load(std::memory_order_relaxed) || !admissible_locked(order_key, is_large(packet.size()))) return false;
+  enqueue_locked(std::move(packet), order_key);
   packet.clear();
   return true;
 }
@@ -171,8 +214,11 @@ void connection::shutdown(std::error_code reason) {
     down_reason_ = reason;
     queue_.clear();
     queued_bytes_ = 0;
+    streaming_bytes_ = 0;
     waiters.swap(waiters_);
   }
+  reader_state_.clear();  // partial messages go with the connection (the writer drops its streams on its way out)
+  partial_bytes_.store(0, std::memory_order_relaxed);
   stream_.close();
   wake_.cancel();
   tick_timer_.cancel();
@@ -200,15 +246,26 @@ bool connection::drain_packets() {
         }
         break;
       }
-      case frame_buffer::result::packet:
+      case frame_buffer::result::packet: {
         packets_in_.fetch_add(1, std::memory_order_relaxed);
+        if (packet.size() >= 2 && packet[0] == std::byte{131} &&
+            (packet[1] == std::byte{69} || packet[1] == std::byte{70}))
+          fragments_in_.fetch_add(1, std::memory_order_relaxed);
+        auto r = reader_state_.feed(packet);
+        partial_bytes_.store(reader_state_.held_bytes(), std::memory_order_relaxed);
+        if (r.st == inbound_reader::status::failed) {
+          shutdown(r.ec);
+          return false;
+        }
+        if (r.st == inbound_reader::status::pending) break;
         try {
-          if (handler_) handler_->on_packet(*this, packet);
+          if (handler_) handler_->on_message(*this, r.msg);
         } catch (...) {
           shutdown(error::handler_failed);
           return false;
         }
         break;
+      }
     }
   }
 }
@@ -229,16 +286,67 @@ asio::awaitable<void> connection::reader(std::shared_ptr<connection> /*keeps us 
   }
 }
 
+void connection::place(queued q, std::vector<piece>& pieces) {
+  if (q.packet.empty()) {
+    pieces.push_back(piece{{}, {}, 0, false, true});
+    return;
+  }
+  for (auto& st : streams_) {
+    if (st->key == q.key) {
+      st->behind.push_back(std::move(q));
+      return;
+    }
+  }
+  // The form the peer's flags require (packets encoded before the connection existed may be in the other).
+  std::vector<std::byte> converted;
+  if (headered_ ? to_header_form(q.packet, converted) : to_pass_through(q.packet, converted))
+    q.packet = std::move(converted);
+  const std::size_t hl = fragments_ ? header_length(q.packet) : 0;
+  if (hl != 0 && q.packet.size() - hl > options_.fragment_size) {
+    auto st = std::make_unique<stream>(stream{std::move(q.packet), fragment_stream({}, 0, 0), q.key, {}});
+    st->frags = fragment_stream(st->packet, hl, ++next_seq_, options_.fragment_size);
+    streams_.push_back(std::move(st));
+    return;
+  }
+  pieces.push_back(piece{std::move(q.packet), {}, q.accounted, q.large, false});
+}
+
+void connection::take_fragment(std::size_t i, std::vector<piece>& pieces) {
+  stream& st = *streams_[i];
+  piece pc;
+  pc.large = true;
+  pc.accounted = st.frags.next(pc.head, pc.tail);
+  pieces.push_back(std::move(pc));
+  fragments_out_.fetch_add(1, std::memory_order_relaxed);
+  if (!st.frags.done()) return;
+  // Its last fragment: the stream's packet must live until the write completes; what waited behind it goes next.
+  std::deque<queued> behind = std::move(st.behind);
+  retired_.push_back(std::move(streams_[i]));
+  streams_.erase(streams_.begin() + static_cast<std::ptrdiff_t>(i));
+  for (auto& q : behind) place(std::move(q), pieces);
+}
+
 asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us alive*/) {
-  std::vector<std::vector<std::byte>> batch;
+  std::vector<queued> batch;
+  std::vector<piece> pieces;
   std::vector<std::array<std::byte, 4>> headers;
   std::vector<asio::const_buffer> buffers;
+  // Fragments per write, across all streams: big enough for throughput, small enough that a small message
+  // queued behind them waits for at most this much on the wire.
+  const std::size_t fragment_bytes_per_write = 4 * options_.fragment_size;
+  auto leave = [this] {
+    streams_.clear();
+    retired_.clear();
+  };
   for (;;) {
     bool sleep = false;
     {
       std::lock_guard lk(mu_);
-      if (down_.load(std::memory_order_relaxed)) co_return;
-      if (queue_.empty()) {
+      if (down_.load(std::memory_order_relaxed)) {
+        leave();
+        co_return;
+      }
+      if (queue_.empty() && streams_.empty()) {
         writer_sleeping_ = true;
         sleep = true;
       } else {
@@ -251,44 +359,75 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
       co_await wake_.async_wait(as_tuple(use_awaitable));
       continue;
     }
+    pieces.clear();
+    for (auto& q : batch) place(std::move(q), pieces);
+    batch.clear();
+    // Round robin over the messages being fragmented, one fragment each per pass.
+    std::size_t taken = 0;
+    while (!streams_.empty() && taken < fragment_bytes_per_write) {
+      for (std::size_t i = 0; i < streams_.size() && taken < fragment_bytes_per_write;) {
+        const std::size_t before = streams_.size();
+        take_fragment(i, pieces);
+        taken += options_.fragment_size;
+        if (streams_.size() == before) ++i;  // a finished stream was erased: i is already the next one
+      }
+    }
     // One gathered write for the whole batch: each packet behind its 4-byte length.
-    headers.resize(batch.size());
+    headers.resize(pieces.size());
     buffers.clear();
-    std::size_t payload = 0, ticks = 0;
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      put_packet_header(headers[i].data(), static_cast<std::uint32_t>(batch[i].size()));
+    std::size_t small = 0, large = 0, ticks = 0;
+    for (std::size_t i = 0; i < pieces.size(); ++i) {
+      const piece& pc = pieces[i];
+      put_packet_header(headers[i].data(), static_cast<std::uint32_t>(pc.head.size() + pc.tail.size()));
       buffers.push_back(asio::buffer(headers[i]));
-      if (batch[i].empty())
-        ++ticks;
-      else
-        buffers.push_back(asio::buffer(batch[i]));
-      payload += batch[i].size();
+      if (pc.tick) ++ticks;
+      if (!pc.head.empty()) buffers.push_back(asio::buffer(pc.head));
+      if (!pc.tail.empty()) buffers.push_back(asio::buffer(pc.tail.data(), pc.tail.size()));
+      (pc.large ? large : small) += pc.accounted;
     }
     writing_ = true;
     write_started_ = clock::now();
     auto [ec, n] = co_await asio::async_write(stream_, buffers, as_tuple(use_awaitable));
     writing_ = false;
-    if (down_.load(std::memory_order_relaxed)) co_return;
+    retired_.clear();
+    if (down_.load(std::memory_order_relaxed)) {
+      leave();
+      co_return;
+    }
     if (ec) {
       shutdown(io_reason(ec));
+      leave();
       co_return;
     }
     bytes_out_.fetch_add(n, std::memory_order_relaxed);
-    packets_out_.fetch_add(batch.size() - ticks, std::memory_order_relaxed);
+    packets_out_.fetch_add(pieces.size() - ticks, std::memory_order_relaxed);
     ticks_out_.fetch_add(ticks, std::memory_order_relaxed);
     writes_.fetch_add(1, std::memory_order_relaxed);
     wrote_since_tick_in_ = true;
-    batch.clear();
-    // Room again: let waiting senders in, oldest first, while under the limit.
+    pieces.clear();
+    // Room again: let waiting senders in, oldest first, while under the limit; a sender's packets keep their
+    // order, and so does each class (whole packets, fragmented ones).
     std::vector<asio::any_completion_handler<void(std::error_code)>> admitted;
     {
       std::lock_guard lk(mu_);
-      queued_bytes_ -= payload;
-      while (!waiters_.empty() && queued_bytes_ < options_.outbound_limit) {
-        auto& w = waiters_.front();
-        enqueue_locked(std::move(w.packet));
-        admitted.push_back(std::move(w.handler));
-        waiters_.pop_front();
+      queued_bytes_ -= small;
+      streaming_bytes_ -= large;
+      std::vector<std::uint64_t> blocked_keys;
+      bool blocked[2] = {false, false};
+      for (auto it = waiters_.begin(); it != waiters_.end();) {
+        const bool key_blocked =
+            std::find(blocked_keys.begin(), blocked_keys.end(), it->key) != blocked_keys.end();
+        const bool room = it->large ? queued_bytes_ + streaming_bytes_ < options_.outbound_limit
+                                    : queued_bytes_ < options_.outbound_limit;
+        if (!key_blocked && !blocked[it->large] && room) {
+          enqueue_locked(std::move(it->packet), it->key);
+          admitted.push_back(std::move(it->handler));
+          it = waiters_.erase(it);
+        } else {
+          blocked_keys.push_back(it->key);
+          blocked[it->large] = true;
+          ++it;
+        }
       }
     }
     for (auto& h : admitted) complete(std::move(h), {});
@@ -310,7 +449,7 @@ asio::awaitable<void> connection::tick_loop(std::shared_ptr<connection> /*keeps 
     std::uint64_t written;
     {
       std::lock_guard lk(mu_);
-      queue_empty = queue_.empty() && !writing_;
+      queue_empty = queue_.empty() && !writing_ && streams_.empty();
       written = data_queued_total_;
     }
     switch (ticker_.on_interval(bytes_in_.load(std::memory_order_relaxed), written, queue_empty)) {

@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/any_completion_handler.hpp>
@@ -25,6 +26,7 @@
 #include <boost/asio/strand.hpp>
 
 #include "dist/error.hpp"
+#include "dist/fragment.hpp"
 #include "dist/framing.hpp"
 #include "dist/handshake.hpp"
 #include "dist/transport.hpp"
@@ -35,7 +37,12 @@ struct connection_options {
   std::chrono::milliseconds net_ticktime{60'000};  // kernel net_ticktime: down after this long without a byte
   unsigned tick_intensity = 4;                     // ticks per net_ticktime (kernel net_tickintensity)
   std::size_t outbound_limit = 1024 * 1024;        // queued bytes past which senders wait (erl +zdbbl)
-  std::size_t max_packet = 128 * 1024 * 1024;      // a longer packet from the peer closes the connection
+  std::size_t max_packet = 128 * 1024 * 1024;      // a longer packet, or reassembled message, closes the connection
+  // Bytes held for partial (fragmented) messages by all connections of the node; null: no node-wide bound.
+  std::shared_ptr<dist::partial_budget> partial_budget;
+  // Data bytes per outbound fragment (FRAGMENTS in effect); a message longer than this is sent in fragments,
+  // interleaved with other senders' packets.
+  std::size_t fragment_size = dist::fragment_size;
   // Answer a tick with a tick when we have written nothing since the last one, like ei-based C nodes do, so a
   // peer with a shorter net_ticktime than ours still hears from us in time. Never ping-pongs.
   bool answer_ticks = true;
@@ -48,6 +55,9 @@ struct connection_stats {
   std::uint64_t writes = 0;                       // gathered writes: (packets_out + ticks_out) / writes = batch size
   std::size_t queued_bytes = 0;                   // payload bytes waiting to be written
   std::size_t waiting_senders = 0;                // senders suspended for room
+  std::uint64_t fragments_in = 0, fragments_out = 0;  // fragment packets (131,69 / 131,70)
+  std::size_t partial_bytes = 0;                  // held for inbound messages still missing fragments
+  std::size_t streaming_bytes = 0;                // of outbound messages being sent in fragments
 };
 
 class connection;
@@ -59,6 +69,10 @@ class connection_handler {
   // One non-tick packet, without its length: for a connection without DIST_HDR_ATOM_CACHE/FRAGMENTS that is
   // 'p' (112), 131, ControlTerm[, 131, Payload]. The bytes are only valid during the call.
   virtual void on_packet(connection& c, std::span<const std::byte> packet) = 0;
+  // One whole message (dist/fragment.hpp): a pass-through packet, or the terms after a distribution header with
+  // its atom cache references resolved, possibly reassembled from fragments. The default hands on_packet the
+  // pass-through packet, or a self-contained 131,68 packet (every reference a new cache entry) rebuilt from it.
+  virtual void on_message(connection& c, inbound_message& m);
   // Called exactly once, after which the connection sends and delivers nothing. reason_name(reason) gives the
   // BEAM's nodedown reason (connection_closed, net_tick_timeout, disconnected, ...).
   virtual void on_down(connection& c, std::error_code reason) = 0;
@@ -87,16 +101,27 @@ class connection : public std::enable_shared_from_this<connection> {
   // the connection is or goes down first. Senders are served in order.
   template <typename Token>
   auto async_send(std::vector<std::byte> packet, Token&& token) {
+    return async_send(std::move(packet), 0, std::forward<Token>(token));
+  }
+  // order_key names the sender: packets with the same key go on the wire in order, whole; a packet sent in
+  // fragments holds back only later packets of its own key (erl_ext_dist: a process finishes a fragmented message
+  // before it sends another on the channel). Packets may be given in the pass-through or the 131,68,0 form: the
+  // connection converts them to what the peer's flags require.
+  template <typename Token>
+  auto async_send(std::vector<std::byte> packet, std::uint64_t order_key, Token&& token) {
     return boost::asio::async_initiate<Token, void(std::error_code)>(
-        [this](auto handler, std::vector<std::byte> p) {
-          initiate_send(std::move(p), boost::asio::any_completion_handler<void(std::error_code)>(std::move(handler)));
+        [this, order_key](auto handler, std::vector<std::byte> p) {
+          initiate_send(std::move(p), order_key,
+                        boost::asio::any_completion_handler<void(std::error_code)>(std::move(handler)));
         },
         token, std::move(packet));
   }
   // The same as a coroutine.
   boost::asio::awaitable<std::error_code> send(std::vector<std::byte> packet);
   // Queues without waiting if there is room and nobody is waiting; false (packet untouched) otherwise.
-  bool try_send(std::vector<std::byte>& packet);
+  bool try_send(std::vector<std::byte>& packet, std::uint64_t order_key = 0);
+  // Whether packets need a distribution header (DIST_HDR_ATOM_CACHE or FRAGMENTS in effect).
+  bool headered() const noexcept { return headered_; }
 
   // Takes the connection down at once (reason disconnected, or the given one). Pending data is dropped, as
   // erlang:disconnect_node/1 does.
@@ -115,15 +140,42 @@ class connection : public std::enable_shared_from_this<connection> {
     std::uint64_t id;
     std::vector<std::byte> packet;
     boost::asio::any_completion_handler<void(std::error_code)> handler;
+    std::uint64_t key = 0;
+    bool large = false;
+  };
+  struct queued {
+    std::vector<std::byte> packet;  // empty: a tick
+    std::uint64_t key = 0;
+    bool large = false;             // counted in streaming_bytes_, not queued_bytes_
+    std::size_t accounted = 0;      // the size it was counted with
+  };
+  // One outbound message being sent in fragments (writer only).
+  struct stream {
+    std::vector<std::byte> packet;
+    fragment_stream frags;
+    std::uint64_t key;
+    std::deque<queued> behind;  // later packets of the same key
+  };
+  // One gathered piece of a write: head (a whole packet, or a fragment's header), then tail (fragment data).
+  struct piece {
+    std::vector<std::byte> head;
+    std::span<const std::byte> tail;
+    std::size_t accounted = 0;
+    bool large = false;
+    bool tick = false;
   };
 
   connection(transport stream, peer_info peer, std::string this_node,
              connection_options options, std::shared_ptr<connection_handler> handler,
              std::span<const std::byte> leftover);
 
-  void initiate_send(std::vector<std::byte> packet,
+  void initiate_send(std::vector<std::byte> packet, std::uint64_t key,
                      boost::asio::any_completion_handler<void(std::error_code)> handler);
-  void enqueue_locked(std::vector<std::byte> packet);  // mu_ held; wakes the writer if idle
+  bool is_large(std::size_t size) const noexcept { return fragments_ && size > options_.fragment_size; }
+  bool admissible_locked(std::uint64_t key, bool large) const;  // mu_ held: may it go in now, ahead of waiters?
+  void enqueue_locked(std::vector<std::byte> packet, std::uint64_t key = 0);  // mu_ held; wakes the writer if idle
+  void place(queued q, std::vector<piece>& pieces);  // writer: into the batch, a new stream, or behind one
+  void take_fragment(std::size_t i, std::vector<piece>& pieces);
   void cancel_waiter(std::uint64_t id);
   void complete(boost::asio::any_completion_handler<void(std::error_code)> handler, std::error_code ec);
   bool drain_packets();  // false once down
@@ -142,11 +194,18 @@ class connection : public std::enable_shared_from_this<connection> {
   std::shared_ptr<connection_handler> handler_;
   frame_buffer in_;
   ticker ticker_;
+  const bool headered_, fragments_;
+  inbound_reader reader_state_;
+  std::atomic<std::size_t> partial_bytes_{0};
+  std::deque<std::unique_ptr<stream>> streams_;    // writer only
+  std::vector<std::unique_ptr<stream>> retired_;   // finished streams whose last fragment is being written
+  std::uint64_t next_seq_ = 0;
 
   // Shared with senders on other threads.
   mutable std::mutex mu_;
-  std::deque<std::vector<std::byte>> queue_;  // an empty vector is a tick
-  std::size_t queued_bytes_ = 0;
+  std::deque<queued> queue_;
+  std::size_t queued_bytes_ = 0;     // whole packets
+  std::size_t streaming_bytes_ = 0;  // messages sent in fragments, until their last fragment is written
   std::deque<waiter> waiters_;
   bool writer_sleeping_ = false;
   std::error_code down_reason_;
@@ -162,7 +221,7 @@ class connection : public std::enable_shared_from_this<connection> {
   std::uint64_t next_waiter_id_ = 0;     // under mu_
 
   std::atomic<std::uint64_t> bytes_in_{0}, bytes_out_{0}, packets_in_{0}, packets_out_{0}, ticks_in_{0},
-      ticks_out_{0}, writes_{0};
+      ticks_out_{0}, writes_{0}, fragments_in_{0}, fragments_out_{0};
 };
 
 }  // namespace cnode::dist

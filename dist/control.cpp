@@ -5,6 +5,7 @@
 
 #include <vector>
 
+#include "dist/fragment.hpp"
 #include "etf/codec.hpp"
 #include "etf/error.hpp"
 
@@ -215,47 +216,24 @@ class packet_decoder {
     if (tag == dist_frag_header || tag == dist_frag_cont) return fail(control_error::fragments_unsupported, pos_ + 1);
     if (tag != dist_header) return fail(control_error::bad_header, pos_ + 1);
     pos_ += 2;
-    if (!need(1)) return false;
-    std::size_t n = p_[pos_++];
-    if (n == 0) return true;
-    std::size_t flag_bytes = n / 2 + 1;
-    if (!need(flag_bytes)) return false;
-    const std::uint8_t* flags = p_ + pos_;
-    pos_ += flag_bytes;
-    refs_.reserve(n);
-    auto nibble = [&](std::size_t i) { return (flags[i / 2] >> ((i & 1) * 4)) & 0xf; };
-    // The half byte after the last reference's: bit 0 is LongAtoms (2-byte atom lengths).
-    bool long_atoms = nibble(n) & 1;
-    for (std::size_t i = 0; i < n; ++i) {
-      unsigned f = nibble(i);
-      bool is_new = f & 8;
-      std::size_t segment = f & 7;
-      if (!need(1)) return false;
-      std::size_t index = segment * 256 + p_[pos_++];
-      if (is_new) {
-        std::size_t len_at = pos_;
-        if (!need(long_atoms ? 2 : 1)) return false;
-        std::size_t len = long_atoms ? (std::size_t{p_[pos_]} << 8) | p_[pos_ + 1] : p_[pos_];
-        pos_ += long_atoms ? 2 : 1;
-        if (!need(len)) return false;
-        // UTF8_ATOMS is mandatory since OTP 25, so the text is UTF-8.
-        etf::atom_status status = etf::atom_status::ok;
-        auto a = etf::atom::from_utf8({reinterpret_cast<const char*>(p_ + pos_), len}, &status);
-        if (!a && status == etf::atom_status::table_full) return fail(etf::error::atom_table_full, len_at);
-        if (!a) return fail(control_error::bad_atom_text, len_at);
-        pos_ += len;
-        refs_.push_back(*a);
-        if (cache_) cache_->set(index, *a);
-      } else {
-        const etf::atom* a = cache_ ? cache_->find(index) : nullptr;
-        if (!a) return fail(control_error::atom_cache_miss, pos_ - 1);
-        refs_.push_back(*a);
-      }
-    }
-    opts_.atom_cache_refs = std::span<const etf::atom>(refs_.data(), n);
+    std::size_t err_at = 0;
+    if (auto ec = read_header_refs(reinterpret_cast<const std::byte*>(p_), pos_, end_, cache_, refs_, err_at))
+      return fail(ec, err_at);
+    opts_.atom_cache_refs = std::span<const etf::atom>(refs_.data(), refs_.size());
     return true;
   }
 
+ public:
+  // The header-form body (Control, Payload without 131) with the header already read.
+  bool run_body(control_message& out, std::span<const etf::atom> refs) {
+    opts_.atom_cache_refs = refs;
+    opts_.expect_version = false;
+    if (pos_ >= end_) return fail(control_error::truncated, pos_);
+    if (!control(out)) return false;
+    return payload(out, false);
+  }
+
+ private:
   // One term at pos_, which must end by end_ (the buffer may hold more than this packet).
   bool term_at(etf::term& out) {
     etf::decode_result r = etf::decode_prefix(buf_, pos_, opts_);
@@ -353,6 +331,26 @@ class packet_decoder {
 };
 
 }  // namespace
+
+decode_outcome decode_control_body(const etf::shared_bytes& packet, std::size_t start, std::size_t len,
+                                   std::span<const etf::atom> refs) {
+  decode_outcome r;
+  std::size_t size = packet.size();
+  if (start > size || len > size - start) {
+    r.ec = make_error_code(control_error::truncated);
+    r.offset = start > size ? 0 : size - start;
+    return r;
+  }
+  packet_decoder d(packet, start, start + len, nullptr);
+  if (!d.run_body(r.msg, refs)) {
+    r.msg = control_message{};
+    r.ec = d.error().ec;
+    r.offset = d.error().at - start;
+    return r;
+  }
+  r.offset = d.pos() - start;
+  return r;
+}
 
 decode_outcome decode_control(const etf::shared_bytes& packet, std::size_t start, std::size_t len,
                               atom_cache* cache) {

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
@@ -160,7 +161,7 @@ enum class control_error {
   empty_packet = 1,       // a zero-length payload: that is a tick, not a control message
   bad_packet_type,        // first byte neither 112 (pass-through) nor 131 (distribution header)
   bad_header,             // 131 followed by something other than 68/69/70
-  fragments_unsupported,  // 131,69 / 131,70: we do not advertise DFLAG_FRAGMENTS
+  fragments_unsupported,  // 131,69 / 131,70 given to decode_control: fragments go through inbound_reader
   truncated,              // the packet ends inside the header or before the control tuple
   bad_atom_text,          // a NewAtomCacheRef whose text is not a valid atom
   atom_cache_miss,        // a CachedAtomRef to an entry never set (or no cache given)
@@ -191,17 +192,26 @@ struct decode_outcome {
 // Decodes one packet payload packet[start, start+len) (after the 4-byte length; not a tick): pass-through
 // (112, 131, Control, [131, Payload]) or behind a normal distribution header (131, 68, N, Flags, AtomCacheRefs,
 // then Control and Payload without 131), resolving atom cache refs through `cache` and updating it with the new
-// entries. Fragments (69/70) are refused. Binaries of 64 bytes or more in the payload refer into `packet`.
+// entries. Fragments (69/70) are refused here: dist/fragment.hpp's inbound_reader reassembles them. Binaries of 64 bytes or more in the payload refer into `packet`.
 decode_outcome decode_control(const etf::shared_bytes& packet, std::size_t start, std::size_t len,
                               atom_cache* cache = nullptr);
+
+// Decodes the part after a distribution header, packet[start, start+len): the control term and the payload
+// without 131 prefixes, ATOM_CACHE_REF indices resolving through `refs` (inbound_message from inbound_reader).
+decode_outcome decode_control_body(const etf::shared_bytes& packet, std::size_t start, std::size_t len,
+                                   std::span<const etf::atom> refs);
 
 // Appends the pass-through encoding (112, 131, Control, [131, Payload]) with UTF-8 atoms: what OTP 25 sends to a
 // peer without DIST_HDR_ATOM_CACHE. The message must be well formed: a payload exactly for the ops that take one
 // and a trace token only on ops that have a _TT form; anything else throws std::invalid_argument (a programming
 // error, not a peer's). Field types are not checked: a runtime that puts an atom where a pid goes gets that atom
 // on the wire, and the peer drops the connection.
-void encode_control(const control_message& m, std::vector<std::uint8_t>& out);
-std::vector<std::uint8_t> encode_control(const control_message& m);
+// packet_form::header writes 131, 68, 0, Control, Payload instead (no 131 before either term): the form a peer
+// with DIST_HDR_ATOM_CACHE or FRAGMENTS requires.
+enum class packet_form : std::uint8_t { pass_through, header };
+void encode_control(const control_message& m, std::vector<std::uint8_t>& out,
+                    packet_form form = packet_form::pass_through);
+std::vector<std::uint8_t> encode_control(const control_message& m, packet_form form = packet_form::pass_through);
 
 }  // namespace cnode::dist
 

@@ -83,7 +83,7 @@ fields fields_of(const control_body& body) {
 
 }  // namespace
 
-void encode_control(const control_message& m, std::vector<std::uint8_t>& out) {
+void encode_control(const control_message& m, std::vector<std::uint8_t>& out, packet_form form) {
   op base = body_op(m.body);
   op wire = m.wire_op();
   if (m.trace_token && wire == base)
@@ -101,8 +101,14 @@ void encode_control(const control_message& m, std::vector<std::uint8_t>& out) {
   const etf::encode_options inner{.utf8_atoms = true, .compression_level = -1, .version = false};
   std::size_t mark = out.size();
   try {
-    out.push_back(pass_through);
-    out.push_back(etf::version_magic);
+    const bool headered = form == packet_form::header;
+    if (headered) {
+      // 131, 68, 0: a normal distribution header without atom cache references.
+      out.insert(out.end(), {etf::version_magic, 68, 0});
+    } else {
+      out.push_back(pass_through);
+      out.push_back(etf::version_magic);
+    }
     out.push_back(etf::tag::small_tuple);
     out.push_back(static_cast<std::uint8_t>(arity));
     etf::encode(etf::term(static_cast<int>(wire)), out, inner);
@@ -112,7 +118,7 @@ void encode_control(const control_message& m, std::vector<std::uint8_t>& out) {
     }
     if (m.trace_token && !token_before_last) etf::encode(*m.trace_token, out, inner);
     if (m.payload) {
-      out.push_back(etf::version_magic);
+      if (!headered) out.push_back(etf::version_magic);
       etf::encode(*m.payload, out, inner);
     }
   } catch (...) {
@@ -121,9 +127,9 @@ void encode_control(const control_message& m, std::vector<std::uint8_t>& out) {
   }
 }
 
-std::vector<std::uint8_t> encode_control(const control_message& m) {
+std::vector<std::uint8_t> encode_control(const control_message& m, packet_form form) {
   std::vector<std::uint8_t> out;
-  encode_control(m, out);
+  encode_control(m, out, form);
   return out;
 }
 

@@ -52,9 +52,10 @@ inline constexpr dflags mandatory_25 =
 static_assert(mandatory_25 == 0x1070f94);
 
 // Our advertised set: the mandatory bits spelled out (the peer intersects bit by bit) plus the digest, and what
-// the upper layers implement. No DIST_HDR_ATOM_CACHE or FRAGMENTS: then every packet is a 'p' pass-through.
+// the upper layers implement. FRAGMENTS: every packet carries a distribution header (131,68 / 69 / 70;
+// dist/fragment.hpp). Not yet DIST_HDR_ATOM_CACHE: we would read it, but do not yet write cache references.
 inline constexpr dflags default_hidden_flags =
-    mandatory_25 | dflag::mandatory_25_digest | dflag::v4_nc | dflag::unlink_id | dflag::dist_monitor |
+    mandatory_25 | dflag::mandatory_25_digest | dflag::v4_nc | dflag::unlink_id | dflag::dist_monitor | dflag::fragments |
     dflag::dist_monitor_name | dflag::send_sender | dflag::exit_payload | dflag::spawn | dflag::alias |
     dflag::small_atom_tags | dflag::big_seqtrace_labels;
 

@@ -1,0 +1,358 @@
+// Distribution headers, fragment reassembly and splitting (see fragment.hpp).
+#include "dist/fragment.hpp"
+
+#include <cstring>
+#include <string>
+
+#include "etf/codec.hpp"
+#include "etf/error.hpp"
+
+namespace cnode::dist {
+namespace {
+
+constexpr std::byte version{131}, hdr_normal{68}, hdr_frag{69}, hdr_cont{70}, pass{112};
+constexpr std::size_t frag_prefix = 2 + 8 + 8;  // 131, 69|70, SeqId, FragId
+// What a partial message costs besides its bytes (map node, vectors): charged too, so that a flood of
+// one-byte first fragments is bounded like a few large ones.
+constexpr std::size_t partial_overhead = 128;
+
+std::uint64_t get_u64(const std::byte* p) noexcept {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | std::to_integer<std::uint64_t>(p[i]);
+  return v;
+}
+
+void put_u64(std::vector<std::byte>& out, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i) out.push_back(std::byte((v >> (i * 8)) & 0xff));
+}
+
+class fragment_category_impl : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "cnode.dist.fragment"; }
+  std::string message(int c) const override {
+    switch (static_cast<fragment_error>(c)) {
+      case fragment_error::bad_header: return "bad distribution header";
+      case fragment_error::truncated: return "packet ends inside the distribution header";
+      case fragment_error::unknown_sequence: return "fragment of a sequence never started";
+      case fragment_error::duplicate_sequence: return "starting fragment of a sequence already in progress";
+      case fragment_error::bad_fragment_id: return "fragment id out of order";
+      case fragment_error::message_too_large: return "reassembled message longer than --max-message-bytes";
+      case fragment_error::budget_exceeded: return "bytes held for partial messages over the node's bound";
+      case fragment_error::too_many_sequences: return "too many fragmented messages in progress";
+    }
+    return "unknown fragment error";
+  }
+};
+
+}  // namespace
+
+const std::error_category& fragment_category() noexcept {
+  static const fragment_category_impl c;
+  return c;
+}
+
+bool partial_budget::take(std::size_t n) noexcept {
+  std::size_t cur = held_.load(std::memory_order_relaxed);
+  do {
+    if (n > limit_ || cur > limit_ - n) return false;
+  } while (!held_.compare_exchange_weak(cur, cur + n, std::memory_order_relaxed));
+  return true;
+}
+
+std::error_code read_header_refs(const std::byte* p, std::size_t& pos, std::size_t end, atom_cache* cache,
+                                 std::vector<etf::atom>& refs, std::size_t& err_at) {
+  auto u8 = [&](std::size_t i) { return std::to_integer<std::size_t>(p[i]); };
+  auto truncated = [&] {
+    err_at = end;
+    return make_error_code(control_error::truncated);
+  };
+  if (pos >= end) return truncated();
+  const std::size_t n = u8(pos++);
+  if (n == 0) return {};
+  const std::size_t flag_bytes = n / 2 + 1;
+  if (end - pos < flag_bytes) return truncated();
+  const std::size_t flags_at = pos;
+  pos += flag_bytes;
+  auto nibble = [&](std::size_t i) { return (u8(flags_at + i / 2) >> ((i & 1) * 4)) & 0xf; };
+  // The half byte after the last reference's: bit 0 is LongAtoms (2-byte atom lengths).
+  const bool long_atoms = nibble(n) & 1;
+  refs.reserve(refs.size() + n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const unsigned f = static_cast<unsigned>(nibble(i));
+    const bool is_new = f & 8;
+    if (pos >= end) return truncated();
+    const std::size_t index = (f & 7) * 256 + u8(pos++);
+    if (is_new) {
+      const std::size_t len_at = pos;
+      if (end - pos < (long_atoms ? 2u : 1u)) return truncated();
+      const std::size_t len = long_atoms ? (u8(pos) << 8) | u8(pos + 1) : u8(pos);
+      pos += long_atoms ? 2 : 1;
+      if (end - pos < len) return truncated();
+      // UTF8_ATOMS is mandatory since OTP 25, so the text is UTF-8.
+      etf::atom_status status = etf::atom_status::ok;
+      auto a = etf::atom::from_utf8({reinterpret_cast<const char*>(p + pos), len}, &status);
+      err_at = len_at;
+      if (!a && status == etf::atom_status::table_full) return etf::error::atom_table_full;
+      if (!a) return make_error_code(control_error::bad_atom_text);
+      pos += len;
+      refs.push_back(*a);
+      if (cache) cache->set(index, *a);
+    } else {
+      const etf::atom* a = cache ? cache->find(index) : nullptr;
+      if (!a) {
+        err_at = pos - 1;
+        return make_error_code(control_error::atom_cache_miss);
+      }
+      refs.push_back(*a);
+    }
+  }
+  return {};
+}
+
+// ---- inbound ----
+
+inbound_reader::inbound_reader(bool headered, limits l, std::shared_ptr<partial_budget> budget)
+    : headered_(headered), limits_(l), budget_(std::move(budget)) {}
+
+inbound_reader::~inbound_reader() { clear(); }
+
+void inbound_reader::clear() noexcept {
+  for (auto& [id, p] : partial_) release(p);
+  partial_.clear();
+  std::vector<std::byte>().swap(done_);
+}
+
+void inbound_reader::release(partial& p) noexcept {
+  if (budget_ && p.charged) budget_->give(p.charged);
+  held_ -= p.charged;
+  p.charged = 0;
+}
+
+bool inbound_reader::charge(partial& p, std::size_t n, std::error_code& ec) {
+  if (budget_ && !budget_->take(n)) {
+    ec = make_error_code(fragment_error::budget_exceeded);
+    return false;
+  }
+  p.charged += n;
+  held_ += n;
+  return true;
+}
+
+inbound_reader::result inbound_reader::fail(std::error_code ec, std::size_t at) {
+  result r;
+  r.st = status::failed;
+  r.ec = ec;
+  r.offset = at;
+  return r;
+}
+
+inbound_reader::result inbound_reader::feed(std::span<const std::byte> packet) {
+  const std::byte* p = packet.data();
+  const std::size_t end = packet.size();
+  if (end == 0) return fail(make_error_code(control_error::empty_packet), 0);
+  if (p[0] != version || !headered_) {
+    // Without either flag every packet is a pass-through one; decode_control judges its first byte. With one,
+    // erts refuses 'p' ("incompatible erlang"); we hand it on too (it is unambiguous), and anything else not
+    // starting with 131 the same way, for the upper layer to judge.
+    result r;
+    r.st = status::message;
+    r.msg.bytes = packet;
+    return r;
+  }
+  if (end < 2) return fail(make_error_code(fragment_error::truncated), end);
+  const std::byte tag = p[1];
+  if (tag == hdr_normal) {
+    std::size_t pos = 2, err_at = 0;
+    refs_.clear();
+    if (auto ec = read_header_refs(p, pos, end, &cache_, refs_, err_at)) return fail(ec, err_at);
+    result r;
+    r.st = status::message;
+    r.msg.bytes = packet.subspan(pos);
+    r.msg.headered = true;
+    r.msg.refs = refs_;
+    return r;
+  }
+  if (tag != hdr_frag && tag != hdr_cont) return fail(make_error_code(fragment_error::bad_header), 1);
+  if (end < frag_prefix) return fail(make_error_code(fragment_error::truncated), end);
+  const std::uint64_t seq = get_u64(p + 2), id = get_u64(p + 10);
+  if (id == 0) return fail(make_error_code(fragment_error::bad_fragment_id), 10);
+  std::error_code ec;
+  if (tag == hdr_frag) {
+    if (partial_.count(seq)) return fail(make_error_code(fragment_error::duplicate_sequence), 2);
+    std::size_t pos = frag_prefix, err_at = 0;
+    std::vector<etf::atom> refs;
+    // The header's cache entries take effect now, not when the message completes (erts_prepare_dist_ext).
+    if (auto e = read_header_refs(p, pos, end, &cache_, refs, err_at)) return fail(e, err_at);
+    const std::size_t data = end - pos;
+    if (data > limits_.max_message) return fail(make_error_code(fragment_error::message_too_large), end);
+    if (id == 1) {  // a sequence of one
+      done_refs_ = std::move(refs);
+      done_.assign(p + pos, p + end);
+      result r;
+      r.st = status::message;
+      r.msg.bytes = done_;
+      r.msg.headered = true;
+      r.msg.refs = done_refs_;
+      r.msg.owned = &done_;
+      return r;
+    }
+    if (partial_.size() >= limits_.max_sequences)
+      return fail(make_error_code(fragment_error::too_many_sequences), 2);
+    partial np;
+    if (!charge(np, data + partial_overhead, ec)) return fail(ec, 0);
+    np.refs = std::move(refs);
+    np.data.assign(p + pos, p + end);
+    np.next_id = id - 1;
+    np.count = 1;
+    partial_.emplace(seq, std::move(np));
+    return {};
+  }
+  auto it = partial_.find(seq);
+  if (it == partial_.end()) return fail(make_error_code(fragment_error::unknown_sequence), 2);
+  partial& cur = it->second;
+  if (id != cur.next_id) {
+    release(cur);
+    partial_.erase(it);
+    return fail(make_error_code(fragment_error::bad_fragment_id), 10);
+  }
+  const std::size_t data = end - frag_prefix;
+  if (cur.data.size() + data > limits_.max_message) {
+    release(cur);
+    partial_.erase(it);
+    return fail(make_error_code(fragment_error::message_too_large), end);
+  }
+  if (id == 1) {
+    done_ = std::move(cur.data);
+    done_.insert(done_.end(), p + frag_prefix, p + end);
+    done_refs_ = std::move(cur.refs);
+    const std::uint64_t count = cur.count + 1;
+    release(cur);
+    partial_.erase(it);
+    result r;
+    r.st = status::message;
+    r.msg.bytes = done_;
+    r.msg.headered = true;
+    r.msg.refs = done_refs_;
+    r.msg.owned = &done_;
+    r.msg.fragments = count;
+    return r;
+  }
+  if (!charge(cur, data, ec)) {
+    release(cur);
+    partial_.erase(it);
+    return fail(ec, 0);
+  }
+  cur.data.insert(cur.data.end(), p + frag_prefix, p + end);
+  cur.next_id = id - 1;
+  ++cur.count;
+  return {};
+}
+
+// ---- forms ----
+
+namespace {
+// The length of the term at bytes[pos..] (no version byte), or 0 if it is not a complete term.
+std::size_t term_length(std::span<const std::byte> bytes, std::size_t pos) {
+  etf::decode_options o;
+  o.expect_version = false;
+  auto u = std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(bytes.data()) + pos,
+                                         bytes.size() - pos);
+  auto r = etf::decode_prefix(u, o);
+  return r ? r.offset : 0;
+}
+}  // namespace
+
+bool to_header_form(std::span<const std::byte> in, std::vector<std::byte>& out) {
+  if (in.size() < 3 || in[0] != pass || in[1] != version) return false;
+  // The control tuple is small: finding its end costs little next to the payload copy this makes anyway.
+  const std::size_t ctrl = term_length(in, 2);
+  if (ctrl == 0) return false;
+  const std::size_t after = 2 + ctrl;
+  out.clear();
+  out.reserve(in.size() + 1);
+  out.insert(out.end(), {version, hdr_normal, std::byte{0}});
+  out.insert(out.end(), in.begin() + 2, in.begin() + static_cast<std::ptrdiff_t>(after));
+  if (after < in.size()) {
+    if (in[after] != version) return false;
+    out.insert(out.end(), in.begin() + static_cast<std::ptrdiff_t>(after) + 1, in.end());
+  }
+  return true;
+}
+
+bool to_pass_through(std::span<const std::byte> in, std::vector<std::byte>& out) {
+  if (in.size() < 4 || in[0] != version || in[1] != hdr_normal || in[2] != std::byte{0}) return false;
+  const std::size_t ctrl = term_length(in, 3);
+  if (ctrl == 0) return false;
+  const std::size_t after = 3 + ctrl;
+  out.clear();
+  out.reserve(in.size() + 1);
+  out.insert(out.end(), {pass, version});
+  out.insert(out.end(), in.begin() + 3, in.begin() + static_cast<std::ptrdiff_t>(after));
+  if (after < in.size()) {
+    out.push_back(version);
+    out.insert(out.end(), in.begin() + static_cast<std::ptrdiff_t>(after), in.end());
+  }
+  return true;
+}
+
+std::size_t header_length(std::span<const std::byte> packet) noexcept {
+  if (packet.size() < 3 || packet[0] != version || packet[1] != hdr_normal) return 0;
+  std::size_t pos = 2;
+  const std::size_t n = std::to_integer<std::size_t>(packet[pos++]);
+  if (n == 0) return pos;
+  const std::size_t flag_bytes = n / 2 + 1;
+  if (packet.size() - pos < flag_bytes) return 0;
+  const std::size_t flags_at = pos;
+  pos += flag_bytes;
+  auto nibble = [&](std::size_t i) {
+    return (std::to_integer<unsigned>(packet[flags_at + i / 2]) >> ((i & 1) * 4)) & 0xf;
+  };
+  const bool long_atoms = nibble(n) & 1;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (pos >= packet.size()) return 0;
+    ++pos;  // the index
+    if (nibble(i) & 8) {
+      const std::size_t lb = long_atoms ? 2 : 1;
+      if (packet.size() - pos < lb) return 0;
+      const std::size_t len = long_atoms ? (std::to_integer<std::size_t>(packet[pos]) << 8) |
+                                               std::to_integer<std::size_t>(packet[pos + 1])
+                                         : std::to_integer<std::size_t>(packet[pos]);
+      pos += lb;
+      if (packet.size() - pos < len) return 0;
+      pos += len;
+    }
+  }
+  return pos;
+}
+
+// ---- outbound ----
+
+fragment_stream::fragment_stream(std::span<const std::byte> packet, std::size_t header_len, std::uint64_t seq_id,
+                                 std::size_t chunk)
+    : packet_(packet), header_len_(header_len), chunk_(chunk == 0 ? 1 : chunk), seq_(seq_id) {
+  const std::size_t data = packet.size() - header_len;
+  total_ = data == 0 ? 1 : (data + chunk_ - 1) / chunk_;
+  next_id_ = total_;
+}
+
+std::size_t fragment_stream::next(std::vector<std::byte>& head, std::span<const std::byte>& data) {
+  const bool first = offset_ == 0;
+  head.push_back(version);
+  head.push_back(first ? hdr_frag : hdr_cont);
+  put_u64(head, seq_);
+  put_u64(head, next_id_--);
+  std::size_t covered = 0;
+  if (first) {
+    // N, Flags, refs: the normal header after its 131,68.
+    head.insert(head.end(), packet_.begin() + 2, packet_.begin() + static_cast<std::ptrdiff_t>(header_len_));
+    offset_ = header_len_;
+    covered = header_len_;
+  }
+  const std::size_t n = std::min(chunk_, packet_.size() - offset_);
+  data = packet_.subspan(offset_, n);
+  offset_ += n;
+  if (offset_ == header_len_ && n == 0) offset_ = packet_.size();  // an empty body: one fragment
+  return covered + n;
+}
+
+}  // namespace cnode::dist

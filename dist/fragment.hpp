@@ -1,0 +1,160 @@
+#pragma once
+// Distribution headers on the wire after the handshake, once DIST_HDR_ATOM_CACHE or FRAGMENTS is in effect
+// (erl_ext_dist "Distribution Header", "Distribution Header for Fragmented Messages"). Sans-I/O:
+//  - inbound_reader: one packet in, zero or one whole message out. It reads the normal header (131,68) and the
+//    fragment headers (131,69 starting, 131,70 continuing), fills the connection's atom cache from each header
+//    when that header arrives (as erts_prepare_dist_ext does for a first fragment: the sender's later headers
+//    already count on those entries), and reassembles fragments of several interleaved sequences, bounded per
+//    message (max_message) and per node (a partial_budget shared by every connection).
+//  - fragment_stream: splits one whole message in the 131,68 form into 64 KiB fragments, one at a time, so that
+//    the connection writer can interleave them with other traffic.
+//  - the conversions between the pass-through form and the header form with no atom cache references.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <system_error>
+#include <unordered_map>
+#include <vector>
+
+#include "dist/control.hpp"
+#include "etf/atom.hpp"
+
+namespace cnode::dist {
+
+// Data bytes per fragment. erts uses 64 KiB (observed on OTP 25: a 150 KB message came as packets of 65 555 bytes
+// = 19 header bytes + 65 536 of data).
+inline constexpr std::size_t fragment_size = 64 * 1024;
+
+// What all the connections of a node hold for messages still missing fragments. Thread-safe.
+class partial_budget {
+ public:
+  explicit partial_budget(std::size_t limit) noexcept : limit_(limit) {}
+  // Takes n bytes; false (and nothing taken) when that would cross the limit.
+  bool take(std::size_t n) noexcept;
+  void give(std::size_t n) noexcept { held_.fetch_sub(n, std::memory_order_relaxed); }
+  std::size_t held() const noexcept { return held_.load(std::memory_order_relaxed); }
+  std::size_t limit() const noexcept { return limit_; }
+
+ private:
+  std::atomic<std::size_t> held_{0};
+  const std::size_t limit_;
+};
+
+enum class fragment_error {
+  bad_header = 1,      // 131 followed by something other than 68/69/70, or a 'p' packet on a headered connection
+  truncated,           // the packet ends inside a header
+  unknown_sequence,    // a continuing fragment for a sequence never started (or already finished)
+  duplicate_sequence,  // a starting fragment for a sequence already in progress
+  bad_fragment_id,     // fragment id 0, or not one less than the previous fragment's
+  message_too_large,   // the reassembled message would exceed max_message
+  budget_exceeded,     // the node's bound on bytes held for partial messages would be crossed
+  too_many_sequences,  // more sequences in progress at once than allowed
+};
+const std::error_category& fragment_category() noexcept;
+inline std::error_code make_error_code(fragment_error e) noexcept { return {static_cast<int>(e), fragment_category()}; }
+
+// Reads a normal distribution header's body (N, Flags, AtomCacheRefs) at p[pos..end): resolves every reference,
+// appends the atoms to refs (in reference order, for ATOM_CACHE_REF indices), and stores new entries in cache
+// (which may be null: then only new entries resolve). On failure returns the error (a control_error, or
+// etf::error::atom_table_full) and sets err_at to the offending byte's offset.
+std::error_code read_header_refs(const std::byte* p, std::size_t& pos, std::size_t end, atom_cache* cache,
+                                 std::vector<etf::atom>& refs, std::size_t& err_at);
+
+// One whole inbound message.
+struct inbound_message {
+  // Pass-through: the packet as it came ('p', 131, Control, [131, Payload]). Headered: the control term and the
+  // payload after the header, without 131 prefixes.
+  std::span<const std::byte> bytes;
+  bool headered = false;
+  std::span<const etf::atom> refs;  // headered: the atoms of the header's references, by index
+  // Non-null when the bytes are a reassembled message held in this vector: the receiver may move it out.
+  std::vector<std::byte>* owned = nullptr;
+  std::uint64_t fragments = 1;  // how many packets it came in
+};
+
+class inbound_reader {
+ public:
+  struct limits {
+    std::size_t max_message = 128 * 1024 * 1024;  // a reassembled message longer than this is refused
+    std::size_t max_sequences = 4096;             // partial messages in progress at once
+  };
+  enum class status { message, pending, failed };
+  struct result {
+    status st = status::pending;
+    inbound_message msg;   // status::message: valid until the next feed
+    std::error_code ec;    // status::failed
+    std::size_t offset = 0;  // status::failed: the offending byte's offset in the packet
+  };
+
+  // headered: whether DIST_HDR_ATOM_CACHE or FRAGMENTS is in effect (then a header is required on every packet).
+  inbound_reader(bool headered, limits l, std::shared_ptr<partial_budget> budget = nullptr);
+  ~inbound_reader();
+  inbound_reader(const inbound_reader&) = delete;
+  inbound_reader& operator=(const inbound_reader&) = delete;
+
+  // One non-tick packet, without its 4-byte length. After a failure the connection must be closed.
+  result feed(std::span<const std::byte> packet);
+  // Drops every partial message and gives its bytes back (the connection went down).
+  void clear() noexcept;
+
+  std::size_t held_bytes() const noexcept { return held_; }
+  std::size_t sequences() const noexcept { return partial_.size(); }
+  const atom_cache& cache() const noexcept { return cache_; }
+
+ private:
+  struct partial {
+    std::vector<std::byte> data;
+    std::vector<etf::atom> refs;
+    std::uint64_t next_id = 0;  // the fragment id expected next
+    std::uint64_t count = 0;    // fragments so far
+    std::size_t charged = 0;    // bytes taken from the budget
+  };
+  result fail(std::error_code ec, std::size_t at);
+  bool charge(partial& p, std::size_t n, std::error_code& ec);
+  void release(partial& p) noexcept;
+
+  bool headered_;
+  limits limits_;
+  std::shared_ptr<partial_budget> budget_;
+  atom_cache cache_;
+  std::vector<etf::atom> refs_;
+  std::unordered_map<std::uint64_t, partial> partial_;
+  std::vector<std::byte> done_;        // the last reassembled message
+  std::vector<etf::atom> done_refs_;
+  std::size_t held_ = 0;
+};
+
+// 131,68,0 + Control + Payload from 'p',131,Control,131,Payload (and back). Returns false, leaving out alone, if
+// the packet is not in the source form (or, for to_pass_through, its header has atom cache references).
+bool to_header_form(std::span<const std::byte> pass_through, std::vector<std::byte>& out);
+bool to_pass_through(std::span<const std::byte> headered, std::vector<std::byte>& out);
+// The length of the normal distribution header at the packet's start (131,68,N,...), 0 if it is not one.
+std::size_t header_length(std::span<const std::byte> packet) noexcept;
+
+// Splits one message in the 131,68 form into fragments: the first carries 131,69,SeqId,FragId and the header's
+// N, Flags and refs; the rest 131,70,SeqId,FragId. FragId counts down to 1. The packet must outlive the stream's
+// use of the spans it hands out.
+class fragment_stream {
+ public:
+  // header_len: header_length(packet), non-zero.
+  fragment_stream(std::span<const std::byte> packet, std::size_t header_len, std::uint64_t seq_id,
+                  std::size_t chunk = fragment_size);
+  bool done() const noexcept { return offset_ >= packet_.size(); }
+  std::uint64_t total() const noexcept { return total_; }
+  // The next fragment: its header bytes (appended to head) and its data (a span into the packet). Returns the
+  // number of the original packet's bytes it covers.
+  std::size_t next(std::vector<std::byte>& head, std::span<const std::byte>& data);
+
+ private:
+  std::span<const std::byte> packet_;
+  std::size_t header_len_, chunk_, offset_ = 0;
+  std::uint64_t seq_, total_, next_id_;
+};
+
+}  // namespace cnode::dist
+
+template <>
+struct std::is_error_code_enum<cnode::dist::fragment_error> : std::true_type {};
