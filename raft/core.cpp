@@ -219,8 +219,11 @@ void core::step(const message& m) {
   // removed cannot disrupt: its pre-votes fail (its log lacks the removal) and recently-led members ignore it.
   if (m.term > term_) {
     // Heard from a leader within the election timeout: a vote request is a disruption (a member cut off and
-    // back), refused without taking its term (thesis §4.2.3, with pre-vote §9.6).
-    if (vote_request && cfg_.check_quorum && !m.force && leader_ && election_elapsed_ < cfg_.election_ticks) return;
+    // back), refused without taking its term (thesis §4.2.3, with pre-vote §9.6). A leader is in its lease for as
+    // long as it leads: check-quorum steps it down once a majority is silent for an election timeout (its
+    // election_elapsed_ runs to the randomized timeout, past election_ticks, so it cannot be the measure here).
+    const bool in_lease = role_ == role::leader || (leader_ && election_elapsed_ < cfg_.election_ticks);
+    if (vote_request && cfg_.check_quorum && !m.force && in_lease) return;
     if (m.type == msg_type::pre_vote) {
       // answered below without changing our term
     } else if (m.type == msg_type::pre_vote_reply && m.granted) {

@@ -106,6 +106,7 @@ asio::awaitable<void> group_process::run(process& self) {
   c.members = g_.members;
   c.heartbeat_ticks = 1;
   c.election_ticks = std::max(2, t_.election_ms / std::max(1, t_.heartbeat_ms));
+  c.pre_vote = t_.pre_vote;
   c.seed = static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
   // A new member's catch-up as a learner may take up to the request timeout (then {error, timeout}).
   c.learner_timeout_ticks = std::max(1, t_.request_timeout_ms / std::max(1, t_.heartbeat_ms));

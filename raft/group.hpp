@@ -36,6 +36,7 @@ struct group_config {
 struct timing {
   int election_ms = 1000, heartbeat_ms = 100, request_timeout_ms = 5000;
   std::uint64_t snapshot_entries = 4096;  // applied entries between snapshots
+  bool pre_vote = true;                    // false only for tests (--raft-test-no-pre-vote)
 };
 
 // Where a group persists (raft/storage.hpp with --data-dir). persist() writes what the ready holds and calls done

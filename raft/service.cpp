@@ -61,6 +61,12 @@ class raft_service final : public cnode::service {
     o.add("--raft-heartbeat-ms", "MS", "leader heartbeat interval (default: 100)", ms(t_.heartbeat_ms, 1));
     o.add("--raft-request-timeout-ms", "MS", "answer {:error, :unavailable} after this (default: 5000)",
           ms(t_.request_timeout_ms, 1));
+    o.add("--raft-test-no-pre-vote", "",
+          "for tests only: campaign without a pre-vote round (shows what pre-vote prevents; integration/faults)",
+          [this](const std::string&) -> std::string {
+            t_.pre_vote = false;
+            return {};
+          });
     o.add("--raft-snapshot-entries", "N", "applied entries between snapshots of the state (default: 4096)",
           [this](const std::string& v) -> std::string {
             try {

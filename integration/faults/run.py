@@ -2,7 +2,8 @@
 
 Every scenario module is a file scen_*.py next to this one that defines SCENARIOS, a list of Scenario. A scenario is
 fn(bed, ctx) -> str: it builds its cluster on the netns.Bed it is given, applies faults, asserts what must hold and
-returns what held with its figures (`ctx.rng` is its seeded random source, `ctx.quick` the CI-sized run). It fails by
+returns what held with its figures (`ctx.rng` is its seeded random source, `ctx.quick` the CI-sized run, `ctx.size`
+the --size asked for or None). It fails by
 raising; netns.Unsupported (a fault this machine cannot make) reports it as SKIP with the reason. Each scenario gets a
 fresh harness.Cluster and Bed, closed (faults undone, processes stopped, namespaces deleted) whatever happens.
 
@@ -31,8 +32,8 @@ class Scenario:
 
 
 class Ctx:
-    def __init__(self, seed, name, quick):
-        self.seed, self.name, self.quick = seed, name, quick
+    def __init__(self, seed, name, quick, size=None):
+        self.seed, self.name, self.quick, self.size = seed, name, quick, size
         self.rng = random.Random(f"{seed}/{name}")  # a scenario's draws do not depend on which others run
         self.t0 = time.monotonic()
 
@@ -60,9 +61,9 @@ def select(all_scenarios, names, quick):
     return chosen
 
 
-def run_one(sc, seed, quick):
+def run_one(sc, seed, quick, size=None):
     c = harness.Cluster()
-    ctx = Ctx(seed, sc.name, quick)
+    ctx = Ctx(seed, sc.name, quick, size)
     bed = None
     try:
         bed = netns.Bed(c, ticktime=4)
@@ -87,6 +88,8 @@ def main(argv):
     ap = argparse.ArgumentParser(prog="scripts/faults", description="fault scenarios on a network-namespace bed")
     ap.add_argument("--seed", type=int, help="seed of every random choice (random and printed when absent)")
     ap.add_argument("--quick", action="store_true", help="the CI-sized run")
+    ap.add_argument("--size", type=int, help="how many rounds a sized scenario runs (raft.schedules: schedules; "
+                    "default: its quick or nightly size)")
     ap.add_argument("--list", action="store_true", help="list the scenarios")
     ap.add_argument("scenario", nargs="*", help="names, or prefixes such as pg (default: all)")
     a = ap.parse_args(argv)
@@ -97,7 +100,8 @@ def main(argv):
         return 0
     chosen = select(known, a.scenario, a.quick)
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1, 1 << 31)
-    again = " ".join(["scripts/faults", "--seed", str(seed)] + (["--quick"] if a.quick else []) + a.scenario)
+    again = " ".join(["scripts/faults", "--seed", str(seed)] + (["--quick"] if a.quick else [])
+                     + (["--size", str(a.size)] if a.size is not None else []) + a.scenario)
     print(f"faults: seed {seed} ({'quick' if a.quick else 'full'} run of {len(chosen)}); again: {again}", flush=True)
     why = netns.unavailable()
     if why:
@@ -118,7 +122,7 @@ def main(argv):
     t_all = time.monotonic()
     for sc in chosen:
         t0 = time.monotonic()
-        verdict, text, detail = run_one(sc, seed, a.quick)
+        verdict, text, detail = run_one(sc, seed, a.quick, a.size)
         counts[verdict] += 1
         if detail:
             print(f"--- {sc.name} failed (seed {seed}):\n{detail}", file=sys.stderr, flush=True)

@@ -18,7 +18,7 @@ class World:
 
     def __init__(self, bed, ctx, spec, beam_args=(), cnode_args=()):
         """spec: [(short name, 'erl' | 'elixir' | 'cnode')], started at once (in threads). BEAM nodes run pg's
-        default scope (kernel's start_pg)."""
+        default scope (kernel's start_pg). cnode_args: a list, or a function of the short name giving one."""
         self.bed, self.ctx = bed, ctx
         self.nodes = {}
         errors = []
@@ -28,7 +28,8 @@ class World:
                 if kind == "drv":  # hidden: it takes part in no mesh, no pg and no global
                     self._driver()
                 elif kind == "cnode":
-                    self.nodes[name] = bed.cnode(name, extra=list(cnode_args))
+                    self.nodes[name] = bed.cnode(name, extra=list(cnode_args(name) if callable(cnode_args)
+                                                                  else cnode_args))
                 elif kind == "erl":
                     self.nodes[name] = bed.erl(name, args=["-kernel", "start_pg", "true"] + list(beam_args))
                 else:

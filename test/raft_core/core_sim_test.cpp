@@ -65,6 +65,8 @@ struct cluster {
   static inline std::uint64_t learners_promoted = 0, learners_timed_out = 0;
   std::vector<ready::learner_outcome> outcomes;  // catch-up phases that ended, in order
 
+  bool pre_vote = true;  // set false, then start() every member again, for a cluster without pre-vote
+
   cluster(int n, std::uint64_t s, int joiners = 0) : net(s), seed(s) {
     for (int i = 1; i <= n + joiners; ++i) {
       std::string id = std::to_string(i);  // (built in steps: GCC 12's -Wrestrict misfires on "n" + ... + "@sim")
@@ -83,6 +85,7 @@ struct cluster {
     c.election_ticks = 10;
     c.heartbeat_ticks = 2;
     c.seed = seed;
+    c.pre_vote = pre_vote;
     return c;
   }
 
@@ -446,6 +449,60 @@ TEST_CASE("raft core: pre-vote keeps a member that was cut off from deposing a h
   CHECK(cl.leader()->c->cfg().self == lead);
   CHECK(cl.leader()->c->current_term() == t0);
   CHECK(cl.failure.empty());
+}
+
+TEST_CASE("raft core: pre-vote — a member that hears no one (its inbound cut, its outbound not) cannot depose an idle leader") {
+  // Idle: the deaf member's log is as up to date as the leader's, so its pre-votes are only refused by the lease
+  // (a vote request within an election timeout of hearing a leader is ignored). The leader itself must keep the
+  // lease for the whole of its randomized election timeout, not only its first election_ticks.
+  for (std::uint64_t seed : {1, 2, 3, 4, 5, 6, 7, 8}) {
+    cluster cl(3, seed);
+    for (int s = 0; s < 3000 && !cl.leader(); ++s) cl.step_ms();
+    REQUIRE(cl.leader());
+    for (int s = 0; s < 300; ++s) cl.step_ms();  // every member has the leader's no-op
+    const term_t t0 = cl.leader()->c->current_term();
+    member_id lead = cl.leader()->c->cfg().self;
+    member_id deaf = lead == cl.ids[0] ? cl.ids[1] : cl.ids[0];
+    for (auto& id : cl.ids)
+      if (id != deaf) cl.net.cut(id, deaf, true);  // nothing reaches it; what it sends goes through
+    for (int s = 0; s < 3000; ++s) cl.step_ms();
+    CAPTURE(seed);
+    REQUIRE(cl.leader());
+    CHECK(cl.leader()->c->cfg().self == lead);
+    CHECK(cl.leader()->c->current_term() == t0);
+    cl.net.heal();
+    for (int s = 0; s < 500; ++s) cl.step_ms();
+    REQUIRE(cl.leader());
+    CHECK(cl.leader()->c->current_term() == t0);
+    CHECK(cl.failure.empty());
+  }
+}
+
+TEST_CASE("raft core: without pre-vote, a leader in its lease ignores a deaf member's vote requests") {
+  // The deaf member (its inbound cut) campaigns for ever higher terms; its vote requests reach the leader. Found by
+  // integration/faults raft.prevote (--raft-test-no-pre-vote): the leader's election_elapsed_ runs to its randomized
+  // election timeout, up to twice election_ticks, and in the second half the lease check (election_elapsed_ <
+  // election_ticks) let a vote request's higher term depose a leader that heard from a majority all along.
+  for (std::uint64_t seed : {1, 2, 3, 4, 5, 6, 7, 8}) {
+    cluster cl(3, seed);
+    cl.pre_vote = false;
+    for (auto& id : cl.ids) cl.start(id);
+    for (int s = 0; s < 3000 && !cl.leader(); ++s) cl.step_ms();
+    REQUIRE(cl.leader());
+    for (int s = 0; s < 300; ++s) cl.step_ms();
+    const term_t t0 = cl.leader()->c->current_term();
+    member_id lead = cl.leader()->c->cfg().self;
+    member_id deaf = lead == cl.ids[0] ? cl.ids[1] : cl.ids[0];
+    for (auto& id : cl.ids)
+      if (id != deaf) cl.net.cut(id, deaf, true);
+    for (int s = 0; s < 3000; ++s) cl.step_ms();
+    CAPTURE(seed);
+    CHECK(cl.members[deaf].c->current_term() > t0 + 3);  // it did campaign
+    REQUIRE(cl.leader());
+    CHECK(cl.leader()->c->cfg().self == lead);
+    CHECK(cl.leader()->c->current_term() == t0);
+    CHECK(cl.failure.empty());
+  }
 }
 
 TEST_CASE("raft core: leadership transfer") {
