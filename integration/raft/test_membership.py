@@ -1,7 +1,8 @@
 """Raft membership and leadership from Elixir: a node started outside the group joins with {:add_member, node}
 and is caught up by snapshot; {:remove_member, node}; {:transfer_leadership, node}; a leader stopped with SIGTERM
 hands over before it exits (a new leader well within one election timeout); a 5-member group with 2 members
-stopped elects a leader and serves (ra #439)."""
+stopped elects a leader and serves (ra #439); a new member catches up as a learner while the group stays writable,
+and one that cannot catch up is not added."""
 import os
 import re
 import sys
@@ -110,6 +111,91 @@ def test_five_members_two_stopped_elect_and_serve(c):
     for i, n in enumerate(live):
         assert call(ex, n, f"{{:incr, :n, {i + 1}}}") .startswith("{:ok,")
     assert call(ex, live[0], "{:get, :n}") == "{:ok, 6}"
+
+
+# A writer process on the client node: puts to the leader one after another until told to stop, then replies with
+# {count, max latency in ms, errors}.
+WRITER = """
+defmodule LearnerWriter do
+  def start(leader) do
+    parent = self()
+    spawn(fn -> loop(leader, parent, 0, 0, 0) end)
+  end
+  defp loop(leader, parent, n, worst, errors) do
+    receive do
+      {:stop, from} -> send(from, {:writer, n, div(worst, 1000), errors})
+    after 0 ->
+      t0 = :erlang.monotonic_time(:microsecond)
+      r = try do GenServer.call({:kv, leader}, {:put, {:w, rem(n, 50)}, n}, 10_000) catch :exit, e -> e end
+      dt = :erlang.monotonic_time(:microsecond) - t0
+      loop(leader, parent, n + 1, max(worst, dt), errors + if(r == :ok, do: 0, else: 1))
+    end
+  end
+  def stop(pid) do
+    send(pid, {:stop, self()})
+    receive do {:writer, n, worst, errors} -> {n, worst, errors} after 15_000 -> :no_reply end
+  end
+end
+"""
+
+
+def test_learner_catch_up_keeps_the_group_writable(c):
+    """{:add_member, node} to a group holding a large state (8 MB) with one of its three members down: the new
+    node is a learner (not counted) while the leader sends it the snapshot and the log, so the leader and the one
+    live follower go on committing; only once it has caught up is it made a voter. Write availability during the
+    add is measured: the slowest write of a writer running all along. A node that is not running is not added:
+    {:error, :timeout} after the catch-up time (the request timeout), the configuration unchanged."""
+    names = ["kv1", "kv2", "kv3"]
+    nodes, ex = start_group(c, names, extra=["--raft-snapshot-entries", "500"])
+    lead = harness.wait_until(lambda: leader(ex), 15, "a leader")
+    ex.eval(f"Task.async_stream(1..2000, fn i -> GenServer.call({{:kv, :\"{lead}\"}}, "
+            f"{{:put, i, :binary.copy(<<i::32>>, 1024)}}, 20_000) end, max_concurrency: 32, timeout: 30_000) "
+            f"|> Stream.run()", timeout=120)
+    assert status(ex, lead, "keys") == "2000"
+    down = next(p for p in nodes if p.node != lead)
+    down.kill9()
+    ex.eval(f"Process.put(:m, Process.get(:m) -- [:\"{down.node}\"])")
+    joiner = start_cnode(c, "kv4", extra=["--raft-group", f"kv={members_of(names)}", "--raft-election-ms", "300",
+                                          "--raft-heartbeat-ms", "50"])
+    joiner.wait_for_line("joins")
+    path = os.path.join(c.tmp, "learner_writer.exs")
+    with open(path, "w") as f:
+        f.write(WRITER)
+    ex.eval(f'Code.require_file("{path}"); :ok')
+    ex.eval(f'Process.put(:w, LearnerWriter.start(:"{lead}")); :ok')
+    time.sleep(0.3)  # the writer's baseline (a measurement window, not a wait for a condition)
+    t0 = time.monotonic()
+    ex.eval(f'Process.put(:add, Task.async(fn -> GenServer.call({{:kv, :"{lead}"}}, '
+            f'{{:add_member, :"{joiner.node}"}}, 20_000) end)); :ok')
+    seen_learner = harness.wait_until(
+        lambda: status(ex, lead, "learners") != "[]" or status(ex, lead, "members |> length()") == "4", 10,
+        "the joiner as a learner (or already a member)")
+    learner_seen = status(ex, lead, "learners")
+    reply = ex.eval("Task.await(Process.get(:add), 25_000)", timeout=30)
+    took = time.monotonic() - t0
+    time.sleep(0.3)
+    n, worst, errors = (int(x) for x in ex.eval("LearnerWriter.stop(Process.get(:w)) |> Tuple.to_list() "
+                                                "|> Enum.join(\" \")").strip('"').split())
+    print(f"add_member of a node behind an 8 MB state took {took:.2f} s (learners seen: {learner_seen}); "
+          f"meanwhile {n} writes, the slowest {worst} ms, {errors} errors")
+    assert reply == ":ok", reply
+    assert seen_learner
+    assert status(ex, lead, "members |> length()") == "4"
+    assert status(ex, lead, "learners") == "[]"
+    assert errors == 0
+    assert n > 20, n
+    assert worst < 1500, worst  # never a stall of the catch-up's length (a 4-member quorum with one down)
+    harness.wait_until(lambda: call(ex, joiner.node, "{:get, 2000, :local}") != ":not_found", 10,
+                       "the new member to hold the state")
+    assert call(ex, joiner.node, "{:put, :from_new, 1}") == ":ok"
+    # A node that does not run: the catch-up times out (3 s here), nothing changes.
+    t0 = time.monotonic()
+    r = call(ex, lead, f"{{:add_member, :\"ghost@{harness.HOST}\"}}", 20000)
+    print(f"add_member of a node that is not running: {r} after {time.monotonic() - t0:.1f} s")
+    assert r == "{:error, :timeout}", r
+    assert status(ex, lead, "members |> length()") == "4"
+    assert status(ex, lead, "learners") == "[]"
+    assert call(ex, lead, "{:put, :after_timeout, 1}") == ":ok"
 
 
 if __name__ == "__main__":
