@@ -83,7 +83,8 @@ def test_max_message_bytes(c):
     print(f"200 000 bytes to echo under --max-message-bytes 100000: {got} in {took * 1000:.0f} ms")
     assert got == f"{{{{:nodedown, :{cn.node}}}, :not_echoed}}", got
     line = harness.wait_until(lambda: next((l for l in cn.output().splitlines() if "ex@localhost" in l and (
-        "packet_too_large" in l or "larger than" in l or "too large" in l)), None), 5,
+        "packet_too_large" in l or "larger than" in l or "too large" in l or "longer than --max-message-bytes" in l)),
+        None), 5,
         "a packet-too-large line about ex@localhost")
     print(f"cnode logged: {line}")
     # the node comes back, and 50 000 bytes still echo
