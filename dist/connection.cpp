@@ -264,6 +264,7 @@ bool connection::drain_packets() {
           shutdown(error::handler_failed);
           return false;
         }
+        if (r.msg.owned) reader_state_.message_done();
         break;
       }
     }

@@ -116,6 +116,11 @@ inbound_reader::inbound_reader(bool headered, limits l, std::shared_ptr<partial_
 
 inbound_reader::~inbound_reader() { clear(); }
 
+void inbound_reader::message_done() noexcept {
+  std::vector<std::byte>().swap(done_);
+  std::vector<etf::atom>().swap(done_refs_);
+}
+
 void inbound_reader::clear() noexcept {
   for (auto& [id, p] : partial_) release(p);
   partial_.clear();

@@ -99,6 +99,9 @@ class inbound_reader {
   result feed(std::span<const std::byte> packet);
   // Drops every partial message and gives its bytes back (the connection went down).
   void clear() noexcept;
+  // The last message fed has been handled: a reassembled one's buffer is given back (it would otherwise stay, at the
+  // size of the largest message, until the next fragmented one).
+  void message_done() noexcept;
 
   std::size_t held_bytes() const noexcept { return held_; }
   std::size_t sequences() const noexcept { return partial_.size(); }

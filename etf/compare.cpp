@@ -173,6 +173,13 @@ class walker {
  public:
   // Returns <0, 0, >0. With stop_on_class_only it is also the equality test.
   int run(const term& a, const term& b, mode m) {
+    const int c = walk(a, b, m);
+    detail::trim_scratch(stack_);
+    return c;
+  }
+
+ private:
+  int walk(const term& a, const term& b, mode m) {
     stack_.clear();
     push_pair(&a, &b, m);
     while (!stack_.empty()) {
@@ -447,6 +454,7 @@ std::size_t hash_term(const term& root, bool root_by_value) noexcept {
       }
     }
   }
+  detail::trim_scratch(stack);
   return static_cast<std::size_t>(h);
 }
 

@@ -55,6 +55,10 @@ class decoder {
  public:
   decoder(std::span<const std::uint8_t> in, std::size_t pos, const decode_options& o, const shared_bytes* owner)
       : p_(in.data()), size_(in.size()), pos_(pos), o_(o), owner_(owner), stack_(frames()) {}
+  // A nested decoder (COMPRESSED_EXT) ends while the outer one has no frame pushed: giving the stack back is safe.
+  ~decoder() { detail::trim_scratch(stack_); }
+  decoder(const decoder&) = delete;
+  decoder& operator=(const decoder&) = delete;
 
   bool run(term& root);
   std::size_t pos() const noexcept { return pos_; }

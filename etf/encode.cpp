@@ -24,6 +24,12 @@ class encoder {
     cur_ = b;
     end_ = b + chunk_size;
   }
+  ~encoder() {
+    detail::trim_scratch(stack_);
+    detail::trim_scratch(scratch_);
+  }
+  encoder(const encoder&) = delete;
+  encoder& operator=(const encoder&) = delete;
 
   void run(const term& root);
   // Absolute position in out once everything written so far has been flushed.

@@ -148,6 +148,16 @@ tuple_node* new_tuple_node(std::uint32_t arity);     // elements default-constru
 list_node* new_list_node(std::uint32_t count, term tail);
 map_node* new_map_node(std::uint32_t size);
 
+// The per-thread scratch stacks (the decoder's frames, the encoder's work lists, the comparison's and the hash's)
+// keep their capacity from one term to the next, up to scratch_keep_bytes each; a stack that an outsized term (a
+// deep one: the depth limit is 16 M) grew past that is given back when that term is done, not kept for the thread's
+// life. Regrowing it for the next outsized term costs less than the term itself (each frame stands for a node).
+inline constexpr std::size_t scratch_keep_bytes = std::size_t{256} << 10;
+template <typename Vec>
+inline void trim_scratch(Vec& v) noexcept {
+  if (v.capacity() * sizeof(typename Vec::value_type) > scratch_keep_bytes) Vec().swap(v);
+}
+
 }  // namespace cnode::etf::detail
 
 namespace cnode::etf {

@@ -3,6 +3,9 @@
 #include <doctest.h>
 
 #include <cstdint>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <string>
 #include <vector>
 
@@ -195,6 +198,36 @@ TEST_CASE("shared decoding: large binaries refer into the buffer and stay valid 
   }
   CHECK(decoded == t);
 }
+
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+// The per-thread scratch stacks give back what an outsized term grew them to (etf/term_detail.hpp trim_scratch):
+// after a million-deep term is decoded, encoded, compared, hashed and dropped, the heap in use is back to where it
+// was (glibc's count of bytes in allocated chunks), give or take the stacks' kept size.
+TEST_CASE("scratch stacks shrink back after a deep term") {
+  auto in_use = [] {
+    const struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;  // allocated chunks in the arenas and mmapped ones
+  };
+  {
+    term warm = term::list({term::tuple({term(1)})});  // the thread's stacks and chunks, at their kept size
+    CHECK(decode(encode(warm)).value == warm);
+    (void)hash_exact(warm);
+  }
+  const std::size_t before = in_use();
+  {
+    term t;
+    for (int i = 0; i < 1'000'000; ++i) t = term::list({term::tuple({t})});
+    bytes b = encode(t);
+    decode_result r = decode(b);
+    REQUIRE(r);
+    CHECK(r.value == t);
+    CHECK(hash_exact(r.value) == hash_exact(t));
+  }
+  const std::size_t after = in_use();
+  MESSAGE("heap in use " << before << " -> " << after << " bytes");
+  CHECK(after < before + 4 * detail::scratch_keep_bytes);
+}
+#endif
 
 TEST_CASE("a million levels of nesting: decode, encode, compare, destroy") {
   constexpr int depth = 1'000'000;
