@@ -6,7 +6,8 @@
 -export([call/4, call/5, nodes_of/1, shape/1, meshed/1, ping_all/1,
          member/2, pg_join/3, pg_leave/3, pg_views/2, pg_consistent/2, pg_count/2, scope_pids/1,
          gl_register/2, gl_whereis/2, gl_names/1, gl_sync/2, gl_sync_all/2, alive/1,
-         echo_loop/4, collect/2, percentile/2]).
+         echo_loop/4, collect/2, percentile/2,
+         call_loop/3, stop_loops/1, max_queue/2, burst_sink/2]).
 
 -define(T, 5000).
 
@@ -173,3 +174,53 @@ collect(Tag, N, L, E) ->
 
 percentile([], _) -> none;
 percentile(L, P) -> lists:nth(max(1, min(length(L), round(P / 100 * length(L)))), L).
+
+%% ---- overload (scen_overload.py)
+
+%% A process that calls Fun() one call after the other (each timed; a throw or an exit counts as {error, R}) until
+%% it is sent stop, then sends Owner {lat, Tag, [Ms]} (for collect/2). Returns its pid.
+call_loop(Fun, Tag, Owner) ->
+    spawn(fun() -> Owner ! {lat, Tag, call_loop(Fun, [])} end).
+
+call_loop(Fun, Acc) ->
+    receive stop -> lists:reverse(Acc)
+    after 0 ->
+        T0 = erlang:monotonic_time(microsecond),
+        X = try Fun(), (erlang:monotonic_time(microsecond) - T0) / 1000 catch C:R -> {error, {C, R}} end,
+        timer:sleep(20),
+        call_loop(Fun, [X | Acc])
+    end.
+
+stop_loops(Pids) -> [P ! stop || P <- Pids], ok.
+
+%% A process sampling the message queue length of the process registered as Name on cnode N every 100 ms until
+%% sent {stop, From}; answers From {max_queue, Longest}.
+max_queue(N, Name) ->
+    spawn(fun() -> max_queue(N, Name, 0) end).
+
+max_queue(N, Name, M) ->
+    receive {stop, From} -> From ! {max_queue, M}
+    after 100 ->
+        L = case call(N, erlang, whereis, [Name], 2000) of
+                P when is_pid(P) ->
+                    case call(N, erlang, process_info, [P, message_queue_len], 2000) of
+                        {message_queue_len, Q} -> Q;
+                        _ -> 0
+                    end;
+                _ -> 0
+            end,
+        max_queue(N, Name, max(M, L))
+    end.
+
+%% A process on this node that takes Count messages, then sends Owner {burst_done, self(), Ms} (milliseconds from
+%% its first message to its last).
+burst_sink(Owner, Count) ->
+    spawn(fun() ->
+              receive _ -> ok end,
+              T0 = erlang:monotonic_time(millisecond),
+              burst_sink_loop(Count - 1),
+              Owner ! {burst_done, self(), erlang:monotonic_time(millisecond) - T0}
+          end).
+
+burst_sink_loop(0) -> ok;
+burst_sink_loop(N) -> receive _ -> burst_sink_loop(N - 1) end.

@@ -2,7 +2,12 @@
 packet it sends waits 500 ms) from many processes at once while two other processes call an erl node and another
 cnode; the fast calls must go at their usual pace (they share the hub's scheduler and its distribution layer, not
 the slow connection). In the second phase the hub's link to the slow node is also limited in rate, so what the
-hub sends there queues up (the slow connection's outbound buffer, not the others')."""
+hub sends there queues up (the slow connection's outbound buffer, not the others').
+
+overload.burst: a 1 000 000-message burst from cnode and one against it (echoed) keep the hub's memory within its
+outbound limit and, against it, the echo's queue; other nodes are answered meanwhile. overload.frozen: a consumer
+frozen with SIGSTOP behind a forwarder on a hub with --max-mailbox: the forwarder is killed, memory stays bounded
+and comes back."""
 from run import Scenario
 from world import World
 
@@ -69,3 +74,221 @@ def overload_slow(bed, ctx):
 
 
 SCENARIOS = [Scenario("overload.slow", overload_slow)]
+
+
+# ---- bursts and a frozen consumer (issue 16's overload; issue 15's slow consumer)
+
+LIMIT_KB = 4096  # the hub's --dist-buf-busy-limit in these scenarios: large enough to show in the figures
+
+
+def rss(node):
+    """The node's resident set in bytes (its process is visible from here: only the network is namespaced)."""
+    with open(f"/proc/{node.p.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {node.short}")
+
+
+class Peak:
+    """Samples a node's RSS every 50 ms in a thread until stopped; .peak is the largest seen."""
+
+    def __init__(self, node):
+        import threading
+        self.node, self.peak, self._stop = node, rss(node), threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self):
+        while not self._stop.wait(0.05):
+            try:
+                self.peak = max(self.peak, rss(self.node))
+            except (OSError, AssertionError):
+                return
+
+    def stop(self):
+        self._stop.set()
+        self._t.join()
+        return self.peak
+
+
+def load_drv(w, node):
+    """faults_drv loaded on a BEAM node of the world besides the driver (for burst_sink/2 there)."""
+    from world import DRV_SRC
+    r = w.e(f'{{ok, faults_drv, B}} = compile:file("{DRV_SRC}", [binary, return_errors]), '
+            f'erpc:call(\'{node.node}\', code, load_binary, [faults_drv, "{DRV_SRC}", B])')
+    assert r.startswith("{module,faults_drv}"), r
+
+
+def others_start(w, hub, fc):
+    """Two callers that are not part of the load, each a call after the other (20 ms apart) until stopped: the
+    driver calling the hub's net_kernel over its own connection, and a probe on another cnode (fc) calling it. (Not
+    the echo: a call to a process the load keeps busy waits behind its mailbox, on cnode as on the BEAM.)"""
+    w.e(f"Hub = '{hub.node}', Me = self(), Pc = faults_drv:member('{fc.node}', cnode), put(pc, Pc), "
+        f"put(loops, [faults_drv:call_loop(fun() -> yes = gen_server:call({{net_kernel, Hub}}, {{is_auth, node()}}, "
+        f"10000) end, others, Me), "
+        f"faults_drv:call_loop(fun() -> {{ok, yes}} = gen_server:call(Pc, {{call, {{net_kernel, Hub}}, "
+        f"{{is_auth, '{fc.node}'}}, 10000}}, 15000) end, others, Me)]), ok")
+
+
+def others_stop(w):
+    """Stops the callers: {calls, p50, p99, max, errors} in ms."""
+    r = w.e("faults_drv:stop_loops(get(loops)), {L, E} = faults_drv:collect(others, 2), "
+            "catch gen_server:call(get(pc), stop, 2000), "
+            "P = fun(X) -> case faults_drv:percentile(L, X) of none -> -1; V -> V end end, "
+            "{length(L), P(50), P(99), P(100), length(E), lists:sublist(E, 3)}", timeout=90)
+    head = r.strip("{}").split(",", 5)
+    return dict(zip(["n", "p50", "p99", "max", "err"], [float(x) for x in head[:5]]), raw=r)
+
+
+def others_ok(what, o):
+    assert o["err"] == 0 and o["n"] >= 2, f"{what}: other nodes' calls failed: {o['raw']}"
+    # served at their usual pace: a loaded machine may add a hiccup, not a stall behind the load
+    assert o["p99"] < 250, f"{what}: other nodes' calls stalled: {o['raw']}"
+    return f"{o['n']:.0f} calls by others p50 {o['p50']:.1f} / p99 {o['p99']:.1f} / max {o['max']:.0f} ms"
+
+
+def memory_back(w, hub, base, what, margin=24 << 20, timeout=40):
+    """RSS back within margin of base (freed memory is trimmed every 5 s); the seconds it took and the RSS."""
+    import time
+    import harness
+    t0 = time.monotonic()
+    last = [rss(hub)]
+
+    def back():
+        last[0] = rss(hub)
+        return last[0] <= base + margin
+    try:
+        harness.wait_until(back, timeout, "RSS back", interval=0.25)
+    except AssertionError:
+        raise AssertionError(f"{what}: RSS {last[0] / 1e6:.0f} MB after {timeout} s, baseline {base / 1e6:.0f} MB")
+    return time.monotonic() - t0, last[0]
+
+
+def overload_burst(bed, ctx):
+    """a 1 000 000-message burst from cnode and one against it: memory within the outbound limit, others served"""
+    import time
+    n = ctx.size or (200_000 if ctx.quick else 1_000_000)
+    w = World(bed, ctx, [("hub", "cnode"), ("fe", "erl"), ("fc", "cnode")],
+              cnode_args=lambda s: ["--dist-buf-busy-limit", str(LIMIT_KB)] if s == "hub" else [])
+    w.wait_mesh()
+    hub, fe, fc = w.n("hub"), w.n("fe"), w.n("fc")
+    load_drv(w, fe)
+    assert fe.eval(f"put(hub, '{hub.node}'), put(pay, binary:copy(<<\"x\">>, 1024)), "
+                   f"gen_server:call({{echo, get(hub)}}, warm, 10000)") == "warm"
+    time.sleep(6)  # a trim: the baseline is what the node holds at rest
+    base = rss(hub)
+    limit = LIMIT_KB * 1024
+    figures = [f"hub --dist-buf-busy-limit {LIMIT_KB} KiB, RSS at rest {base / 1e6:.1f} MB"]
+
+    # 1. from cnode: one process sends n messages of 1 KiB to a sink on fe (cnode:bench_flood: it waits while the
+    # connection is over the limit, as a BEAM sender does). What the hub holds for it is that connection's queue.
+    others_start(w, hub, fc)
+    p = Peak(hub)
+    t0 = time.monotonic()
+    try:
+        r = fe.eval(f"S = faults_drv:burst_sink(self(), {n}), "
+                    f"ok = erpc:call(get(hub), cnode, bench_flood, [S, {n}, {{burst, get(pay)}}]), "
+                    f"receive {{burst_done, S, Ms}} -> Ms after 600000 -> timeout end", timeout=660)
+    finally:
+        peak = p.stop()
+    took = time.monotonic() - t0
+    o = others_stop(w)
+    assert r != "timeout", f"burst from cnode: the sink did not get {n} messages within 600 s"
+    grew = peak - base
+    ctx.log(f"from cnode: {n} in {took:.1f} s, RSS peak {peak / 1e6:.1f} MB (+{grew / 1e6:.1f}), others {o}")
+    # the connection's queue (the limit) and what is being written and encoded beside it; nothing per message
+    assert grew <= 2 * limit + (24 << 20), \
+        f"burst from cnode: RSS grew {grew / 1e6:.1f} MB over the outbound limit {limit / 1e6:.1f} MB"
+    figures.append(f"{n} x 1 KiB from cnode in {took:.1f} s ({n / took / 1000:.0f}k/s): RSS +{grew / 1e6:.1f} MB "
+                   f"at peak, {others_ok('burst from cnode', o)}")
+
+    # 2. against cnode: fe sends n messages {Sink, Msg} to the hub's echo, which sends each back to the sink on fe.
+    # The echo waits while its connection back is over the limit; what arrives meanwhile queues in its mailbox
+    # (the BEAM's semantics: --max-mailbox bounds it, overload.frozen). Memory is that queue and the limit.
+    others_start(w, hub, fc)
+    w.e(f"put(mq, faults_drv:max_queue('{hub.node}', echo)), ok")
+    p = Peak(hub)
+    t0 = time.monotonic()
+    try:
+        r = fe.eval(f"S = faults_drv:burst_sink(self(), {n}), E = {{echo, get(hub)}}, B = get(pay), "
+                    f"lists:foreach(fun(I) -> E ! {{S, {{I, B}}}} end, lists:seq(1, {n})), "
+                    f"receive {{burst_done, S, Ms}} -> Ms after 600000 -> timeout end", timeout=660)
+    finally:
+        peak = p.stop()
+    took = time.monotonic() - t0
+    maxq = int(w.e("get(mq) ! {stop, self()}, receive {max_queue, M} -> M after 5000 -> -1 end"))
+    o = others_stop(w)
+    assert r != "timeout", f"burst against cnode: the sink did not get {n} echoes within 600 s"
+    grew = peak - base
+    ctx.log(f"against cnode: {n} in {took:.1f} s, echo queue at most {maxq}, RSS peak {peak / 1e6:.1f} MB "
+            f"(+{grew / 1e6:.1f}), others {o}")
+    # per queued message: its packet (the binary refers into it), its arena block (up to 4 KiB), the signal
+    per_msg = 1024 + 6 * 1024
+    assert grew <= 2 * limit + maxq * per_msg + (32 << 20), \
+        (f"burst against cnode: RSS grew {grew / 1e6:.1f} MB, more than the outbound limit "
+         f"{limit / 1e6:.1f} MB and {maxq} queued messages")
+    back_s, back_rss = memory_back(w, hub, base, "burst against cnode")
+    figures.append(f"{n} x 1 KiB against cnode, echoed, in {took:.1f} s: echo's queue at most {maxq}, RSS "
+                   f"+{grew / 1e6:.1f} MB at peak, back to {back_rss / 1e6:.1f} MB in {back_s:.1f} s, "
+                   f"{others_ok('burst against cnode', o)}")
+    assert hub.alive()
+    return "; ".join(figures)
+
+
+def overload_frozen(bed, ctx):
+    """a frozen consumer (SIGSTOP) with --max-mailbox: the forwarding process is killed, memory stays bounded"""
+    import time
+    max_mailbox = 5000
+    pay = 10 * 1024
+    n = ctx.size or 200_000  # the issue's probe: 200 000 x 10 KB left 2.02 GB queued without a bound
+    w = World(bed, ctx, [("hub", "cnode"), ("sink", "erl"), ("fe", "erl"), ("fc", "cnode")],
+              cnode_args=lambda s: ["--max-mailbox", str(max_mailbox)] if s == "hub" else [])
+    w.wait_mesh()
+    hub, sink, fe, fc = (w.n(s) for s in ("hub", "sink", "fe", "fc"))
+    limit = 1024 * 1024  # the default --dist-buf-busy-limit
+    # a probe on the hub forwards whatever it gets to a process on sink; the driver monitors the probe
+    assert w.e(f"O = spawn('{sink.node}', timer, sleep, [infinity]), "
+               f"P = faults_drv:call('{hub.node}', cnode, spawn_probe, [O]), put(fwd, P), "
+               f"put(fwd_mon, erlang:monitor(process, P)), is_pid(P)") == "true"
+    time.sleep(6)
+    base = rss(hub)
+    others_start(w, hub, fc)
+    p = Peak(hub)
+    t0 = time.monotonic()
+    try:
+        with bed.freeze(sink):
+            # the flood goes on in the background: fe sends what it has, whatever became of the probe
+            # the flood goes on in the background on fe: it sends all it has, whatever became of the forwarder
+            w.e(f"P = get(fwd), Me = self(), spawn('{fe.node}', fun() -> B = binary:copy(<<\"y\">>, {pay}), "
+                f"lists:foreach(fun(I) -> P ! {{I, B}} end, lists:seq(1, {n})), Me ! flood_done end), ok")
+            down = w.e("R = get(fwd_mon), receive {'DOWN', R, process, _, Why} -> Why after 60000 -> alive end",
+                       timeout=90)
+            killed_at = time.monotonic() - t0
+            line = hub.wait_for_line("over --max-mailbox", timeout=10)
+            assert w.e("receive flood_done -> ok after 600000 -> timeout end", timeout=620) == "ok"
+            sent = time.monotonic() - t0
+            mid = rss(hub)
+        thawed = time.monotonic() - t0
+    finally:
+        peak = p.stop()
+    o = others_stop(w)
+    grew = peak - base
+    ctx.log(f"frozen: DOWN {down} at {killed_at:.1f} s ({line.strip()[:160]}), {n} sent by {sent:.1f} s, "
+            f"RSS peak {peak / 1e6:.1f} MB (+{grew / 1e6:.1f}), {mid / 1e6:.1f} MB before the thaw, others {o}")
+    assert down == "killed", f"the forwarder to the frozen node was not killed over --max-mailbox: {down}"
+    # the bound: the connection's queue to the frozen node and max_mailbox messages, each its packet (the binary
+    # refers into it), its arena block and the signal; the flood past the kill is read and dropped
+    bound = limit + max_mailbox * (pay + 8 * 1024) + (48 << 20)
+    assert grew <= bound, (f"frozen consumer: RSS grew {grew / 1e6:.1f} MB, over {bound / 1e6:.1f} MB "
+                           f"(--max-mailbox {max_mailbox} x {pay // 1024} KiB and the outbound limit)")
+    back_s, back_rss = memory_back(w, hub, base, "frozen consumer")
+    w.wait_mesh(timeout=60)
+    assert hub.alive()
+    return (f"{n} x {pay // 1024} KiB to a forwarder whose consumer is frozen: killed at {killed_at:.1f} s over "
+            f"--max-mailbox {max_mailbox}, RSS {base / 1e6:.1f} MB at rest, +{grew / 1e6:.1f} MB at peak (bound "
+            f"{bound / 1e6:.0f} MB; without a bound issue 15 measured 2.02 GB), back to {back_rss / 1e6:.1f} MB {back_s:.1f} s after "
+            f"the thaw at {thawed:.1f} s; {others_ok('frozen consumer', o)}; the mesh whole again")
+
+
+SCENARIOS += [Scenario("overload.burst", overload_burst), Scenario("overload.frozen", overload_frozen)]
