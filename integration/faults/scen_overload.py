@@ -10,6 +10,7 @@ frozen with SIGSTOP behind a forwarder on a hub with --max-mailbox: the forwarde
 and comes back."""
 from run import Scenario
 from world import World
+from rss import Peak, rss as rss_of
 
 SPEC = [("hub", "cnode"), ("slow", "cnode"), ("fe", "erl"), ("fc", "cnode")]
 
@@ -83,33 +84,7 @@ LIMIT_KB = 4096  # the hub's --dist-buf-busy-limit in these scenarios: large eno
 
 def rss(node):
     """The node's resident set in bytes (its process is visible from here: only the network is namespaced)."""
-    with open(f"/proc/{node.p.pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {node.short}")
-
-
-class Peak:
-    """Samples a node's RSS every 50 ms in a thread until stopped; .peak is the largest seen."""
-
-    def __init__(self, node):
-        import threading
-        self.node, self.peak, self._stop = node, rss(node), threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self):
-        while not self._stop.wait(0.05):
-            try:
-                self.peak = max(self.peak, rss(self.node))
-            except (OSError, AssertionError):
-                return
-
-    def stop(self):
-        self._stop.set()
-        self._t.join()
-        return self.peak
+    return rss_of(node.p.pid)
 
 
 def load_drv(w, node):
@@ -184,7 +159,7 @@ def overload_burst(bed, ctx):
     # 1. from cnode: one process sends n messages of 1 KiB to a sink on fe (cnode:bench_flood: it waits while the
     # connection is over the limit, as a BEAM sender does). What the hub holds for it is that connection's queue.
     others_start(w, hub, fc)
-    p = Peak(hub)
+    p = Peak(hub.p.pid)
     t0 = time.monotonic()
     try:
         r = fe.eval(f"S = faults_drv:burst_sink(self(), {n}), "
@@ -208,7 +183,7 @@ def overload_burst(bed, ctx):
     # (the BEAM's semantics: --max-mailbox bounds it, overload.frozen). Memory is that queue and the limit.
     others_start(w, hub, fc)
     w.e(f"put(mq, faults_drv:max_queue('{hub.node}', echo)), ok")
-    p = Peak(hub)
+    p = Peak(hub.p.pid)
     t0 = time.monotonic()
     try:
         r = fe.eval(f"S = faults_drv:burst_sink(self(), {n}), E = {{echo, get(hub)}}, B = get(pay), "
@@ -254,7 +229,7 @@ def overload_frozen(bed, ctx):
     time.sleep(6)
     base = rss(hub)
     others_start(w, hub, fc)
-    p = Peak(hub)
+    p = Peak(hub.p.pid)
     t0 = time.monotonic()
     try:
         with bed.freeze(sink):

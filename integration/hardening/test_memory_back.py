@@ -14,44 +14,15 @@ malloc_trim every 5 s (cnode/host.cpp), so 30 s is six trims, under load."""
 import os
 import re
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from hardening_util import start_cnode  # noqa: E402
+from rss import Peak, rss  # noqa: E402
 
 MARGIN = 8 * 1024 * 1024
 DEADLINE = 30.0
-
-
-def rss(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
-class Peak:
-    """Samples a process's RSS every 50 ms in a thread until stopped; .peak is the largest seen."""
-
-    def __init__(self, pid):
-        self.pid, self.peak, self._stop = pid, rss(pid), threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self):
-        while not self._stop.wait(0.05):
-            try:
-                self.peak = max(self.peak, rss(self.pid))
-            except (OSError, AssertionError):
-                return
-
-    def stop(self):
-        self._stop.set()
-        self._t.join()
-        return self.peak
 
 
 def call_ms(e, n):
