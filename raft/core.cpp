@@ -47,6 +47,7 @@ void core::restore(const hard_state& hs, std::shared_ptr<const snapshot> snap, s
   for (auto& e : log)
     if (e.index > snap_index_) log_.push_back(std::move(e));
   commit_ = std::max(snap_index_, std::min(hs.commit, last_index()));
+  persisted_ = last_index();  // what was recovered is on disk
   applied_ = snap_index_;  // the shell loads the snapshot; the committed entries after it are applied again
   last_state_ = hs;
   role_ = role::follower;
@@ -91,7 +92,10 @@ void core::reset_election_timer() {
 
 void core::send(message m) {
   m.from = cfg_.self;
-  ready_.messages.push_back(std::move(m));
+  // Only a leader sends these, in a term it persisted before asking for votes; their entries it counts for itself
+  // only once durable (maybe_commit), so they need not wait for its own write.
+  const bool now = m.type == msg_type::append || m.type == msg_type::install_snapshot;
+  (now ? ready_.send_now : ready_.messages).push_back(std::move(m));
 }
 
 void core::fail_reads() {
@@ -315,6 +319,7 @@ void core::truncate_from(index_t i) {
   // A conflicting suffix (never a committed one: log matching and leader completeness) goes; a configuration in it
   // goes with it (§4.1: the previous one is in force again).
   log_.resize(i - snap_index_ - 1);
+  persisted_ = std::min(persisted_, i - 1);  // a write of the replaced entries still under way no longer counts
   // Entries of this ready not yet persisted from i on are replaced too: the storage takes one contiguous run.
   std::erase_if(ready_.to_persist, [&](const entry& e) { return e.index >= i; });
   if (config_index_ >= i) reload_members();
@@ -423,6 +428,7 @@ void core::handle_snapshot(const message& m) {
     log_.erase(log_.begin(), log_.begin() + static_cast<std::ptrdiff_t>(meta.index - snap_index_));  // keep the rest
   } else {
     log_.clear();
+    persisted_ = std::min(persisted_, meta.index);  // what stays durable is committed: the snapshot holds it
   }
   // Entries of this ready not yet persisted that the snapshot covers (or whose log is gone) are not written.
   std::erase_if(ready_.to_persist, [&](const entry& e) { return e.index <= meta.index || log_.empty(); });
@@ -473,7 +479,9 @@ void core::handle_append_reply(const message& m) {
 
 void core::maybe_commit() {
   std::vector<index_t> matches;
-  if (is_member(cfg_.self)) matches.push_back(last_index());
+  // Ourselves only up to what is durable: the appends went out while our write runs (never count an entry a
+  // crash could still lose).
+  if (is_member(cfg_.self)) matches.push_back(std::min(persisted_, last_index()));
   for (const auto& [id, pr] : progress_)
     if (!is_learner(id)) matches.push_back(pr.match);
   std::sort(matches.begin(), matches.end(), std::greater<>());
@@ -649,6 +657,16 @@ std::map<member_id, core::peer_progress> core::peers() const {
   if (role_ == role::leader)
     for (const auto& [id, pr] : progress_) out[id] = peer_progress{pr.match, pr.quiet_ticks < cfg_.election_ticks};
   return out;
+}
+
+void core::persisted(index_t index, term_t t) {
+  if (index <= persisted_ || index > last_index() || index < snap_index_ || term_at(index) != t) return;
+  persisted_ = index;
+  if (role_ == role::leader) maybe_commit();
+}
+
+bool core::has_ready() const {
+  return !ready_.empty() || commit_ > applied_ || !(hard_state{term_, voted_for_, commit_} == last_state_);
 }
 
 ready core::take_ready() {

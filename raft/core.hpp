@@ -90,7 +90,10 @@ struct ready {
   std::optional<hard_state> state;  // changed: persist
   std::shared_ptr<const raft::snapshot> snapshot;  // received from the leader: persist, then load into the state machine
   std::vector<entry> to_persist;    // appended (a truncation is expressed by their first index)
-  std::vector<message> messages;
+  // The leader's appends and snapshots: sent at once, while to_persist is being written (thesis §10.2.1). The
+  // leader counts itself towards a commit only up to what the shell reported durable (core::persisted).
+  std::vector<message> send_now;
+  std::vector<message> messages;    // sent once this ready (and every ready before it) is durable
   std::vector<entry> to_apply;      // committed, in order (after `snapshot` when both are set)
   std::vector<read_state> reads;    // confirmed ReadIndex reads
   std::vector<std::uint64_t> failed_reads;  // reads this member can no longer confirm (it lost the lead)
@@ -102,7 +105,8 @@ struct ready {
   };
   std::vector<learner_outcome> learners;
   bool empty() const {
-    return !state && !snapshot && to_persist.empty() && messages.empty() && to_apply.empty() && reads.empty() &&
+    return !state && !snapshot && to_persist.empty() && send_now.empty() && messages.empty() && to_apply.empty() &&
+           reads.empty() &&
            failed_reads.empty() && learners.empty();
   }
 };
@@ -153,6 +157,12 @@ class core {
   // The shell has a snapshot of its state machine as of `upto` (<= applied): the log up to it is dropped.
   std::shared_ptr<const snapshot> compact(index_t upto, std::string data);
   ready take_ready();  // what happened since the last call
+  bool has_ready() const;  // take_ready() would not be empty
+  // The shell made our log durable up to `index`, whose entry had term `term` when it was handed out (the last
+  // entry of a ready's to_persist, or its snapshot's index and term). Ignored when that entry has since been
+  // replaced or compacted. Readies must be reported in the order they were taken.
+  void persisted(index_t index, term_t term);
+  index_t persisted_index() const noexcept { return persisted_; }  // our log is durable up to here
 
   role current_role() const noexcept { return role_; }
   term_t current_term() const noexcept { return term_; }
@@ -162,6 +172,7 @@ class core {
   index_t first_index() const noexcept { return snap_index_ + 1; }
   index_t last_index() const noexcept { return snap_index_ + log_.size(); }
   index_t snapshot_index() const noexcept { return snap_index_; }
+  const std::shared_ptr<const snapshot>& last_snapshot() const noexcept { return snap_; }  // null: none
   term_t term_at(index_t i) const;  // 0 when unknown (compacted or beyond the log)
   const entry& at(index_t i) const { return log_[i - snap_index_ - 1]; }  // first_index() <= i <= last_index()
   const std::vector<entry>& log() const noexcept { return log_; }  // entries first_index()..last_index()
@@ -217,6 +228,7 @@ class core {
   std::vector<member_id> members_;
   index_t config_index_ = 0;  // the index of the newest configuration entry in the log (0: none)
   index_t commit_ = 0, applied_ = 0;
+  index_t persisted_ = 0;  // the prefix of log_ known durable (a leader counts itself only up to it)
   index_t term_start_ = 0;  // the index of this leader's no-op
   int election_elapsed_ = 0, heartbeat_elapsed_ = 0, election_timeout_ = 0;
   std::map<member_id, bool> votes_;

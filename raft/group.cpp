@@ -75,8 +75,9 @@ class durable_storage final : public group_storage {
  public:
   explicit durable_storage(std::unique_ptr<storage> st) : st_(std::move(st)), gc_(*st_) {}
   ~durable_storage() override { gc_.stop(); }
-  void persist(const ready& rd, std::function<void(std::error_code)> done) override {
-    gc_.submit(batch{rd.snapshot, rd.state, rd.to_persist}, std::move(done));
+  void persist(std::shared_ptr<const snapshot> snap, std::optional<hard_state> state, std::vector<entry> es,
+               std::function<void(std::error_code)> done) override {
+    gc_.submit(batch{std::move(snap), std::move(state), std::move(es)}, std::move(done));
   }
   void save_snapshot(std::shared_ptr<const snapshot> s, std::function<void(std::error_code)> done) override {
     gc_.submit(batch{std::move(s), {}, {}}, std::move(done));
@@ -119,6 +120,7 @@ asio::awaitable<void> group_process::run(process& self) {
     log::info("raft: group {} recovered term {}, snapshot at {}, log to {}, commit {}", g_.name, core_->current_term(),
               core_->snapshot_index(), core_->last_index(), core_->commit_index());
   }
+  synced_ = recovered_.state;
   recovered_ = {};
   if (global_running_) {
     spawn_options o;
@@ -141,6 +143,13 @@ asio::awaitable<void> group_process::run(process& self) {
       next_tick += std::chrono::milliseconds(t_.heartbeat_ms);
       if (next_tick < clock::now()) next_tick = clock::now() + std::chrono::milliseconds(t_.heartbeat_ms);
       expire(self);
+      // A newer commit index that no write took along: written now that the disk is idle.
+      if (deferred_ && held_.empty()) {
+        auto st = std::move(deferred_);
+        deferred_.reset();
+        write(self, nullptr, std::move(st), {});
+        held_.push_back(held{{}, 0, 0, false});
+      }
       if (++ticks_ % 10 == 0) {
         keep_connected(self);
         if (leading_ && !registrar_.is_nil()) self.send(registrar_, term::tuple({a("leader"), term(true)}));
@@ -192,7 +201,7 @@ void group_process::handle(process& self, const term& m) {
   if (is(m, "$raft_fwd", 4) && m.element(1).is_small()) {
     return handle_call(self, m.element(2), m.element(3), deadline, static_cast<int>(m.element(1).small()));
   }
-  if (is(m, "$raft_synced", 2) && syncing_) {
+  if (is(m, "$raft_synced", 2) && !held_.empty()) {
     if (!m.element(1).is_atom(atom("ok"))) {
       // Nothing of this ready may be acted on (acknowledged, voted, applied): this member stops; the group goes on
       // without it, and a restart recovers what was durable.
@@ -201,12 +210,7 @@ void group_process::handle(process& self, const term& m) {
       log::error("raft: group {}: writing the log failed ({}); this member stops", g_.name, why);
       throw process_exit(term::tuple({a("raft_storage_failed"), term::binary(why)}));
     }
-    syncing_ = false;
-    if (held_) {
-      ready rd = std::move(*held_);
-      held_.reset();
-      after_persist(self, std::move(rd));
-    }
+    synced(self);
     return;
   }
   if (is(m, "$raft_snapshot_saved", 1)) {
@@ -281,7 +285,7 @@ void group_process::handle_call(process& self, const term& from, const term& r, 
     index_t at = 0;
     switch (core_->propose_members(ms, &at)) {
       case change_error::ok:
-        // at 0: the node is a learner catching up; the core says when it is promoted (or not: after_persist).
+        // at 0: the node is a learner catching up; the core says when it is promoted (or not: apply_ready).
         (at ? pending_[at] : adding_[node]) = pending_call{from, core_->current_term(), deadline};
         return;
       case change_error::in_progress: return answer(self, from, error("change_in_progress"));
@@ -326,24 +330,76 @@ void group_process::handle_call(process& self, const term& from, const term& r, 
   propose(self, from, r, r, deadline);
 }
 
-void group_process::flush(process& self) {
-  if (syncing_) return;  // the next ready waits for the running persist (group commit: it gathers meanwhile)
-  ready rd = core_->take_ready();
-  if (!rd.empty() && storage_ && (rd.state || rd.snapshot || !rd.to_persist.empty())) {
-    syncing_ = true;
-    held_ = std::move(rd);
-    std::weak_ptr<bool> alive = alive_;
-    storage_->persist(*held_, [&n = self.node(), pid = self.pid(), alive](std::error_code ec) {
-      if (alive.expired()) return;
-      term result = ec ? term::tuple({a("error"), term::binary(ec.message())}) : a("ok");
-      n.send(pid, pid, term::tuple({a("$raft_synced"), std::move(result)}));
-    });
-    return;
+void group_process::send(process& self, std::vector<message>& ms) {
+  for (auto& msg : ms) {
+    if (msg.type == msg_type::install_snapshot) ++stats_.snapshots_sent;
+    const atom to(msg.to);
+    term wire = term::tuple({a("$raft"), term(atom(g_.name)), term(self.node().name_atom()), encode(msg)});
+    self.send_noconnect(term::tuple({term(atom(g_.name)), term(to)}), std::move(wire));
   }
-  after_persist(self, std::move(rd));
+  ms.clear();
 }
 
-void group_process::after_persist(process& self, ready rd) {
+void group_process::write(process& self, std::shared_ptr<const snapshot> snap, std::optional<hard_state> st,
+                          std::vector<entry> es) {
+  if (st) synced_ = *st;
+  std::weak_ptr<bool> alive = alive_;
+  storage_->persist(std::move(snap), std::move(st), std::move(es),
+                    [&n = self.node(), pid = self.pid(), alive](std::error_code ec) {
+                      if (alive.expired()) return;
+                      term result = ec ? term::tuple({a("error"), term::binary(ec.message())}) : a("ok");
+                      n.send(pid, pid, term::tuple({a("$raft_synced"), std::move(result)}));
+                    });
+}
+
+void group_process::flush(process& self) {
+  // Every ready is taken at once, also while earlier writes run (group commit gathers what is submitted meanwhile
+  // into its next fdatasync); a handful per call, as a commit or a read may make another.
+  for (int round = 0; round < 8 && core_->has_ready(); ++round) {
+    ready rd = core_->take_ready();
+    send(self, rd.send_now);  // the leader's appends: the followers write while we do (thesis §10.2.1)
+    held h;
+    if (!rd.to_persist.empty()) h.index = rd.to_persist.back().index, h.term = rd.to_persist.back().term;
+    else if (rd.snapshot) h.index = rd.snapshot->meta.index, h.term = rd.snapshot->meta.term;
+    h.messages = std::move(rd.messages);
+    // A term or a vote must be durable before the messages that depend on it go; a newer commit index alone need
+    // not be (a restarted member learns it from the leader): it goes with the next write.
+    const bool vote = rd.state && (rd.state->term != synced_.term || rd.state->voted_for != synced_.voted_for);
+    if (storage_ && (rd.snapshot || !rd.to_persist.empty() || vote)) {
+      auto st = rd.state ? rd.state : deferred_;
+      deferred_.reset();
+      write(self, rd.snapshot, std::move(st), std::move(rd.to_persist));
+      held_.push_back(std::move(h));
+    } else {
+      if (storage_ && rd.state) deferred_ = rd.state;
+      if (!storage_ && h.index) core_->persisted(h.index, h.term);
+      h.done = true;
+      if (held_.empty()) send(self, h.messages);
+      else held_.push_back(std::move(h));
+    }
+    apply_ready(self, rd);
+  }
+}
+
+void group_process::synced(process& self) {
+  // Completions come in submission order: the oldest write not yet durable is this one.
+  for (auto& h : held_)
+    if (!h.done) {
+      h.done = true;
+      break;
+    }
+  while (!held_.empty() && held_.front().done) {
+    held h = std::move(held_.front());
+    held_.pop_front();
+    if (h.index) core_->persisted(h.index, h.term);
+    send(self, h.messages);
+  }
+}
+
+// The state machine's side of a ready, at once: committed entries are durable on a majority (this member's own
+// write may still run: the state machine is rebuilt from snapshot and log after a restart), confirmed reads,
+// catch-up outcomes; a snapshot from the leader is loaded (its acknowledgement waits for its write).
+void group_process::apply_ready(process& self, ready& rd) {
   if (rd.snapshot) {
     // Watched keys the snapshot changes get their event, as if the entries it stands for had been applied.
     std::vector<std::pair<term, term>> watched;  // key, value before
@@ -354,12 +410,6 @@ void group_process::after_persist(process& self, ready rd) {
     for (const auto& [k, before] : watched)
       if (!(kv_.get(k) == before)) notify_watchers(self, k);
     log::info("raft: group {}: installed a snapshot at {} from the leader", g_.name, last_applied_);
-  }
-  for (auto& msg : rd.messages) {
-    if (msg.type == msg_type::install_snapshot) ++stats_.snapshots_sent;
-    const atom to(msg.to);
-    term wire = term::tuple({a("$raft"), term(atom(g_.name)), term(self.node().name_atom()), encode(msg)});
-    self.send_noconnect(term::tuple({term(atom(g_.name)), term(to)}), std::move(wire));
   }
   for (const auto& e : rd.to_apply) apply(self, e);
   for (const auto& l : rd.learners) {

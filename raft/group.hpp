@@ -39,12 +39,14 @@ struct timing {
   bool pre_vote = true;                    // false only for tests (--raft-test-no-pre-vote)
 };
 
-// Where a group persists (raft/storage.hpp with --data-dir). persist() writes what the ready holds and calls done
-// from any thread once it is durable; without storage everything is "durable" at once.
+// Where a group persists (raft/storage.hpp with --data-dir). persist() writes a ready's snapshot, hard state and
+// entries and calls done from any thread once they are durable, completions in the order of the calls; without
+// storage everything is "durable" at once.
 class group_storage {
  public:
   virtual ~group_storage() = default;
-  virtual void persist(const ready& rd, std::function<void(std::error_code)> done) = 0;
+  virtual void persist(std::shared_ptr<const snapshot> snap, std::optional<hard_state> state, std::vector<entry> es,
+                       std::function<void(std::error_code)> done) = 0;
   virtual void save_snapshot(std::shared_ptr<const snapshot> s, std::function<void(std::error_code)> done) = 0;
 };
 
@@ -114,7 +116,10 @@ class group_process {
   void forward(process& self, const term& from, const term& request, clock::time_point deadline, int hops);
   void propose(process& self, const term& from, const term& request, term command, clock::time_point deadline);
   void flush(process& self);
-  void after_persist(process& self, ready rd);
+  void write(process& self, std::shared_ptr<const snapshot> snap, std::optional<hard_state> st, std::vector<entry> es);
+  void synced(process& self);
+  void send(process& self, std::vector<message>& ms);
+  void apply_ready(process& self, ready& rd);
   void apply(process& self, const entry& e);
   void answer_reads(process& self);
   void check_leadership(process& self);
@@ -146,8 +151,17 @@ class group_process {
   std::map<std::string, lock_watch> lock_watches_;  // by lock key; only on the leader
   std::map<std::string, std::vector<watcher>> watchers_;  // by printed key
   bool leading_ = false;
-  bool syncing_ = false;
-  std::optional<ready> held_;  // waiting for its persist
+  // The pipeline (docs/raft.md "With --data-dir"): every ready taken is handed to the writer at once; its messages
+  // wait here, in order, until its write (and every write before it) is durable.
+  struct held {
+    std::vector<message> messages;
+    index_t index = 0;  // core::persisted(index, term) once durable (0: nothing of the log)
+    term_t term = 0;
+    bool done = false;  // durable (or nothing to write), waiting only for the writes before it
+  };
+  std::deque<held> held_;
+  hard_state synced_;                   // the newest hard state handed to the writer
+  std::optional<hard_state> deferred_;  // a newer commit index only: written with the next write (or at a tick)
   bool snapshot_saving_ = false;
   std::uint64_t ticks_ = 0;
   term registrar_;  // the process that keeps {raft_leader, Group} registered in :global

@@ -17,10 +17,13 @@ ra missing: the script installs the rabbitmq-server package (root), with a /usr/
 place first so that the package starts no broker and no EPMD daemon; ra, aten, gen_batch_server and seshat are then
 taken from /usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/.
 
-    CNODE_BIN_DIR=build/bin python3 bench/raft/bench_raft.py [--seconds S] [--callers 1,16,64]
-(scripts/bench raft builds cnode and runs it.)
+    CNODE_BIN_DIR=build/bin python3 bench/raft/bench_raft.py [--seconds S] [--callers 1,16,64] [--ops put,get]
+        [--only cnode|ra] [--perf DIR]
+(scripts/bench raft builds cnode and runs it.) --perf DIR records each cnode member's CPU time during the cnode
+figures (`perf record -e cpu-clock -g`, one DIR/kvN.data per member; `perf report -i DIR/kv1.data` to read it).
 """
 import argparse
+import signal
 import glob
 import os
 import re
@@ -121,11 +124,12 @@ def driver_node(c, ebin, paths):
     return c.erl("driver", args=["-pa", ebin] + sum((["-pa", p] for p in paths), []))
 
 
-def bench_cnode(ebin, paths, callers, seconds, data_dir):
+def bench_cnode(ebin, paths, callers, seconds, data_dir, ops=("put", "get"), perf=None):
     c = harness.Cluster()
     try:
         c.epmd()
         names = [f"kv{i}" for i in range(1, 4)]
+        procs = []
         members = ",".join(f"{s}@{harness.HOST}" for s in names)
         nodes = []
         for s in names:
@@ -134,7 +138,8 @@ def bench_cnode(ebin, paths, callers, seconds, data_dir):
                 d = os.path.join(c.tmp, s)
                 os.makedirs(d, exist_ok=True)
                 extra += ["--data-dir", d]
-            nodes.append(start_cnode(c, s, extra=extra).node)
+            procs.append(start_cnode(c, s, extra=extra))
+            nodes.append(procs[-1].node)
         d = driver_node(c, ebin, paths)
         atoms = "[" + ",".join(f"'{n}'" for n in nodes) + "]"
 
@@ -145,17 +150,30 @@ def bench_cnode(ebin, paths, callers, seconds, data_dir):
             return m.group(1) if m and m.group(1) not in ("nil", "undefined") else None
 
         lead = harness.wait_until(leader, 30, "a cnode leader")
+        recorders = []
+        if perf:
+            os.makedirs(perf, exist_ok=True)
+            for s, p in zip(names, procs):
+                out = os.path.join(perf, f"{s}{'-leader' if lead.startswith(s + '@') else ''}.data")
+                recorders.append(subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-p",
+                                                   str(p.p.pid), "-o", out], stdout=subprocess.DEVNULL,
+                                                  stderr=subprocess.DEVNULL))
         res = {}
-        for op in ("put", "get"):
-            for n in callers:
-                res[(op, n)] = measure(d, f"cnode_{op}", f"'{lead}'", n, seconds)
-                print(f"  cnode {op} x{n}: {fmt(res[(op, n)])}", flush=True)
+        try:
+            for op in ops:
+                for n in callers:
+                    res[(op, n)] = measure(d, f"cnode_{op}", f"'{lead}'", n, seconds)
+                    print(f"  cnode {op} x{n}: {fmt(res[(op, n)])}", flush=True)
+        finally:
+            for r in recorders:
+                r.send_signal(signal.SIGINT)
+                r.wait(timeout=60)
         return res, lead
     finally:
         c.close()
 
 
-def bench_ra(ebin, paths, callers, seconds):
+def bench_ra(ebin, paths, callers, seconds, ops=("put", "get")):
     c = harness.Cluster()
     try:
         c.epmd()
@@ -173,7 +191,7 @@ def bench_ra(ebin, paths, callers, seconds):
         lead = harness.wait_until(lambda: (lambda o: o if o != "none" else None)(
             d.eval(f"raft_bench:ra_leader('{ras[0].node}')")), 30, "a ra leader")
         res = {}
-        for op in ("put", "get"):
+        for op in ops:
             for n in callers:
                 res[(op, n)] = measure(d, f"ra_{op}", f"{{kvbench, {lead}}}", n, seconds)
                 print(f"  ra {op} x{n}: {fmt(res[(op, n)])}", flush=True)
@@ -196,8 +214,12 @@ def main():
     ap = argparse.ArgumentParser(description="cnode's Raft KV against ra 2.2")
     ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per figure (default 5)")
     ap.add_argument("--callers", default="1,16,64", help="concurrent callers, comma-separated (default 1,16,64)")
+    ap.add_argument("--ops", default="put,get", help="put, get or both (default put,get)")
+    ap.add_argument("--only", choices=("cnode", "ra"), help="run one side only (no ratios)")
+    ap.add_argument("--perf", metavar="DIR", help="perf record -e cpu-clock -g each cnode member into DIR")
     a = ap.parse_args()
     callers = [int(x) for x in a.callers.split(",")]
+    ops = [x for x in a.ops.split(",") if x]
     tmp = tempfile.mkdtemp(prefix="bench-raft-")
     try:
         paths, versions = ra_code_paths(tmp)
@@ -209,8 +231,10 @@ def main():
         print(f"bench_raft: 3 cnode members ({durable}) vs 3 BEAM nodes with ra {versions['ra']} "
               f"(aten {versions['aten']}, gen_batch_server {versions['gen_batch_server']}, seshat {versions['seshat']}; "
               f"WAL on disk, fsync on); {a.seconds:g} s per figure, 256-byte values", flush=True)
-        cn, cn_lead = bench_cnode(ebin, paths, callers, a.seconds, data_dir)
-        ra, ra_lead, sync = bench_ra(ebin, paths, callers, a.seconds)
+        cn, cn_lead = bench_cnode(ebin, paths, callers, a.seconds, data_dir, ops, a.perf) if a.only != "ra" else ({}, "-")
+        ra, ra_lead, sync = bench_ra(ebin, paths, callers, a.seconds, ops) if a.only != "cnode" else ({}, "-", [])
+        if a.only:
+            return
         print(f"\nleaders: cnode {cn_lead}, ra {ra_lead}; ra's WAL: {', '.join(sync)}")
         if not data_dir:
             print("NOTE: cnode ran IN MEMORY (no --data-dir yet, so no fsync); ra fsyncs every WAL batch. The write "
@@ -218,7 +242,7 @@ def main():
         head = (f"{'op':<5}{'callers':>8} | {'cnode/s':>9}{'p50 ms':>8}{'p99 ms':>8} | {'ra/s':>9}{'p50 ms':>8}"
                 f"{'p99 ms':>8} | {'rate x':>7}{'p99 x':>7}")
         print("\n" + head + "\n" + "-" * len(head))
-        for op in ("put", "get"):
+        for op in ops:
             for n in callers:
                 x, y = cn[(op, n)], ra[(op, n)]
                 rate = x["rate"] / y["rate"] if y["rate"] else float("inf")

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -42,7 +43,20 @@ struct member {
   std::uint64_t digest = 0;
   std::vector<cnode::etf::term> applied_values;  // since the last (re)start, including what a snapshot stood for
   std::int64_t down_until = 0;
-  std::int64_t disk_busy_until = 0;
+  // The shell's pipeline (raft/group.cpp): a ready's appends go at once and its state machine side is applied at
+  // once; its persist is queued for the disk, and its other messages go once it and every ready before it are
+  // durable. `pending` holds them in order; the first `syncing` are in the running fdatasync (group commit: the
+  // writer takes everything queued when it starts), due at `sync_done`.
+  struct write {
+    ready rd;
+    bool sync = true;         // false: nothing to persist, waits only for the writes before it
+    bool compaction = false;  // the member's own snapshot (rd.snapshot), saved after the writes before it
+  };
+  std::deque<write> pending;
+  std::size_t syncing = 0;
+  std::int64_t sync_done = 0;
+  hard_state synced;                // the newest hard state handed to the disk
+  std::optional<hard_state> deferred;  // a change of the commit index only: written with the next write
 };
 
 struct cluster {
@@ -101,10 +115,20 @@ struct cluster {
     m.applied = m.d.snap_index();
     m.digest = m.d.snap ? digest_of(*m.d.snap) : 0;
     m.applied_values.clear();
+    m.pending.clear();
+    m.syncing = 0;
+    m.synced = m.d.hs;
+    m.deferred.reset();
   }
 
   void crash(const member_id& id, std::int64_t for_ms) {
     auto& m = members[id];
+    // A kill -9 during an fdatasync: the write was issued, so the page cache may still hold it (a power loss may
+    // lose it): on disk or not, never reported. What was queued behind it is lost.
+    if (m.syncing && net.chance(0.5))
+      for (std::size_t k = 0; k < m.syncing && failure.empty(); ++k) write_disk(m, id, m.pending[k]);
+    m.pending.clear();
+    m.syncing = 0;
     m.c.reset();
     m.down_until = now + for_ms;
     net.drop_endpoint(id);
@@ -137,25 +161,25 @@ struct cluster {
     m.applied_values.push_back(e.data);
   }
 
-  void drain(const member_id& id) {
-    auto& m = members[id];
-    if (!m.c) return;
-    ready r = m.c->take_ready();
-    // Persist first, then send (what the shell does: fsync before the messages go).
+  // What the disk holds once a write is durable.
+  void write_disk(member& m, const member_id& id, const member::write& w) {
+    const ready& r = w.rd;
     const index_t was_committed = m.d.hs.commit;
     if (r.state) m.d.hs = *r.state;
     if (r.snapshot) {
-      if (!check_snapshot(*r.snapshot, id)) return;
       const auto& meta = r.snapshot->meta;
       const index_t old = m.d.snap_index();
-      if (meta.index <= old + m.d.log.size() && meta.index > old && m.d.log[meta.index - old - 1].term == meta.term)
-        m.d.log.erase(m.d.log.begin(), m.d.log.begin() + static_cast<std::ptrdiff_t>(meta.index - old));
-      else
-        m.d.log.clear();
-      m.d.snap = r.snapshot;
-      ++snapshot_installs;
-      m.applied = meta.index;
-      m.digest = digest_of(*r.snapshot);
+      if (meta.index <= old) {
+        if (!w.compaction) return fail("a snapshot not newer than the disk's persisted on " + id);
+      } else {
+        if (meta.index <= old + m.d.log.size() && m.d.log[meta.index - old - 1].term == meta.term)
+          m.d.log.erase(m.d.log.begin(), m.d.log.begin() + static_cast<std::ptrdiff_t>(meta.index - old));
+        else if (w.compaction)
+          return fail("a compaction past what the disk holds on " + id);
+        else
+          m.d.log.clear();
+        m.d.snap = r.snapshot;
+      }
     }
     const index_t base = m.d.snap_index();
     // As raft/storage.cpp takes them: one run of consecutive entries (a truncation is its first index).
@@ -170,9 +194,56 @@ struct cluster {
       m.d.log.resize(e.index - base - 1);
       m.d.log.push_back(e);
     }
+  }
+
+  // A write is durable: onto the disk, reported to the core, then the ready's held messages go.
+  void complete(member& m, const member_id& id, member::write& w) {
+    if (w.sync) write_disk(m, id, w);
+    if (!failure.empty() || !m.c) return;
+    ready& r = w.rd;
+    if (!r.to_persist.empty()) m.c->persisted(r.to_persist.back().index, r.to_persist.back().term);
+    else if (r.snapshot && !w.compaction) m.c->persisted(r.snapshot->meta.index, r.snapshot->meta.term);
     for (auto& msg : r.messages) {
       const member_id to = msg.to;  // before msg is moved from
       net.send(id, to, std::move(msg), now);
+    }
+  }
+
+  void queue_write(member& m, const member_id& id, member::write w) {
+    if (!busy_disks && w.sync) {  // a disk that is never busy: durable at once, in order
+      complete(m, id, w);
+      return;
+    }
+    if (!w.sync && m.pending.empty()) return complete(m, id, w);
+    m.pending.push_back(std::move(w));
+  }
+
+  void finish_sync(member& m, const member_id& id) {
+    for (std::size_t k = 0; k < m.syncing && failure.empty() && m.c; ++k) {
+      complete(m, id, m.pending.front());
+      m.pending.pop_front();
+    }
+    while (!m.pending.empty() && !m.pending.front().sync && failure.empty() && m.c) {
+      complete(m, id, m.pending.front());
+      m.pending.pop_front();
+    }
+    m.syncing = 0;
+  }
+
+  void drain(const member_id& id) {
+    auto& m = members[id];
+    if (!m.c) return;
+    ready r = m.c->take_ready();
+    // The leader's appends go before its own write (thesis §10.2.1).
+    for (auto& msg : r.send_now) {
+      const member_id to = msg.to;
+      net.send(id, to, std::move(msg), now);
+    }
+    if (r.snapshot) {
+      if (!check_snapshot(*r.snapshot, id)) return;
+      ++snapshot_installs;
+      m.applied = r.snapshot->meta.index;
+      m.digest = digest_of(*r.snapshot);
     }
     for (const auto& e : r.to_apply) {
       apply(m, id, e);
@@ -194,33 +265,89 @@ struct cluster {
       if (l.what == ready::learner_outcome::timeout) ++learners_timed_out;
       outcomes.push_back(l);
     }
-    if (compact_chance > 0 && m.applied > m.d.snap_index() && net.chance(compact_chance)) {
+    // As the shell: a term or vote must be durable before the messages go; a change of the commit index alone is
+    // written with the next write.
+    const bool state_sync = r.state && (r.state->term != m.synced.term || r.state->voted_for != m.synced.voted_for);
+    const bool sync = r.snapshot || !r.to_persist.empty() || state_sync;
+    if (sync) {
+      if (!r.state) r.state = m.deferred;
+      if (r.state) m.synced = *r.state;
+      m.deferred.reset();
+    } else if (r.state) {
+      m.deferred = r.state;
+      r.state.reset();
+    }
+    queue_write(m, id, member::write{std::move(r), sync, false});
+    if (!failure.empty() || !m.c) return;
+    if (compact_chance > 0 && m.applied > m.c->snapshot_index() && net.chance(compact_chance)) {
       auto s = m.c->compact(m.applied, std::to_string(m.applied) + ":" + std::to_string(m.digest));
       if (s && s->meta.index == m.applied) {
         if (!check_snapshot(*s, id)) return;
-        const index_t old = m.d.snap_index();
-        m.d.log.erase(m.d.log.begin(), m.d.log.begin() + static_cast<std::ptrdiff_t>(
-                                                             std::min<index_t>(m.d.log.size(), s->meta.index - old)));
-        m.d.snap = s;
-      }
-    }
-    if (m.c->current_role() == role::leader) {
-      auto [it, fresh] = leaders.emplace(m.c->current_term(), id);
-      if (!fresh && it->second != id) return fail("election safety: two leaders in term " + std::to_string(it->first));
-      if (fresh) {
-        // Leader completeness: a new leader's log (or its snapshot) holds every committed entry.
-        const auto& c = *m.c;
-        for (const auto& e : committed) {
-          if (e.index <= c.snapshot_index()) continue;
-          if (e.index > c.last_index() || !(c.at(e.index) == e))
-            return fail("leader completeness: " + id + " leads term " + std::to_string(it->first) +
-                        " without committed entry " + std::to_string(e.index));
-        }
-        if (c.snapshot_index() > committed.size())
-          return fail("leader completeness: " + id + " holds a snapshot beyond what is committed");
+        ready save;
+        save.snapshot = s;
+        queue_write(m, id, member::write{std::move(save), true, true});
       }
     }
   }
+
+  void check_leader(const member_id& id) {
+    auto& m = members[id];
+    if (!m.c || m.c->current_role() != role::leader) return;
+    auto [it, fresh] = leaders.emplace(m.c->current_term(), id);
+    if (!fresh && it->second != id) return fail("election safety: two leaders in term " + std::to_string(it->first));
+    const auto& c = *m.c;
+    if (fresh) {
+      // Leader completeness: a new leader's log (or its snapshot) holds every committed entry.
+      for (const auto& e : committed) {
+        if (e.index <= c.snapshot_index()) continue;
+        if (e.index > c.last_index() || !(c.at(e.index) == e))
+          return fail("leader completeness: " + id + " leads term " + std::to_string(it->first) +
+                      " without committed entry " + std::to_string(e.index));
+      }
+      if (c.snapshot_index() > committed.size())
+        return fail("leader completeness: " + id + " holds a snapshot beyond what is committed");
+    }
+    // Durability: what the leader counts as committed is on the disks of a majority of its configuration (the
+    // leader's own appends went before its write: it must not count itself for what is not durable yet).
+    const index_t ci = c.commit_index();
+    if (fresh) checked_commit[id] = ci;  // what it knew committed when elected was counted by earlier leaders
+    if (ci <= c.snapshot_index() || ci <= checked_commit[id]) return;
+    checked_commit[id] = ci;
+    const term_t t = c.term_at(ci);
+    auto durable_on_majority = [&](const std::vector<member_id>& conf, int& on_disk) {
+      on_disk = 0;
+      for (const auto& x : conf) {
+        const auto& d = members[x].d;
+        const index_t base = d.snap_index();
+        if (ci <= base || (ci <= base + d.log.size() && d.log[ci - base - 1].term == t)) ++on_disk;
+      }
+      return on_disk >= static_cast<int>(conf.size()) / 2 + 1;
+    };
+    // The leader counted with its newest configuration: the one in force at the entry, or one appended since
+    // (one server at a time, a change only once the previous one committed: at most one in this step).
+    // When the log holds no configuration entry at or below ci: the snapshot's, else the bootstrap one.
+    std::vector<member_id> at_ci =
+        c.last_snapshot() && !c.last_snapshot()->meta.members.empty() ? c.last_snapshot()->meta.members : initial;
+    for (index_t i = ci; i > c.snapshot_index(); --i)
+      if (auto ms = members_of(c.at(i).data)) {
+        at_ci = *ms;
+        break;
+      }
+    int now_on = 0, then_on = 0;
+    if (!durable_on_majority(c.members(), now_on) && !durable_on_majority(at_ci, then_on))
+      return fail("durability: " + id + " committed " + std::to_string(ci) + " held on the disks of " +
+                  std::to_string(now_on) + " of its " + std::to_string(c.members().size()) + " members" + [&] {
+                    std::string d = " (persisted " + std::to_string(c.persisted_index()) + "; members";
+                    for (const auto& x : c.members()) {
+                      const auto& dd = members[x].d;
+                      d += " " + x + ":disk " + std::to_string(dd.snap_index()) + "+" + std::to_string(dd.log.size());
+                      auto pr = c.peers();
+                      if (pr.count(x)) d += " match " + std::to_string(pr[x].match);
+                    }
+                    return d + ")";
+                  }());
+  }
+  std::map<member_id, index_t> checked_commit;
 
   void check_log_matching() {
     for (std::size_t a = 0; a < ids.size(); ++a)
@@ -253,14 +380,26 @@ struct cluster {
       if (!m.c && m.down_until <= now) start(id);
       if (m.c && now % 10 == 0) m.c->tick();
     }
-    // A member whose disk is still busy takes no ready this millisecond (the shell holds its next ready while a
-    // write runs): what arrives meanwhile gathers into one ready, as with group commit.
+    // Each member: a finished fdatasync completes its writes; a ready is taken (while a write runs too: what is
+    // submitted meanwhile gathers into the next fdatasync, as with group commit); an idle disk starts on the queue.
     for (const auto& id : ids) {
       auto& m = members[id];
-      if (busy_disks && m.disk_busy_until > now) continue;
-      drain(id);
-      if (busy_disks && m.c && net.chance(0.3))
-        m.disk_busy_until = now + static_cast<std::int64_t>(net.rng()() % 8);  // an fdatasync of 0-7 ms
+      if (!m.c) continue;
+      if (m.syncing && now >= m.sync_done) finish_sync(m, id);
+      if (!m.c || !failure.empty()) continue;
+      if (now % 10 == 0 && m.deferred && m.pending.empty()) {  // the shell's tick writes an idle commit index
+        ready w;
+        w.state = m.deferred;
+        m.deferred.reset();
+        queue_write(m, id, member::write{std::move(w), true, false});
+      }
+      if (m.c->has_ready()) drain(id);
+      if (!m.c || !failure.empty()) continue;
+      if (!m.syncing && !m.pending.empty()) {
+        m.syncing = m.pending.size();
+        m.sync_done = now + (net.chance(0.3) ? static_cast<std::int64_t>(net.rng()() % 8) : 0);  // 0-7 ms
+      }
+      check_leader(id);
     }
   }
   bool busy_disks = true;
@@ -428,6 +567,10 @@ TEST_CASE("raft core: a single member leads and commits alone") {
   auto i = x.propose(cnode::etf::term(7));
   REQUIRE(i);
   auto r = x.take_ready();
+  CHECK(r.to_apply.empty());  // nothing counts before it is durable: here, on its own disk
+  REQUIRE(r.to_persist.size() == 2);
+  x.persisted(r.to_persist.back().index, r.to_persist.back().term);
+  r = x.take_ready();
   REQUIRE(r.to_apply.size() == 2);  // the no-op of the term, then ours
   CHECK(r.to_apply.back().data == cnode::etf::term(7));
   CHECK(x.commit_index() == *i);
@@ -722,4 +865,108 @@ TEST_CASE("raft core: a leader's unpersisted entries replaced by a new leader's 
   REQUIRE(r.to_persist.size() == 1);
   CHECK(r.to_persist[0].index == n + 1);
   CHECK(r.to_persist[0].term == m.term);
+}
+
+namespace {
+// A leader of three elected on a harness whose disks are never busy, everything committed and taken; `others` its
+// two followers.
+core& quiet_leader(cluster& cl, std::vector<member_id>& others) {
+  cl.busy_disks = false;
+  elect(cl);
+  for (int s = 0; s < 200; ++s) cl.step_ms();
+  auto& l = *cl.leader()->c;
+  REQUIRE(l.commit_index() == l.last_index());
+  REQUIRE(l.persisted_index() == l.last_index());
+  (void)l.take_ready();
+  for (const auto& id : cl.ids)
+    if (id != l.cfg().self) others.push_back(id);
+  return l;
+}
+
+message ack(const core& l, const member_id& from, index_t i) {
+  message m;
+  m.type = msg_type::append_reply;
+  m.from = from;
+  m.to = l.cfg().self;
+  m.term = l.current_term();
+  m.success = true;
+  m.index = i;
+  return m;
+}
+}  // namespace
+
+TEST_CASE("raft core: a leader sends its appends before its own write and counts itself only once durable") {
+  cluster cl(3, 66);
+  std::vector<member_id> others;
+  auto& l = quiet_leader(cl, others);
+  const index_t n = l.last_index();
+  REQUIRE(l.propose(cnode::etf::term(std::int64_t{1})) == n + 1);
+  auto r = l.take_ready();
+  REQUIRE(r.to_persist.size() == 1);
+  CHECK(r.messages.empty());
+  REQUIRE(r.send_now.size() == 2);  // an append to each follower, not waiting for the write
+  for (const auto& m : r.send_now) {
+    CHECK(m.type == msg_type::append);
+    REQUIRE(m.entries.size() == 1);
+    CHECK(m.entries[0].index == n + 1);
+  }
+  // One follower has it on disk, the leader not yet: one durable copy of three is no majority.
+  l.step(ack(l, others[0], n + 1));
+  CHECK(l.commit_index() == n);
+  CHECK(l.take_ready().to_apply.empty());
+  // The leader's write completes: two of three.
+  l.persisted(n + 1, l.current_term());
+  CHECK(l.persisted_index() == n + 1);
+  CHECK(l.commit_index() == n + 1);
+  r = l.take_ready();
+  REQUIRE(r.to_apply.size() == 1);
+  CHECK(r.to_apply[0].index == n + 1);
+  // The other way round: both followers durable, the leader's write still running, is a majority too.
+  REQUIRE(l.propose(cnode::etf::term(std::int64_t{2})) == n + 2);
+  (void)l.take_ready();
+  l.step(ack(l, others[0], n + 2));
+  CHECK(l.commit_index() == n + 1);
+  l.step(ack(l, others[1], n + 2));
+  CHECK(l.commit_index() == n + 2);
+  CHECK(l.persisted_index() == n + 1);
+  CHECK(cl.failure.empty());
+}
+
+TEST_CASE("raft core: entries being written when a new leader replaces them never count as persisted") {
+  cluster cl(3, 77);
+  std::vector<member_id> others;
+  auto& l = quiet_leader(cl, others);
+  const index_t n = l.last_index();
+  const term_t t = l.current_term();
+  for (int i = 0; i < 3; ++i) REQUIRE(l.propose(cnode::etf::term(std::int64_t{i})));
+  auto in_flight = l.take_ready();  // N+1..N+3 handed to the disk, not durable yet
+  REQUIRE(in_flight.to_persist.size() == 3);
+  // A new leader's append replaces them with one entry of its term.
+  message m;
+  m.type = msg_type::append;
+  m.from = others[0];
+  m.to = l.cfg().self;
+  m.term = t + 1;
+  m.prev_index = n;
+  m.prev_term = l.term_at(n);
+  m.entries = {entry{t + 1, n + 1, cnode::etf::term(std::int64_t{777})}};
+  m.commit = n;
+  l.step(m);
+  CHECK(l.current_role() == role::follower);
+  CHECK(l.last_index() == n + 1);
+  CHECK(l.persisted_index() == n);
+  auto r = l.take_ready();
+  REQUIRE(r.to_persist.size() == 1);  // the storage truncates at N+1 and writes the new entry
+  CHECK(r.to_persist[0].index == n + 1);
+  CHECK(r.to_persist[0].term == t + 1);
+  CHECK(r.messages.size() == 1);  // the acknowledgement, held for the write
+  CHECK(r.send_now.empty());
+  // The old write completes: its entries are gone, nothing of it counts.
+  l.persisted(n + 3, t);
+  CHECK(l.persisted_index() == n);
+  l.persisted(n + 1, t);
+  CHECK(l.persisted_index() == n);
+  l.persisted(n + 1, t + 1);
+  CHECK(l.persisted_index() == n + 1);
+  CHECK(cl.failure.empty());
 }
