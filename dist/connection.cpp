@@ -39,14 +39,13 @@ connection::connection(transport stream, peer_info peer, std::string this_node, 
       this_node_(std::move(this_node)),
       options_(options),
       handler_(std::move(handler)),
-      in_(options.max_packet),
+      inbound_(peer_.effective, options.max_packet, options.partial_budget),
       ticker_(options.tick_intensity == 0 ? 1 : options.tick_intensity, !peer_.published()),
-      headered_((peer_.effective & (dflag::fragments | dflag::dist_hdr_atom_cache)) != 0),
-      fragments_((peer_.effective & dflag::fragments) != 0),
-      reader_state_(headered_, inbound_reader::limits{.max_message = options.max_packet}, options.partial_budget),
+      headered_(inbound_.headered()),
+      fragments_(inbound_.fragments()),
       tls_(stream_.is_tls()) {
   if (options_.tick_intensity == 0) options_.tick_intensity = 1;
-  in_.append(leftover);
+  inbound_.append(leftover);
   boost::system::error_code ignored;
   stream_.socket().set_option(asio::ip::tcp::no_delay(true), ignored);  // dist connections set nodelay too
 }
@@ -58,21 +57,8 @@ void connection_handler::on_message(connection& c, inbound_message& m) {
     on_packet(c, m.bytes);
     return;
   }
-  // 131, 68, N, Flags (all new entries, long atoms), refs, then the body.
-  std::vector<std::byte> p{std::byte{131}, std::byte{68}, std::byte(m.refs.size())};
-  const std::size_t n = m.refs.size();
-  std::vector<std::byte> flags(n / 2 + 1, std::byte{0});
-  for (std::size_t i = 0; i < n; ++i) flags[i / 2] |= std::byte((8 | (i >> 8)) << ((i & 1) * 4));
-  flags[n / 2] |= std::byte(1 << ((n & 1) * 4));  // LongAtoms
-  if (n > 0) p.insert(p.end(), flags.begin(), flags.end());
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::string_view text = m.refs[i].text();
-    p.push_back(std::byte(i & 0xff));
-    p.push_back(std::byte(text.size() >> 8));
-    p.push_back(std::byte(text.size() & 0xff));
-    for (char ch : text) p.push_back(std::byte(static_cast<unsigned char>(ch)));
-  }
-  p.insert(p.end(), m.bytes.begin(), m.bytes.end());
+  std::vector<std::byte> p;
+  self_contained_packet(m, p);
   on_packet(c, p);
 }
 
@@ -217,7 +203,7 @@ void connection::shutdown(std::error_code reason) {
     streaming_bytes_ = 0;
     waiters.swap(waiters_);
   }
-  reader_state_.clear();  // partial messages go with the connection (the writer drops its streams on its way out)
+  inbound_.clear();  // partial messages go with the connection (the writer drops its streams on its way out)
   partial_bytes_.store(0, std::memory_order_relaxed);
   stream_.close();
   wake_.cancel();
@@ -232,12 +218,15 @@ void connection::shutdown(std::error_code reason) {
 bool connection::drain_packets() {
   for (;;) {
     if (down_.load(std::memory_order_relaxed)) return false;
-    std::span<const std::byte> packet;
-    switch (in_.next(packet)) {
-      case frame_buffer::result::need_more: return true;
-      case frame_buffer::result::too_large: shutdown(error::packet_too_large); return false;
-      case frame_buffer::result::tick: {
-        ticks_in_.fetch_add(1, std::memory_order_relaxed);
+    const auto ev = inbound_.next();
+    packets_in_.store(inbound_.packets(), std::memory_order_relaxed);
+    fragments_in_.store(inbound_.fragment_packets(), std::memory_order_relaxed);
+    ticks_in_.store(inbound_.ticks(), std::memory_order_relaxed);
+    partial_bytes_.store(inbound_.partial_bytes(), std::memory_order_relaxed);
+    switch (ev) {
+      case inbound_path::event::need_more: return true;
+      case inbound_path::event::failed: shutdown(inbound_.error()); return false;
+      case inbound_path::event::tick: {
         const bool answer = options_.answer_ticks && !wrote_since_tick_in_;
         wrote_since_tick_in_ = false;
         if (answer) {
@@ -246,25 +235,14 @@ bool connection::drain_packets() {
         }
         break;
       }
-      case frame_buffer::result::packet: {
-        packets_in_.fetch_add(1, std::memory_order_relaxed);
-        if (packet.size() >= 2 && packet[0] == std::byte{131} &&
-            (packet[1] == std::byte{69} || packet[1] == std::byte{70}))
-          fragments_in_.fetch_add(1, std::memory_order_relaxed);
-        auto r = reader_state_.feed(packet);
-        partial_bytes_.store(reader_state_.held_bytes(), std::memory_order_relaxed);
-        if (r.st == inbound_reader::status::failed) {
-          shutdown(r.ec);
-          return false;
-        }
-        if (r.st == inbound_reader::status::pending) break;
+      case inbound_path::event::message: {
         try {
-          if (handler_) handler_->on_message(*this, r.msg);
+          if (handler_) handler_->on_message(*this, inbound_.message());
         } catch (...) {
           shutdown(error::handler_failed);
           return false;
         }
-        if (r.msg.owned) reader_state_.message_done();
+        inbound_.message_done();
         break;
       }
     }
@@ -274,7 +252,7 @@ bool connection::drain_packets() {
 asio::awaitable<void> connection::reader(std::shared_ptr<connection> /*keeps us alive*/) {
   if (!drain_packets()) co_return;  // what came with the handshake's last read
   for (;;) {
-    const auto room = in_.prepare();
+    const auto room = inbound_.prepare();
     auto [ec, n] = co_await stream_.async_read_some(asio::buffer(room.data(), room.size()), as_tuple(use_awaitable));
     if (down_.load(std::memory_order_relaxed)) co_return;
     if (ec) {
@@ -282,7 +260,7 @@ asio::awaitable<void> connection::reader(std::shared_ptr<connection> /*keeps us 
       co_return;
     }
     bytes_in_.fetch_add(n, std::memory_order_relaxed);
-    in_.commit(n);
+    inbound_.commit(n);
     if (!drain_packets()) co_return;
   }
 }

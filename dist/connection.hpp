@@ -29,6 +29,7 @@
 #include "dist/fragment.hpp"
 #include "dist/framing.hpp"
 #include "dist/handshake.hpp"
+#include "dist/inbound.hpp"
 #include "dist/transport.hpp"
 
 namespace cnode::dist {
@@ -192,10 +193,9 @@ class connection : public std::enable_shared_from_this<connection> {
   std::string this_node_;
   connection_options options_;
   std::shared_ptr<connection_handler> handler_;
-  frame_buffer in_;
+  inbound_path inbound_;  // framing, ticks, headers, fragments (sans-I/O)
   ticker ticker_;
   const bool headered_, fragments_;
-  inbound_reader reader_state_;
   std::atomic<std::size_t> partial_bytes_{0};
   std::deque<std::unique_ptr<stream>> streams_;    // writer only
   std::vector<std::unique_ptr<stream>> retired_;   // finished streams whose last fragment is being written

@@ -300,6 +300,25 @@ bool to_pass_through(std::span<const std::byte> in, std::vector<std::byte>& out)
   return true;
 }
 
+void self_contained_packet(const inbound_message& m, std::vector<std::byte>& p) {
+  const std::size_t n = m.refs.size();
+  p.assign({version, hdr_normal, std::byte(n)});
+  if (n > 0) {
+    std::vector<std::byte> flags(n / 2 + 1, std::byte{0});
+    for (std::size_t i = 0; i < n; ++i) flags[i / 2] |= std::byte((8 | (i >> 8)) << ((i & 1) * 4));
+    flags[n / 2] |= std::byte(1 << ((n & 1) * 4));  // LongAtoms
+    p.insert(p.end(), flags.begin(), flags.end());
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::string_view text = m.refs[i].text();
+    p.push_back(std::byte(i & 0xff));
+    p.push_back(std::byte(text.size() >> 8));
+    p.push_back(std::byte(text.size() & 0xff));
+    for (char ch : text) p.push_back(std::byte(static_cast<unsigned char>(ch)));
+  }
+  p.insert(p.end(), m.bytes.begin(), m.bytes.end());
+}
+
 std::size_t header_length(std::span<const std::byte> packet) noexcept {
   if (packet.size() < 3 || packet[0] != version || packet[1] != hdr_normal) return 0;
   std::size_t pos = 2;

@@ -134,6 +134,9 @@ class inbound_reader {
 // the packet is not in the source form (or, for to_pass_through, its header has atom cache references).
 bool to_header_form(std::span<const std::byte> pass_through, std::vector<std::byte>& out);
 bool to_pass_through(std::span<const std::byte> headered, std::vector<std::byte>& out);
+// A headered message as one self-contained 131,68 packet: every reference a new cache entry (long atoms), then
+// the body. Replaces out. What connection_handler::on_message hands to on_packet by default.
+void self_contained_packet(const inbound_message& m, std::vector<std::byte>& out);
 // The length of the normal distribution header at the packet's start (131,68,N,...), 0 if it is not one.
 std::size_t header_length(std::span<const std::byte> packet) noexcept;
 

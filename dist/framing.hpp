@@ -26,6 +26,7 @@ class frame_buffer {
   // The next complete packet, valid until the next call of prepare/append/next.
   result next(std::span<const std::byte>& packet);
   std::size_t buffered() const noexcept { return end_ - begin_; }
+  std::size_t capacity() const noexcept { return buf_.size(); }
 
  private:
   std::vector<std::byte> buf_;
