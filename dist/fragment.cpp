@@ -273,14 +273,15 @@ bool to_header_form(std::span<const std::byte> in, std::vector<std::byte>& out) 
   const std::size_t ctrl = term_length(in, 2);
   if (ctrl == 0) return false;
   const std::size_t after = 2 + ctrl;
+  // What follows the control term is 131 and a payload, or nothing. A 131 with nothing after it has no header
+  // form: dropping it would turn a packet the decoder refuses ("payload after a control message that takes none")
+  // into one it accepts (found by the dist_fragment fuzzer).
+  if (after < in.size() && (in[after] != version || after + 1 == in.size())) return false;
   out.clear();
   out.reserve(in.size() + 1);
   out.insert(out.end(), {version, hdr_normal, std::byte{0}});
   out.insert(out.end(), in.begin() + 2, in.begin() + static_cast<std::ptrdiff_t>(after));
-  if (after < in.size()) {
-    if (in[after] != version) return false;
-    out.insert(out.end(), in.begin() + static_cast<std::ptrdiff_t>(after) + 1, in.end());
-  }
+  if (after < in.size()) out.insert(out.end(), in.begin() + static_cast<std::ptrdiff_t>(after) + 1, in.end());
   return true;
 }
 

@@ -119,3 +119,19 @@ TEST_CASE("packet forms: pass-through <-> 131,68,0") {
   CHECK(back == h);
   CHECK(header_length(h) == 3);
 }
+
+TEST_CASE("packet forms: a pass-through packet ending in a bare 131 has no header form") {
+  // Found by the dist_fragment fuzzer: UNLINK_ID_ACK takes no payload, and 'p',131,Control,131 is refused by the
+  // decoder; dropping the 131 made it a valid header packet.
+  auto from = etf::term::pid(etf::pid_value{etf::atom::from_utf8("a@h").value(), 1, 0, 0});
+  control_message m{unlink_id_ack_msg{1, from, from}, {}, {}};
+  auto p = bytes_of(encode_control(m));
+  p.push_back(std::byte{131});
+  auto pb = etf::shared_bytes::copy({reinterpret_cast<const std::uint8_t*>(p.data()), p.size()});
+  CHECK_FALSE(decode_control(pb, 0, pb.size()));
+  std::vector<std::byte> h{std::byte{7}};
+  CHECK_FALSE(to_header_form(p, h));
+  CHECK(h == std::vector<std::byte>{std::byte{7}});  // left alone
+  p.pop_back();
+  CHECK(to_header_form(p, h));
+}
