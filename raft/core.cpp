@@ -327,6 +327,7 @@ void core::truncate_from(index_t i) {
 
 void core::send_append(const member_id& to) {
   auto& pr = progress_[to];
+  pr.sent = true;
   if (pr.next <= snap_index_) {
     // What it needs is compacted away: the snapshot, at most once per election timeout while it is on its way.
     if (!snap_ || pr.snapshot_wait > 0) return;
@@ -489,8 +490,8 @@ void core::maybe_commit() {
   const index_t n = matches[quorum() - 1];
   if (n > commit_ && term_at(n) == term_) {
     commit_ = n;
-    broadcast_append();  // followers learn the commit index at once
-    confirm_reads();     // reads waiting for the term's first commit
+    commit_bcast_ = true;  // followers learn the commit index with this ready (flush_broadcasts)
+    confirm_reads();       // reads waiting for the term's first commit
   }
   // A leader that is not in the committed configuration hands over and steps down (§4.2.2).
   if (!is_member(cfg_.self) && commit_ >= config_index_) {
@@ -510,8 +511,9 @@ std::optional<index_t> core::propose(term data) {
   if (role_ != role::leader || transfer_to_) return std::nullopt;
   const index_t i = last_index() + 1;
   append_local({entry{term_, i, std::move(data)}});
-  for (auto& [id, pr] : progress_)
-    if (pr.next == i) send_append(id);  // followers already up to date get it now; the others on their reply
+  // Followers up to date get it with the ready, every proposal since the last one in one append; the others on
+  // their reply.
+  if (!bcast_from_) bcast_from_ = i;
   maybe_commit();
   return i;
 }
@@ -666,10 +668,23 @@ void core::persisted(index_t index, term_t t) {
 }
 
 bool core::has_ready() const {
-  return !ready_.empty() || commit_ > applied_ || !(hard_state{term_, voted_for_, commit_} == last_state_);
+  return !ready_.empty() || commit_ > applied_ || !(hard_state{term_, voted_for_, commit_} == last_state_) ||
+         (role_ == role::leader && (bcast_from_ || commit_bcast_));
+}
+
+void core::flush_broadcasts() {
+  if (role_ == role::leader)
+    for (auto& [id, pr] : progress_) {
+      if (bcast_from_ && pr.next >= bcast_from_ && pr.next <= last_index()) send_append(id);
+      else if (commit_bcast_ && !pr.sent) send_append(id);
+    }
+  bcast_from_ = 0;
+  commit_bcast_ = false;
+  for (auto& [id, pr] : progress_) pr.sent = false;
 }
 
 ready core::take_ready() {
+  flush_broadcasts();
   for (index_t i = applied_ + 1; i <= commit_; ++i) ready_.to_apply.push_back(at(i));
   applied_ = commit_;
   hard_state hs{term_, voted_for_, commit_};

@@ -238,6 +238,7 @@ class core {
     std::uint64_t acked_seq = 0;
     int snapshot_wait = 0;  // ticks before a snapshot is sent again
     int quiet_ticks = 0;    // since it was last heard from
+    bool sent = false;      // an append or a snapshot went to it in the ready being built
   };
   std::map<member_id, progress> progress_;
   struct learner {
@@ -251,6 +252,12 @@ class core {
   std::optional<member_id> transfer_to_;
   bool transfer_campaign_ = false;  // the campaign a timeout_now started: its votes are forced
   std::uint64_t seq_ = 0;
+  // Batched at take_ready (the shell takes a ready after handling everything queued): proposals since the last
+  // ready go to the followers that were up to date in one append each, and a commit index that moved goes to
+  // every follower that got nothing else.
+  index_t bcast_from_ = 0;  // the first index proposed since the last ready (0: none)
+  bool commit_bcast_ = false;
+  void flush_broadcasts();
   struct pending_read {
     std::uint64_t ctx, seq;
     index_t index;

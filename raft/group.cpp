@@ -2,6 +2,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <iterator>
 
 #include "cnode/distribution.hpp"
 #include "cnode/functions.hpp"
@@ -21,6 +22,32 @@ term a(const char* s) { return term(atom(s)); }
 term error(const char* why) { return term::tuple({a("error"), a(why)}); }
 bool is(const term& r, const char* t, std::size_t arity) { return r.is_tuple(arity) && r.element(0).is_atom(atom(t)); }
 constexpr int max_hops = 3;  // a call handed on between members that disagree on the leader goes back to waiting
+constexpr int max_batch_messages = 256;  // handled between two flushes
+
+// Acknowledgements of one leader's appends, in one batch of sends, say one thing: "I hold your log up to the
+// highest index" (a leader's log only grows within its term). The last one of each term carries the highest index
+// and round; the others go.
+void coalesce_acks(std::vector<message>& ms) {
+  if (ms.size() < 2) return;
+  std::map<std::pair<member_id, term_t>, message*> last;
+  std::vector<bool> drop(ms.size(), false);
+  for (std::size_t i = ms.size(); i-- > 0;) {
+    auto& m = ms[i];
+    if (m.type != msg_type::append_reply || !m.success) continue;
+    auto [it, fresh] = last.try_emplace({m.to, m.term}, &m);
+    if (fresh) continue;
+    it->second->index = std::max(it->second->index, m.index);
+    it->second->seq = std::max(it->second->seq, m.seq);
+    drop[i] = true;
+  }
+  std::size_t k = 0;
+  for (std::size_t i = 0; i < ms.size(); ++i)
+    if (!drop[i]) {
+      if (k != i) ms[k] = std::move(ms[i]);
+      ++k;
+    }
+  ms.resize(k);
+}
 
 
 // The pid of a gen_call From ({Pid, Tag}, or {Pid, [alias | Ref]}).
@@ -137,7 +164,16 @@ asio::awaitable<void> group_process::run(process& self) {
   for (;;) {
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - clock::now());
     auto m = co_await self.receive(std::max(wait, std::chrono::milliseconds(0)));
-    if (m) handle(self, *m);
+    if (m) {
+      handle(self, *m);
+      // What else is queued is handled before the next flush: concurrent calls and acknowledgements make one ready
+      // (one append per follower, one write, one acknowledgement), not one each.
+      for (int k = 1; k < max_batch_messages; ++k) {
+        auto more = co_await self.receive(std::chrono::milliseconds(0));
+        if (!more) break;
+        handle(self, *more);
+      }
+    }
     if (clock::now() >= next_tick) {
       core_->tick();
       next_tick += std::chrono::milliseconds(t_.heartbeat_ms);
@@ -331,6 +367,7 @@ void group_process::handle_call(process& self, const term& from, const term& r, 
 }
 
 void group_process::send(process& self, std::vector<message>& ms) {
+  coalesce_acks(ms);
   for (auto& msg : ms) {
     if (msg.type == msg_type::install_snapshot) ++stats_.snapshots_sent;
     const atom to(msg.to);
@@ -388,12 +425,15 @@ void group_process::synced(process& self) {
       h.done = true;
       break;
     }
+  std::vector<message> out;
   while (!held_.empty() && held_.front().done) {
     held h = std::move(held_.front());
     held_.pop_front();
     if (h.index) core_->persisted(h.index, h.term);
-    send(self, h.messages);
+    if (out.empty()) out = std::move(h.messages);
+    else std::move(h.messages.begin(), h.messages.end(), std::back_inserter(out));
   }
+  send(self, out);
 }
 
 // The state machine's side of a ready, at once: committed entries are durable on a majority (this member's own

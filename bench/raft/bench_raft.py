@@ -18,7 +18,7 @@ place first so that the package starts no broker and no EPMD daemon; ra, aten, g
 taken from /usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/.
 
     CNODE_BIN_DIR=build/bin python3 bench/raft/bench_raft.py [--seconds S] [--callers 1,16,64] [--ops put,get]
-        [--only cnode|ra] [--perf DIR]
+        [--only cnode|ra] [--perf DIR] [--cnode-args "--raft-snapshot-entries N ..."]
 (scripts/bench raft builds cnode and runs it.) --perf DIR records each cnode member's CPU time during the cnode
 figures (`perf record -e cpu-clock -g`, one DIR/kvN.data per member; `perf report -i DIR/kv1.data` to read it).
 """
@@ -124,7 +124,7 @@ def driver_node(c, ebin, paths):
     return c.erl("driver", args=["-pa", ebin] + sum((["-pa", p] for p in paths), []))
 
 
-def bench_cnode(ebin, paths, callers, seconds, data_dir, ops=("put", "get"), perf=None):
+def bench_cnode(ebin, paths, callers, seconds, data_dir, ops=("put", "get"), perf=None, more_args=()):
     c = harness.Cluster()
     try:
         c.epmd()
@@ -133,7 +133,7 @@ def bench_cnode(ebin, paths, callers, seconds, data_dir, ops=("put", "get"), per
         members = ",".join(f"{s}@{harness.HOST}" for s in names)
         nodes = []
         for s in names:
-            extra = ["--raft-group", f"kv={members}"]
+            extra = ["--raft-group", f"kv={members}"] + list(more_args)
             if data_dir:
                 d = os.path.join(c.tmp, s)
                 os.makedirs(d, exist_ok=True)
@@ -155,8 +155,10 @@ def bench_cnode(ebin, paths, callers, seconds, data_dir, ops=("put", "get"), per
             os.makedirs(perf, exist_ok=True)
             for s, p in zip(names, procs):
                 out = os.path.join(perf, f"{s}{'-leader' if lead.startswith(s + '@') else ''}.data")
-                recorders.append(subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-g", "-p",
-                                                   str(p.p.pid), "-o", out], stdout=subprocess.DEVNULL,
+                # BENCH_PERF_CALLGRAPH=dwarf: call graphs through code built without frame pointers
+                cg = os.environ.get("BENCH_PERF_CALLGRAPH")
+                argv = ["perf", "record", "-q", "-e", "cpu-clock"] + (["--call-graph", cg] if cg else ["-g"])
+                recorders.append(subprocess.Popen(argv + ["-p", str(p.p.pid), "-o", out], stdout=subprocess.DEVNULL,
                                                   stderr=subprocess.DEVNULL))
         res = {}
         try:
@@ -217,6 +219,7 @@ def main():
     ap.add_argument("--ops", default="put,get", help="put, get or both (default put,get)")
     ap.add_argument("--only", choices=("cnode", "ra"), help="run one side only (no ratios)")
     ap.add_argument("--perf", metavar="DIR", help="perf record -e cpu-clock -g each cnode member into DIR")
+    ap.add_argument("--cnode-args", default="", help="more options for each cnode member (e.g. \"--raft-snapshot-entries 100000\")")
     a = ap.parse_args()
     callers = [int(x) for x in a.callers.split(",")]
     ops = [x for x in a.ops.split(",") if x]
@@ -231,7 +234,8 @@ def main():
         print(f"bench_raft: 3 cnode members ({durable}) vs 3 BEAM nodes with ra {versions['ra']} "
               f"(aten {versions['aten']}, gen_batch_server {versions['gen_batch_server']}, seshat {versions['seshat']}; "
               f"WAL on disk, fsync on); {a.seconds:g} s per figure, 256-byte values", flush=True)
-        cn, cn_lead = bench_cnode(ebin, paths, callers, a.seconds, data_dir, ops, a.perf) if a.only != "ra" else ({}, "-")
+        cn, cn_lead = bench_cnode(ebin, paths, callers, a.seconds, data_dir, ops, a.perf,
+                                           a.cnode_args.split()) if a.only != "ra" else ({}, "-")
         ra, ra_lead, sync = bench_ra(ebin, paths, callers, a.seconds, ops) if a.only != "cnode" else ({}, "-", [])
         if a.only:
             return
