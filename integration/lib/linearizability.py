@@ -4,7 +4,11 @@ The algorithm is Wing & Gong's search with Lowe's memoization, as Porcupine (git
 implements it: the history's call and return events in one time-ordered linked list; depth-first, the first call
 entries are tried in turn (an operation may be linearized while no earlier-returning operation is still open); a
 linearized operation is lifted out of the list, a dead end puts it back; a cache of (set of linearized operations,
-model state) prunes every configuration already explored. Keys are independent registers, so each key's history
+model state) prunes every configuration already explored. Beyond Porcupine, a symmetry: unknown operations that are
+alike (the same f and args) and both callable are interchangeable — an unknown one's return is at infinity, so once
+callable it stays callable — so of those only the earliest called is tried at each step. The unknown ones of a kind
+taken then always form a prefix (by call time), not any subset: a counter's many unknown increments after a crash
+(2^u subsets) cost u+1 configurations per reply, not an exponential search. Keys are independent registers, so each key's history
 is checked on its own (Herlihy & Wing's locality: a history is linearizable iff every key's is).
 
 The model: one register per key, `None` while the key is absent. Replies are the service's, with atoms as Python
@@ -201,7 +205,8 @@ def _check_key(ops, init, deadline):
     known_left = sum(1 for op in ops if op.outcome == "ok")
     state, linearized = init, 0
     cache = set()
-    stack = []  # (entry, state before it)
+    stack = []  # (entry, state before it, the kinds of unknown operations tried at its step before it)
+    tried = set()  # at this step: (f, args) of the unknown operations already tried (the symmetry above)
     best_n, best, best_state, stuck = -1, [], init, []
     entry = head.next
     n_steps = 0
@@ -212,24 +217,32 @@ def _check_key(ops, init, deadline):
         if deadline is not None and (n_steps & 0x3FF) == 0 and time.monotonic() > deadline:
             return False, True, [], [], None
         if entry.match is not None:  # a call
+            sig = None if entry.op.outcome == "ok" else (entry.op.f, entry.op.args)
+            if sig is not None:
+                if sig in tried:  # one alike was tried at this step (or is an ancestor's choice): the same search
+                    entry = entry.next
+                    continue
             ok, new_state = step(state, entry.op)
             if ok:
                 new_lin = linearized | (1 << entry.id)
                 k = (new_lin, new_state)
                 if k not in cache:
                     cache.add(k)
-                    stack.append((entry, state))
+                    stack.append((entry, state, tried))
                     state, linearized = new_state, new_lin
                     if entry.op.outcome == "ok":
                         known_left -= 1
                     lift(entry)
+                    tried = set()
                     entry = head.next
                     continue
+                if sig is not None:
+                    tried = tried | {sig}  # explored from here before: so was its alike's configuration
             entry = entry.next
         else:  # a return: the operation it closes could not be placed before it; back up
             if len(stack) > best_n:
                 best_n, best_state = len(stack), state
-                best = [e.op for e, _ in stack]
+                best = [e.op for e, _, _ in stack]
                 stuck, x = [], head.next
                 while x is not None and x.match is not None:
                     stuck.append(x.op)
@@ -238,7 +251,9 @@ def _check_key(ops, init, deadline):
                     stuck.append(x.op)
             if not stack:
                 return False, False, best, stuck, best_state
-            entry, state = stack.pop()
+            entry, state, tried = stack.pop()
+            if entry.op.outcome != "ok":
+                tried = tried | {(entry.op.f, entry.op.args)}
             linearized &= ~(1 << entry.id)
             if entry.op.outcome == "ok":
                 known_left += 1

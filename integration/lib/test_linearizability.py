@@ -308,7 +308,66 @@ class Random(unittest.TestCase):
         self.assertGreater(seen[False], 200, seen)
 
 
+def counter_history(rng, n, clients, lost_from, lost_to):
+    """n increments by 1 of one counter by clients, then a final read: every call made between lost_from and
+    lost_to has an unknown outcome (a crash of every member), half of those never took effect."""
+    t, pending = [0.0] * clients, []
+    for _ in range(n):
+        c = rng.randrange(clients)
+        call = t[c] + rng.random() * 0.1
+        ret = call + rng.random() * 2
+        t[c] = ret
+        unknown = lost_from <= call < lost_to
+        point = float("inf") if unknown and rng.random() < 0.5 else rng.uniform(call, ret)
+        pending.append((point, c, call, ret, unknown))
+    pending.sort()
+    ops, value = [], 0
+    for point, c, call, ret, unknown in pending:
+        value += point != float("inf")
+        ops.append(Op(c, "counter", "incr", (1,), call, None if unknown else ret,
+                      None if unknown else ("ok", value), "unknown" if unknown else "ok"))
+    end = max(t) + 1
+    return ops + [Op("final", "counter", "get", (), end, end + 1, ("ok", value), "ok")]
+
+
 class Performance(unittest.TestCase):
+    def test_many_unknown_increments_are_decided(self):
+        # After every member was killed at once, a hundred increments have no reply: without the symmetry between
+        # alike unknown operations the search explored subsets of them and did not finish in 30 s (raft.schedules'
+        # counter fallback); now the counter key is decided, and a reply off by one among them still found.
+        rng = random.Random(SEED + 3)
+        ops = counter_history(rng, 400, 6, 20, 40)
+        unknown = sum(1 for o in ops if o.outcome == "unknown")
+        t0 = time.monotonic()
+        res = check(ops, timeout=60)
+        took = time.monotonic() - t0
+        print(f"\n  400 increments, {unknown} unknown: {took:.2f}s (CNODE_SEED={SEED})", file=sys.stderr)
+        self.assertGreater(unknown, 60)
+        self.assertTrue(res.ok, res.explain())
+        self.assertLess(took, 20.0)
+        acked = [i for i, o in enumerate(ops) if o.f == "incr" and o.outcome == "ok"]
+        i = acked[len(acked) // 2]
+        o = ops[i]
+        bad = list(ops)
+        bad[i] = Op(o.client, o.key, o.f, o.args, o.call, o.ret, ("ok", o.result[1] + 200), "ok")
+        res = check(bad, timeout=60)
+        self.assertFalse(res.ok)
+        self.assertFalse(res.timed_out, "the falsified history was undecided")
+
+    def test_alike_unknown_operations_are_not_confused(self):
+        # The symmetry holds only between operations both callable: an unknown put called after a read cannot
+        # explain it, even though an alike one called before the read could have, had it not been needed later.
+        u1 = op(1, "put", 1, t=(0, 1), outcome="unknown")
+        u2 = op(2, "put", 1, t=(10, 11), outcome="unknown")
+        assert_lin(self, [u1, u2, op(3, "get", t=(5, 6), r=("ok", 1)), op(3, "put", 2, t=(7, 8)),
+                          op(3, "get", t=(20, 21), r=("ok", 1))])
+        assert_not_lin(self, [u1, u2, op(3, "get", t=(2, 3), r=("ok", 1)), op(3, "put", 2, t=(4, 5)),
+                              op(3, "get", t=(6, 7), r=("ok", 1))])
+        # two alike unknown increments and replies that need both
+        i1, i2 = (op(c, "incr", 1, t=(0, 1), outcome="unknown") for c in (1, 2))
+        assert_lin(self, [i1, i2, op(3, "incr", 1, t=(2, 3), r=("ok", 3))])
+        assert_not_lin(self, [i1, i2, op(3, "incr", 1, t=(2, 3), r=("ok", 4))])
+
     def test_ten_thousand_operations_in_seconds(self):
         rng = random.Random(SEED + 2)
         ops = simulate(rng, 10_000, 8, list(range(10)), unknown_p=0.01, spread=2.0)
