@@ -88,8 +88,8 @@ def main(argv):
     ap = argparse.ArgumentParser(prog="scripts/faults", description="fault scenarios on a network-namespace bed")
     ap.add_argument("--seed", type=int, help="seed of every random choice (random and printed when absent)")
     ap.add_argument("--quick", action="store_true", help="the CI-sized run")
-    ap.add_argument("--size", type=int, help="how many rounds a sized scenario runs (raft.schedules: schedules; "
-                    "default: its quick or nightly size)")
+    ap.add_argument("--size", type=int, help="the size of a sized scenario (raft.schedules: schedules, raft.long: "
+                    "minutes, overload.burst/frozen: messages; default: its quick or nightly size)")
     ap.add_argument("--list", action="store_true", help="list the scenarios")
     ap.add_argument("scenario", nargs="*", help="names, or prefixes such as pg (default: all)")
     a = ap.parse_args(argv)

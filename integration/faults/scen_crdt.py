@@ -3,7 +3,8 @@ skewed clocks (--crdt-test-clock-offset-ms, one ahead, one behind). Rounds of fa
 one-way cut, a replica that hears no one — each with writes on every replica (counter adds, set adds, map puts of
 shared and own keys, register puts) made through the driver while the fault lasts. What must hold: after the heal
 every replica holds the same value of every name, the counter is the sum of every add, the set and the map hold
-every element and key written anywhere; measured: the time from the heal to convergence (the driver dials the mesh
+every element and key written anywhere, and a register written while apart on the replica whose clock is ahead
+and later on the one behind holds the first write everywhere (the skew is real); measured: the time from the heal to convergence (the driver dials the mesh
 again, as an operator or libcluster does) and the bytes sent per update (the replicas' bytes_out)."""
 import re
 import time
@@ -84,10 +85,37 @@ def crdt_converge(bed, ctx):
 
     figures = []
 
-    def round_(label, faults_fn):
+    skew_seen = []
+
+    def skew_writes():
+        """While r1 (clock +5 s) and r2 (-3 s) cannot hear each other: r1 puts the register <<"skew">>, r2 puts it
+        later in real time. LWW by the hybrid logical clocks must keep r1's write (its timestamp is ahead by 8 s
+        less the gap); with clocks that agree, r2's later one would win."""
+        a, b = nodes[0], nodes[1]
+
+        def put(x, v):
+            r = w.e(f"gen_server:call({{crdt, '{x.node}'}}, {{register_put, <<\"skew\">>, {v}}}, 5000)")
+            assert r == "ok", f"register_put on {x.short}: {r}"
+        put(a, 1)
+        t_a = time.monotonic()
+        time.sleep(0.5)  # r2's write half a second later in real time: the point of the check, not a synchronisation
+        put(b, 2)
+        expect["updates"] += 2
+        skew_seen.append(time.monotonic() - t_a)
+
+    def skew_held():
+        ns = "[" + ", ".join(f"'{m}'" for m in full) + "]"
+        r = w.e(f"lists:usort([catch gen_server:call({{crdt, N}}, {{value, <<\"skew\">>}}, 2000) || N <- {ns}])")
+        assert r == "[{ok,1}]", (f"the register written on r1 (clock +5 s) and {skew_seen[0]:.1f} s later on r2 "
+                                 f"(clock -3 s) while apart: every replica must keep r1's write (LWW by the skewed "
+                                 f"clocks), they hold {r}")
+
+    def round_(label, faults_fn, skew=False):
         b0, u0 = sample(), expect["updates"]
         faults = faults_fn()
         t0 = time.monotonic()
+        if skew:
+            skew_writes()
         for x in nodes:
             writes(x, 10 if ctx.quick else 25)
             sample()
@@ -109,17 +137,25 @@ def crdt_converge(bed, ctx):
             return converged()
         harness.wait_until(ok, 60, f"convergence after {label}", interval=0.05)
         took = time.monotonic() - th
+        if skew:
+            skew_held()
         w.wait_mesh()
         harness.wait_until(lambda: sample() == sample(), 10, "quiet", interval=SYNC_MS / 1000 * 3)
         per = (sample() - b0) / max(1, expect["updates"] - u0)
         figures.append(f"{label}: converged {took:.2f}s after the heal, {per:.0f} B sent per update")
         ctx.log(figures[-1])
 
-    def split():
+    def split(apart=False):
         order = list(nodes)
         ctx.rng.shuffle(order)
         k = ctx.rng.randint(1, len(order) // 2)
-        return [bed.partition([order[:k], order[k:]])]
+        sides = [order[:k], order[k:]]
+        if apart and (nodes[0] in sides[0]) == (nodes[1] in sides[0]):  # r1 and r2 on different sides
+            mine = sides[0] if nodes[0] in sides[0] else sides[1]
+            other = sides[1] if mine is sides[0] else sides[0]
+            x = other[0]
+            mine[mine.index(nodes[1])], other[0] = x, nodes[1]
+        return [bed.partition(sides)]
 
     def one_way():
         a, b = ctx.rng.sample(nodes, 2)
@@ -129,14 +165,16 @@ def crdt_converge(bed, ctx):
         v = ctx.rng.choice(nodes)
         return [bed.cut(x, v, one_way=True) for x in nodes if x is not v]
 
-    rounds = [("split", split), ("one-way cut", one_way), ("deaf replica", deaf)]
+    rounds = [("split", lambda: split(apart=True), True), ("one-way cut", one_way, False),
+              ("deaf replica", deaf, False)]
     if not ctx.quick:
-        rounds += [("split", split), ("one-way cut", one_way)]
-    for label, fn in rounds:
-        round_(label, fn)
+        rounds += [("split", split, False), ("one-way cut", one_way, False)]
+    for label, fn, skew in rounds:
+        round_(label, fn, skew)
     return (f"{n} replicas (clocks +5 s and -3 s on two), {expect['updates']} updates, every value the same "
             f"everywhere and complete (counter {expect['counter']}, {expect['set']} set elements, "
-            f"{len(expect['keys'])} map keys, register {register_winner()}); " + "; ".join(figures))
+            f"{len(expect['keys'])} map keys, register {register_winner()}); the skewed clocks decide: a register "
+            f"written on r2 {skew_seen[0]:.1f}s after r1 while apart kept r1's write everywhere; " + "; ".join(figures))
 
 
 SCENARIOS = [Scenario("crdt.converge", crdt_converge)]

@@ -4,8 +4,9 @@ cnode; the fast calls must go at their usual pace (they share the hub's schedule
 the slow connection). In the second phase the hub's link to the slow node is also limited in rate, so what the
 hub sends there queues up (the slow connection's outbound buffer, not the others').
 
-overload.burst: a 1 000 000-message burst from cnode and one against it (echoed) keep the hub's memory within its
-outbound limit and, against it, the echo's queue; other nodes are answered meanwhile. overload.frozen: a consumer
+overload.burst: a 1 000 000-message burst from cnode, a flood to a consumer that takes it slowly (its link limited)
+and a burst against cnode (echoed) keep the hub's memory within its outbound limit and, against it, the echo's
+queue; other nodes are answered meanwhile. overload.frozen: a consumer
 frozen with SIGSTOP behind a forwarder on a hub with --max-mailbox: the forwarder is killed, memory stays bounded
 and comes back."""
 from run import Scenario
@@ -80,6 +81,7 @@ SCENARIOS = [Scenario("overload.slow", overload_slow)]
 # ---- bursts and a frozen consumer (issue 16's overload; issue 15's slow consumer)
 
 LIMIT_KB = 4096  # the hub's --dist-buf-busy-limit in these scenarios: large enough to show in the figures
+SLOW_KBIT = 50000  # the slow consumer's link: 50 Mbit/s, about 6 000 messages of 1 KiB a second (the hub makes 40 000+)
 
 
 def rss(node):
@@ -141,7 +143,7 @@ def memory_back(w, hub, base, what, margin=24 << 20, timeout=40):
 
 
 def overload_burst(bed, ctx):
-    """a 1 000 000-message burst from cnode and one against it: memory within the outbound limit, others served"""
+    """1 000 000-message bursts from and against cnode, a slow consumer: memory within the outbound limit"""
     import time
     n = ctx.size or (200_000 if ctx.quick else 1_000_000)
     w = World(bed, ctx, [("hub", "cnode"), ("fe", "erl"), ("fc", "cnode")],
@@ -156,48 +158,64 @@ def overload_burst(bed, ctx):
     limit = LIMIT_KB * 1024
     figures = [f"hub --dist-buf-busy-limit {LIMIT_KB} KiB, RSS at rest {base / 1e6:.1f} MB"]
 
-    # 1. from cnode: one process sends n messages of 1 KiB to a sink on fe (cnode:bench_flood: it waits while the
-    # connection is over the limit, as a BEAM sender does). What the hub holds for it is that connection's queue.
-    others_start(w, hub, fc)
-    p = Peak(hub.p.pid)
-    t0 = time.monotonic()
-    try:
-        r = fe.eval(f"S = faults_drv:burst_sink(self(), {n}), "
-                    f"ok = erpc:call(get(hub), cnode, bench_flood, [S, {n}, {{burst, get(pay)}}]), "
-                    f"receive {{burst_done, S, Ms}} -> Ms after 600000 -> timeout end", timeout=660)
-    finally:
-        peak = p.stop()
-    took = time.monotonic() - t0
-    o = others_stop(w)
-    assert r != "timeout", f"burst from cnode: the sink did not get {n} messages within 600 s"
-    grew = peak - base
-    ctx.log(f"from cnode: {n} in {took:.1f} s, RSS peak {peak / 1e6:.1f} MB (+{grew / 1e6:.1f}), others {o}")
-    # the connection's queue (the limit) and what is being written and encoded beside it; nothing per message
-    assert grew <= 2 * limit + (24 << 20), \
-        f"burst from cnode: RSS grew {grew / 1e6:.1f} MB over the outbound limit {limit / 1e6:.1f} MB"
+    def flood(what, count, expr, link=None, during=None):
+        """fe evaluates expr (which ends when its sink on fe got count messages) while the hub's RSS is sampled and
+        the others call the hub, with the hub's link to fe limited to link kbit/s if given; during(), if given, runs
+        once expr is done, before the others stop. Returns (seconds, RSS growth at peak, what during() gave, the
+        others' figures)."""
+        others_start(w, hub, fc)
+        p = Peak(hub.p.pid)
+        t0 = time.monotonic()
+        lim = bed.limit(hub, fe, link) if link else None
+        try:
+            r = fe.eval(f"S = faults_drv:burst_sink(self(), {count}), {expr}, "
+                        f"receive {{burst_done, S, Ms}} -> Ms after 600000 -> timeout end", timeout=660)
+        finally:
+            peak = p.stop()
+            if lim:
+                lim.undo()
+        took = time.monotonic() - t0
+        extra = during() if during else None
+        o = others_stop(w)
+        assert r != "timeout", f"{what}: the sink did not get {count} messages within 600 s"
+        grew = peak - base
+        ctx.log(f"{what}: {count} in {took:.1f} s, RSS peak {peak / 1e6:.1f} MB (+{grew / 1e6:.1f}), {extra}, "
+                f"others {o}")
+        return took, grew, extra, others_ok(what, o)
+
+    def from_hub(what, count, link=None):
+        """One hub process sends count messages of 1 KiB to the sink (cnode:bench_flood: it waits while the
+        connection is over the limit, as a BEAM sender does). The hub's RSS grows by no more than the connection's
+        queue (the limit) and what is being written and encoded beside it, nothing per message."""
+        took, grew, _, others = flood(what, count, f"ok = erpc:call(get(hub), cnode, bench_flood, "
+                                                    f"[S, {count}, {{burst, get(pay)}}])", link=link)
+        assert grew <= 2 * limit + (24 << 20), \
+            f"{what}: RSS grew {grew / 1e6:.1f} MB over the outbound limit {limit / 1e6:.1f} MB"
+        return took, grew, others
+
+    # 1. from cnode, to a sink that keeps up as well as it can
+    took, grew, others = from_hub("burst from cnode", n)
     figures.append(f"{n} x 1 KiB from cnode in {took:.1f} s ({n / took / 1000:.0f}k/s): RSS +{grew / 1e6:.1f} MB "
-                   f"at peak, {others_ok('burst from cnode', o)}")
+                   f"at peak, {others}")
+
+    # 1b. to a slow consumer: the same flood to fe through a link limited to SLOW_KBIT, so fe takes the messages at
+    # that pace (TCP's window closes, the hub's queue to fe stays at the limit for the whole flood). What the hub
+    # holds is that queue, however long the consumer takes.
+    m = n // 4  # more than the bound: without the limit the queue would pass it
+    took, grew, others = from_hub("flood to a slow consumer", m, link=SLOW_KBIT)
+    rate = m * 1024 * 8 / 1000 / took
+    assert rate < SLOW_KBIT * 1.25, f"the consumer was not slow: {rate:.0f} kbit/s over a {SLOW_KBIT} kbit/s limit"
+    figures.append(f"{m} x 1 KiB from cnode to a consumer behind {SLOW_KBIT // 1000} Mbit/s in {took:.1f} s "
+                   f"({rate / 1000:.0f} Mbit/s): RSS +{grew / 1e6:.1f} MB at peak, {others}")
 
     # 2. against cnode: fe sends n messages {Sink, Msg} to the hub's echo, which sends each back to the sink on fe.
     # The echo waits while its connection back is over the limit; what arrives meanwhile queues in its mailbox
     # (the BEAM's semantics: --max-mailbox bounds it, overload.frozen). Memory is that queue and the limit.
-    others_start(w, hub, fc)
     w.e(f"put(mq, faults_drv:max_queue('{hub.node}', echo)), ok")
-    p = Peak(hub.p.pid)
-    t0 = time.monotonic()
-    try:
-        r = fe.eval(f"S = faults_drv:burst_sink(self(), {n}), E = {{echo, get(hub)}}, B = get(pay), "
-                    f"lists:foreach(fun(I) -> E ! {{S, {{I, B}}}} end, lists:seq(1, {n})), "
-                    f"receive {{burst_done, S, Ms}} -> Ms after 600000 -> timeout end", timeout=660)
-    finally:
-        peak = p.stop()
-    took = time.monotonic() - t0
-    maxq = int(w.e("get(mq) ! {stop, self()}, receive {max_queue, M} -> M after 5000 -> -1 end"))
-    o = others_stop(w)
-    assert r != "timeout", f"burst against cnode: the sink did not get {n} echoes within 600 s"
-    grew = peak - base
-    ctx.log(f"against cnode: {n} in {took:.1f} s, echo queue at most {maxq}, RSS peak {peak / 1e6:.1f} MB "
-            f"(+{grew / 1e6:.1f}), others {o}")
+    took, grew, maxq, others = flood(
+        "burst against cnode", n, f"E = {{echo, get(hub)}}, B = get(pay), "
+        f"lists:foreach(fun(I) -> E ! {{S, {{I, B}}}} end, lists:seq(1, {n}))",
+        during=lambda: int(w.e("get(mq) ! {stop, self()}, receive {max_queue, M} -> M after 5000 -> -1 end")))
     # per queued message: its packet (the binary refers into it), its arena block (up to 4 KiB), the signal
     per_msg = 1024 + 6 * 1024
     assert grew <= 2 * limit + maxq * per_msg + (32 << 20), \
@@ -205,8 +223,7 @@ def overload_burst(bed, ctx):
          f"{limit / 1e6:.1f} MB and {maxq} queued messages")
     back_s, back_rss = memory_back(w, hub, base, "burst against cnode")
     figures.append(f"{n} x 1 KiB against cnode, echoed, in {took:.1f} s: echo's queue at most {maxq}, RSS "
-                   f"+{grew / 1e6:.1f} MB at peak, back to {back_rss / 1e6:.1f} MB in {back_s:.1f} s, "
-                   f"{others_ok('burst against cnode', o)}")
+                   f"+{grew / 1e6:.1f} MB at peak, back to {back_rss / 1e6:.1f} MB in {back_s:.1f} s, {others}")
     assert hub.alive()
     return "; ".join(figures)
 

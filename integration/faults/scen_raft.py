@@ -189,7 +189,7 @@ def _reset(kv):
                "r = Process.monitor(h); Process.exit(h, :kill); receive do {:DOWN, ^r, _, _, _} -> :ok end end")
 
 
-def _check_history(kv, ctx, tag):
+def _check_history(kv, ctx, tag, timeout=30):
     """Final reads of every key through every member, then the checker and the counter check; (operations, ok,
     unknown, acknowledged increments, checker seconds)."""
     kv.wait_leader(timeout=60)
@@ -200,13 +200,13 @@ def _check_history(kv, ctx, tag):
     n = int(kv.ex.eval(f'LinClient.dump("{path}")'))
     history = linearizability.load(path)
     t0 = time.monotonic()
-    res = linearizability.check(history, timeout=30)
+    res = linearizability.check(history, timeout=timeout)
     undecided = False
     if res.timed_out and res.key == "counter":
         # Many unknown increments of the counter (a crash of every member) can outgrow the search: the other keys
         # are checked without it, and the counter by check_counter (no acknowledged increment lost or doubled).
         undecided = True
-        res = linearizability.check([x for x in history if x.key != "counter"], timeout=60)
+        res = linearizability.check([x for x in history if x.key != "counter"], timeout=2 * timeout)
     secs = time.monotonic() - t0
     assert res.ok, f"schedule {tag}: " + res.explain() + f"\nhistory: {path} (seed {ctx.seed})"
     acked, unknown, _ = check_counter(history)
@@ -216,60 +216,62 @@ def _check_history(kv, ctx, tag):
     return n, ok, unk, acked, secs, undecided
 
 
-def raft_schedules(bed, ctx):
-    """seeded random fault schedules (partitions, one-way cuts, an isolated leader, loss, delay, kill -9 and restart
-    from --data-dir) against the durable Raft KV: every history linearizable, no acknowledged write lost"""
-    count = ctx.size or (2 if ctx.quick else 100)
-    kv = Kv(bed, ctx, durable=True)
-    node = kv.by_node
-    kv.w.wait_mesh()
-    kv.wait_leader()
-    clients, hold_ops, length = 6, 40, 1.5
-    totals = dict(ops=0, ok=0, unknown=0, acked=0, restarts=0, faults=0, check=0.0, undecided=0)
-    kinds = collections.Counter()
-    t_all = time.monotonic()
+class _Steps:
+    """The seeded fault steps of raft.schedules and raft.long on a durable Kv while its clients run. A step is one
+    network fault — a symmetric partition of one member, the leader isolated from its followers (the clients reach
+    everyone), a one-way cut, a member that hears no one, loss on every member, one member delayed — or none, and in
+    35 % of steps (always when there is no network fault) a kill -9 in the middle of it (a random member, the
+    leader, or every member), each restarted from its --data-dir at once. Each lasts at least `length` seconds and
+    `hold_ops` recorded requests; then it is undone and the mesh whole again."""
 
-    def hold(t0, n=hold_ops):
-        kv.wait_progress(kv.progress()[0] + n)
-        left = length - (time.monotonic() - t0)
+    def __init__(self, kv, hold_ops=40, length=1.5, crash_all=True):
+        self.kv, self.hold_ops, self.length, self.crash_all = kv, hold_ops, length, crash_all
+        self.totals = dict(ops=0, ok=0, unknown=0, acked=0, restarts=0, faults=0, check=0.0, undecided=0)
+        self.kinds = collections.Counter()
+
+    def hold(self, t0, n):
+        self.kv.wait_progress(self.kv.progress()[0] + n)
+        left = self.length - (time.monotonic() - t0)
         if left > 0:
             time.sleep(left)  # the fault's length, not a synchronisation
 
-    def members_of(nodes):
-        return [node[m] for m in nodes]
-
     # Each network fault is a function of rng giving (name, [Fault ...]); applied, held, undone.
-    def symmetric(rng):
+    def symmetric(self, rng):
+        kv, node = self.kv, self.kv.by_node
         lone = rng.choice(kv.members)
-        return f"partition {node[lone].short}|rest", [bed.partition([[node[lone]], members_of(
-            [m for m in kv.members if m != lone])])]
+        return f"partition {node[lone].short}|rest", [kv.bed.partition([[node[lone]], [
+            node[m] for m in kv.members if m != lone]])]
 
-    def isolate_leader(rng):
+    def isolate_leader(self, rng):
+        kv, node = self.kv, self.kv.by_node
         lead = kv.leader() or rng.choice(kv.members)
-        return f"leader {node[lead].short} isolated from followers", [bed.partition([[node[lead]], members_of(
-            [m for m in kv.members if m != lead])])]
+        return f"leader {node[lead].short} isolated from followers", [kv.bed.partition([[node[lead]], [
+            node[m] for m in kv.members if m != lead]])]
 
-    def one_way(rng):
+    def one_way(self, rng):
+        kv, node = self.kv, self.kv.by_node
         a, b = rng.sample(kv.members, 2)
-        return f"one-way {node[a].short}->{node[b].short}", [bed.cut(node[a], node[b], one_way=True)]
+        return f"one-way {node[a].short}->{node[b].short}", [kv.bed.cut(node[a], node[b], one_way=True)]
 
-    def inbound(rng):
+    def inbound(self, rng):
+        kv, node = self.kv, self.kv.by_node
         v = rng.choice(kv.members)
-        return f"{node[v].short} deaf", [bed.cut(node[m], node[v], one_way=True) for m in kv.members if m != v]
+        return f"{node[v].short} deaf", [kv.bed.cut(node[m], node[v], one_way=True) for m in kv.members if m != v]
 
-    def loss(rng):
+    def loss(self, rng):
+        kv, node = self.kv, self.kv.by_node
         pct = rng.choice([5, 10, 20])
-        return f"{pct}% loss", [bed.loss(node[m], None, pct) for m in kv.members]
+        return f"{pct}% loss", [kv.bed.loss(node[m], None, pct) for m in kv.members]
 
-    def delay(rng):
+    def delay(self, rng):
+        kv, node = self.kv, self.kv.by_node
         m = rng.choice(kv.members)
         ms = rng.choice([30, 80, 150])
-        return f"{node[m].short} delayed {ms}ms", [bed.delay(node[m], None, ms, jitter_ms=ms // 2,
-                                                             seed=rng.randrange(1 << 30))]
+        return f"{node[m].short} delayed {ms}ms", [kv.bed.delay(node[m], None, ms, jitter_ms=ms // 2,
+                                                                seed=rng.randrange(1 << 30))]
 
-    network = [symmetric, isolate_leader, one_way, inbound, loss, delay, None]
-
-    def crash(rng, what):
+    def crash(self, rng, what):
+        kv = self.kv
         if what == "leader":
             victims = [kv.leader() or rng.choice(kv.members)]
         elif what == "all":
@@ -278,52 +280,103 @@ def raft_schedules(bed, ctx):
             victims = [rng.choice(kv.members)]
         for v in victims:
             kv.restart(v)
-        totals["restarts"] += len(victims)
-        return {"leader": "leader restarted", "all": "all restarted"}.get(what, f"{node[victims[0]].short} restarted")
+        self.totals["restarts"] += len(victims)
+        return {"leader": "leader restarted", "all": "all restarted"}.get(
+            what, f"{kv.by_node[victims[0]].short} restarted")
 
+    def step(self, rng):
+        """One step, drawn from rng; its description."""
+        kv = self.kv
+        network = [self.symmetric, self.isolate_leader, self.one_way, self.inbound, self.loss, self.delay, None]
+        kv.wait_progress(kv.progress()[0] + self.hold_ops // 2)
+        t1 = time.monotonic()
+        net = rng.choice(network)
+        name, faults = net(rng) if net else ("", [])
+        roll = rng.random()
+        crashed = None
+        if roll < 0.35 or not net:
+            what = "all" if roll < 0.05 and self.crash_all else "leader" if roll < 0.2 else "any"
+            if faults:
+                self.hold(t1, self.hold_ops // 2)  # the crash in the middle of the network fault
+            crashed = self.crash(rng, what)
+        self.hold(t1, self.hold_ops)
+        for f in faults:
+            f.undo()
+        self.kinds.update([net.__name__ if net else "crash only"])
+        self.totals["faults"] += 1
+        kv.w.wait_mesh()
+        return " + ".join(x for x in (name, crashed) if x)
+
+    def add(self, n, ok, unk, acked, secs, undecided):
+        self.totals["undecided"] += undecided
+        for k, v in (("ops", n), ("ok", ok), ("unknown", unk), ("acked", acked), ("check", secs)):
+            self.totals[k] += v
+
+    def summary(self):
+        t = self.totals
+        return (f"{t['ops']} operations ({t['ok']} ok, {t['unknown']} unknown), {t['acked']} increments "
+                f"acknowledged, {t['faults']} faults ({', '.join(f'{k} {v}' for k, v in sorted(self.kinds.items()))}), "
+                f"{t['restarts']} kill -9 restarts from --data-dir; checker {t['check']:.0f}s in all"
+                + (f"; the counter's search undecided in {t['undecided']} (checked by check_counter, the other keys "
+                   f"linearizable)" if t["undecided"] else "; every key decided by the checker"))
+
+
+def raft_schedules(bed, ctx):
+    """seeded random fault schedules (partitions, one-way cuts, an isolated leader, loss, delay, kill -9 and restart
+    from --data-dir) against the durable Raft KV: every history linearizable, no acknowledged write lost"""
+    count = ctx.size or (2 if ctx.quick else 100)
+    kv = Kv(bed, ctx, durable=True)
+    kv.w.wait_mesh()
+    kv.wait_leader()
+    clients = 6
+    steps = _Steps(kv)
+    t_all = time.monotonic()
     for i in range(count):
         rng = random.Random(f"{ctx.seed}/raft.schedules/{i}")
         t0 = time.monotonic()
         _reset(kv)
         kv.ex.eval(f"LinClient.start({kv.atoms(kv.members)}, clients: {clients}, keys: {KEYS}, "
                    f"seed: {rng.randrange(1 << 30)}, call_timeout: 5_000)")
-        steps = []
-        for _ in range(rng.randint(2, 4)):
-            kv.wait_progress(kv.progress()[0] + hold_ops // 2)
-            t1 = time.monotonic()
-            net = rng.choice(network)
-            name, faults = net(rng) if net else ("", [])
-            roll = rng.random()
-            crashed = None
-            if roll < 0.35 or not net:
-                what = "all" if roll < 0.05 else "leader" if roll < 0.2 else "any"
-                if faults:
-                    hold(t1, hold_ops // 2)  # the crash in the middle of the network fault
-                crashed = crash(rng, what)
-            hold(t1)
-            for f in faults:
-                f.undo()
-            steps.append(" + ".join(x for x in (name, crashed) if x))
-            kinds.update([net.__name__ if net else "crash only"])
-            totals["faults"] += 1
-            kv.w.wait_mesh()
-        kv.wait_progress(kv.progress()[0] + hold_ops)
+        done = [steps.step(rng) for _ in range(rng.randint(2, 4))]
+        kv.wait_progress(kv.progress()[0] + steps.hold_ops)
         kv.ex.eval("LinClient.stop()")
         harness.wait_until(lambda: kv.progress()[1] == clients, 60, "the clients to finish")
         n, ok, unk, acked, secs, undecided = _check_history(kv, ctx, i)
-        totals["undecided"] += undecided
-        for k, v in (("ops", n), ("ok", ok), ("unknown", unk), ("acked", acked), ("check", secs)):
-            totals[k] += v
-        ctx.log(f"schedule {i}: {n} ops ({unk} unknown), {acked} increments acked, checked in {secs:.1f}s, "
-                f"{time.monotonic() - t0:.0f}s: {'; '.join(steps)}")
+        steps.add(n, ok, unk, acked, secs, undecided)
+        ctx.log(f"schedule {i}: {n} ops ({unk} unknown), {acked} increments acked, checked in {secs:.1f}s"
+                f"{' (counter undecided)' if undecided else ''}, {time.monotonic() - t0:.0f}s: {'; '.join(done)}")
     took = time.monotonic() - t_all
     return (f"{count} schedules in {took:.0f}s ({took / count:.0f}s each): 0 violations, 0 lost acknowledged "
-            f"increments; {totals['ops']} operations ({totals['ok']} ok, {totals['unknown']} unknown), "
-            f"{totals['acked']} increments acknowledged, {totals['faults']} faults "
-            f"({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))}), {totals['restarts']} kill -9 restarts "
-            f"from --data-dir; checker {totals['check']:.0f}s in all"
-            + (f"; the counter's search undecided in {totals['undecided']} (checked by check_counter, the other keys "
-               f"linearizable)" if totals["undecided"] else ""))
+            f"increments; " + steps.summary())
+
+
+def raft_long(bed, ctx):
+    """one long history (minutes, thousands of operations) under a seeded schedule of every fault and kill -9
+    restarts: linearizable, no acknowledged write lost"""
+    minutes = ctx.size or 5
+    kv = Kv(bed, ctx, durable=True)
+    kv.w.wait_mesh()
+    kv.wait_leader()
+    clients = 6
+    # A kill of every member leaves every request in flight unknown; over minutes those pile up on every key. The
+    # single-member and leader kills stay (and the leader changes of every other fault).
+    steps = _Steps(kv, hold_ops=80, length=3.0, crash_all=False)
+    t0 = time.monotonic()
+    kv.ex.eval(f"LinClient.start({kv.atoms(kv.members)}, clients: {clients}, keys: {KEYS}, "
+               f"seed: {ctx.rng.randrange(1 << 30)}, call_timeout: 5_000)")
+    done = []
+    while time.monotonic() - t0 < minutes * 60:
+        done.append(steps.step(ctx.rng))
+        ctx.log(f"step {len(done)}: {done[-1]} ({kv.progress()[0]} operations)")
+    kv.wait_progress(kv.progress()[0] + steps.hold_ops)
+    kv.ex.eval("LinClient.stop()")
+    harness.wait_until(lambda: kv.progress()[1] == clients, 60, "the clients to finish")
+    took = time.monotonic() - t0
+    n, ok, unk, acked, secs, undecided = _check_history(kv, ctx, "long", timeout=600)
+    steps.add(n, ok, unk, acked, secs, undecided)
+    assert n >= 2000, f"only {n} operations in {took:.0f}s"
+    return (f"one history of {took / 60:.1f} minutes, {len(done)} fault steps: linearizable, 0 lost acknowledged "
+            f"increments; " + steps.summary())
 
 
 def _status(kv, member):
@@ -405,4 +458,4 @@ def raft_prevote(bed, ctx):
 
 
 SCENARIOS = [Scenario("raft.faults", raft_faults), Scenario("raft.schedules", raft_schedules),
-             Scenario("raft.prevote", raft_prevote)]
+             Scenario("raft.long", raft_long, quick=False), Scenario("raft.prevote", raft_prevote)]
