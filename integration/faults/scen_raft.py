@@ -374,6 +374,7 @@ def raft_long(bed, ctx):
     took = time.monotonic() - t0
     n, ok, unk, acked, secs, undecided = _check_history(kv, ctx, "long", timeout=600)
     steps.add(n, ok, unk, acked, secs, undecided)
+    assert not undecided, f"the counter's search did not finish in 600 s ({unk} unknown operations)"
     assert n >= 2000, f"only {n} operations in {took:.0f}s"
     return (f"one history of {took / 60:.1f} minutes, {len(done)} fault steps: linearizable, 0 lost acknowledged "
             f"increments; " + steps.summary())
