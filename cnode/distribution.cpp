@@ -81,7 +81,7 @@ dist::handshake_config distribution::handshake_config() const {
   dist::handshake_config c;
   c.this_node = node_.name();
   c.creation = node_.creation();
-  c.flags = dist::default_flags(cfg_.hidden);
+  c.flags = dist::default_flags(cfg_.hidden) | (cfg_.atom_cache ? dist::dflag::dist_hdr_atom_cache : 0);
   {
     std::lock_guard lk(cookie_mu_);
     c.cookies = cookies_;

@@ -49,6 +49,9 @@ struct distribution_config {
   // Bytes held for messages still missing fragments, all peers together; crossing it closes the connection
   // whose fragment would cross it.
   std::size_t max_partial = 512 * 1024 * 1024;
+  // Offer DIST_HDR_ATOM_CACHE (--dist-atom-cache): peers then refer to atoms they sent before by cache index
+  // (the receiving side, dist/fragment.hpp). We still send every header without references (N = 0).
+  bool atom_cache = false;
   // Peers reached without EPMD: node name -> host:port.
   std::unordered_map<std::string, epmd::node_address> static_peers;
   // TLS distribution (inet_tls_dist): every connection, both ways, runs inside TLS. Contexts are built at start().

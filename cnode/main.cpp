@@ -61,6 +61,8 @@ constexpr const char* usage = R"(usage: cnode [options]
                           (default: 134217728, 128 MiB)
   --max-partial-bytes N   bytes held for fragmented messages still incomplete, all peers together; the
                           connection whose fragment would cross it is closed (default: 536870912, 512 MiB)
+  --dist-atom-cache       offer DIST_HDR_ATOM_CACHE: peers send atoms they sent before as cache references
+                          (we read them; what we send carries none yet) (default: off)
   --max-mailbox N         a process with more than N messages waiting is killed (reason killed) (default: off)
   --max-mailbox-action A  kill | log: kill the process, or log once that it crossed N (default: kill)
   --threads N             I/O threads (default: number of cores)
@@ -97,6 +99,7 @@ struct options {
   std::size_t busy_limit_kb = 1024;
   std::size_t max_message = 128 * 1024 * 1024;
   std::size_t max_partial = 512 * 1024 * 1024;
+  bool atom_cache = false;
   node::mailbox_limit mailbox;
   unsigned threads = 0;
   std::optional<std::string> data_dir;
@@ -210,6 +213,8 @@ options parse(int argc, char** argv, const option_list& service_options) {
       if (o.max_message < 1024) fail("--max-message-bytes must be at least 1024");
     } else if (a == "--max-partial-bytes") {
       o.max_partial = number(a, value(), 0xffffffffffffUL);
+    } else if (a == "--dist-atom-cache") {
+      o.atom_cache = true;
     } else if (a == "--max-mailbox") {
       o.mailbox.max = number(a, value(), 0xffffffffUL);
     } else if (a == "--max-mailbox-action") {
@@ -360,6 +365,7 @@ int main(int argc, char** argv) {
   dc.outbound_limit = o.busy_limit_kb * 1024;
   dc.max_message = o.max_message;
   dc.max_partial = o.max_partial;
+  dc.atom_cache = o.atom_cache;
   for (auto& [n, a] : o.peers) dc.static_peers[n] = a;
 
   std::unique_ptr<host> h;

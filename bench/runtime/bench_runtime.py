@@ -16,7 +16,7 @@ sends x back, anything else is dropped (cnode's built-in echo; on the BEAM the s
 Each row prints the BEAM's figure, cnode's, the ratio (cnode against the BEAM, oriented so that above 1 means
 cnode is better for throughputs, and below 1 means cnode is better for latencies), and the goal of issue 14.
 SIZE (default 1) multiplies the counts: `scripts/bench runtime 5` for a longer run. CNODE_BENCH_THREADS=1 adds a
-run of cnode with --threads 1.
+run of cnode with --threads 1; CNODE_BENCH_ARGS="--dist-atom-cache" passes more options to every cnode.
 """
 import os
 import re
@@ -140,6 +140,7 @@ def run(kind, size, threads=None):
     try:
         c.epmd()
         extra = ["--threads", threads] if threads else []
+        extra += os.environ.get("CNODE_BENCH_ARGS", "").split()  # e.g. CNODE_BENCH_ARGS=--dist-atom-cache
         if kind == "cnode":
             tp = start_cnode(c, sname="t", extra=extra)
             t2 = start_cnode(c, sname="t2", extra=extra).node
