@@ -37,6 +37,23 @@ std::vector<std::byte> as_bytes(const std::vector<std::uint8_t>& v) {
   return out;
 }
 
+// Encodes into this thread's scratch buffer (no allocation once it has grown), then one exact-size packet.
+std::vector<std::byte> encode_packet(const dist::control_message& m, dist::packet_form form) {
+  thread_local std::vector<std::uint8_t> scratch;
+  scratch.clear();
+  dist::encode_control(m, scratch, form);
+  auto out = as_bytes(scratch);
+  if (scratch.capacity() > 256 * 1024) std::vector<std::uint8_t>().swap(scratch);  // a big message's buffer goes
+  return out;
+}
+
+// The order key of a sender: packets with the same key keep their order on a connection.
+std::uint64_t order_key(const term* sender) {
+  if (!sender || !sender->is_pid()) return 0;
+  const auto& p = sender->as_pid();
+  return ((std::uint64_t{p.serial} << 32 | p.id) << 1) | 1;
+}
+
 template <class... Ts>
 struct overloaded : Ts... {
   using Ts::operator()...;
@@ -598,6 +615,13 @@ void distribution::on_packet(atom node, dist::connection& c, std::span<const std
 
 void distribution::dispatch(atom node, dist::control_message& m) {
   term payload = m.payload ? std::move(*m.payload) : term();
+  // A message for a local process: the process, if idle, runs on this (the connection reader's) thread now, and
+  // its reply to this connection goes out from here too (dist::connection::wake_writer): one thread per message.
+  // The other signals are posted as before.
+  std::optional<process::run_here> here;
+  if (std::holds_alternative<dist::send_msg>(m.body) || std::holds_alternative<dist::send_sender_msg>(m.body) ||
+      std::holds_alternative<dist::reg_send_msg>(m.body) || std::holds_alternative<dist::alias_send_msg>(m.body))
+    here.emplace();
   std::visit(
       overloaded{
           [&](dist::send_msg& x) { node_.deliver_local(x.to, signal{signal_kind::message, {}, payload, {}, {}, 0}); },
@@ -696,47 +720,66 @@ std::optional<dist::control_message> distribution::to_control(const term& to, si
 }
 
 void distribution::route_remote(atom node, const term& to, signal s) {
+  // One look-up: the connection, and with it the flags to encode for.
   dist::dflags flags = dist::default_flags(cfg_.hidden);
+  std::shared_ptr<dist::connection> conn;
   {
     std::lock_guard lock(mu_);
     auto it = peers_.find(node);
-    if (it != peers_.end() && it->second.conn) flags = it->second.conn->peer().effective;
+    if (it != peers_.end() && it->second.conn) {
+      conn = it->second.conn;
+      flags = conn->peer().effective;
+    }
   }
   signal copy = (s.kind == signal_kind::link || s.kind == signal_kind::monitor) ? s : signal{};
   const term sender = s.from;
-  if (log::enabled(log::level::debug)) {
-    bool up = false;
-    {
-      std::lock_guard lock(mu_);
-      auto it = peers_.find(node);
-      up = it != peers_.end() && it->second.conn && it->second.conn->is_up();
-    }
-    if (!up) {
-      std::string what = s.kind == signal_kind::message ? etf::to_string(s.data) : "";
-      if (what.size() > 200) what.resize(200);
-      log::debug("to {} while not connected: signal {} from {} to {} {}", node.text(), static_cast<int>(s.kind),
-                 etf::to_string(s.from), etf::to_string(to), what);
-    }
+  if (log::enabled(log::level::debug) && !(conn && conn->is_up())) {
+    std::string what = s.kind == signal_kind::message ? etf::to_string(s.data) : "";
+    if (what.size() > 200) what.resize(200);
+    log::debug("to {} while not connected: signal {} from {} to {} {}", node.text(), static_cast<int>(s.kind),
+               etf::to_string(s.from), etf::to_string(to), what);
   }
   auto m = to_control(to, s, flags);
   if (!m) return;
-  std::vector<std::uint8_t> bytes;
   // The header form when the peer (or, not yet connected, our own offer) has FRAGMENTS or the atom cache; the
   // connection converts a packet whose form turns out wrong.
   const bool headered = (flags & (dist::dflag::fragments | dist::dflag::dist_hdr_atom_cache)) != 0;
-  dist::encode_control(*m, bytes, headered ? dist::packet_form::header : dist::packet_form::pass_through);
-  send_packet(node, as_bytes(bytes), &to, &copy, &sender, s.noconnect);
+  send_packet(node, encode_packet(*m, headered ? dist::packet_form::header : dist::packet_form::pass_through), &to,
+              &copy, &sender, s.noconnect, std::move(conn));
 }
 
 void distribution::send_control(atom node, dist::control_message m) {
-  std::vector<std::uint8_t> bytes;
-  dist::encode_control(m, bytes);
-  send_packet(node, as_bytes(bytes), nullptr, nullptr, nullptr);
+  send_packet(node, encode_packet(m, dist::packet_form::pass_through), nullptr, nullptr, nullptr);
+}
+
+void distribution::send_on(dist::connection& conn, std::vector<std::byte>& packet, const term* sender,
+                           bool noconnect) {
+  // A sender's packets stay in order; those of different senders may pass a message sent in fragments.
+  const std::uint64_t key = order_key(sender);
+  if (conn.try_send(packet, key)) return;
+  // Over the busy limit: the packet waits in the connection's sender queue, and the sending process is
+  // suspended (at its next receive) until it is taken, so no sender can grow that queue without bound. A
+  // noconnect send does not suspend its sender (global's volatile sends are [nosuspend, noconnect], handing
+  // the message to a helper process when the connection is busy).
+  std::shared_ptr<process> p = !noconnect && sender && sender->is_pid() ? node_.find(*sender) : nullptr;
+  stats_.busy_waits.fetch_add(1, std::memory_order_relaxed);
+  if (p) {
+    p->busy_send_started();
+    conn.async_send(std::move(packet), key, [p](std::error_code) { p->busy_send_finished(); });
+  } else {
+    conn.async_send(std::move(packet), key, asio::detached);
+  }
 }
 
 void distribution::send_packet(atom node, std::vector<std::byte> packet, const term* to, signal* s,
-                               const term* sender, bool noconnect) {
+                               const term* sender, bool noconnect, std::shared_ptr<dist::connection> known) {
   if (node == node_.name_atom()) return;
+  if (known && known->is_up()) {
+    // Connected: no further look-up or lock. The connection was published after the packets queued for it had
+    // gone in (connection_up), so this one goes after them.
+    send_on(*known, packet, sender, noconnect);
+    return;
+  }
   std::shared_ptr<dist::connection> conn;
   bool connect = false;
   bool unreachable = false;
@@ -782,23 +825,8 @@ void distribution::send_packet(atom node, std::vector<std::byte> packet, const t
         connect = true;
       }
     }
-    // A sender's packets stay in order; those of different senders may pass a message sent in fragments.
-    const std::uint64_t key = sender && sender->is_pid() ? std::hash<term>{}(*sender) | 1 : 0;
-    if (conn && !conn->try_send(packet, key)) {
-      // Over the busy limit: the packet waits in the connection's sender queue, and the sending process is
-      // suspended (at its next receive) until it is taken, so no sender can grow that queue without bound. A
-      // noconnect send does not suspend its sender (global's volatile sends are [nosuspend, noconnect], handing
-      // the message to a helper process when the connection is busy).
-      std::shared_ptr<process> p = !noconnect && sender && sender->is_pid() ? node_.find(*sender) : nullptr;
-      stats_.busy_waits.fetch_add(1, std::memory_order_relaxed);
-      if (p) {
-        p->busy_send_started();
-        conn->async_send(std::move(packet), key, [p](std::error_code) { p->busy_send_finished(); });
-      } else {
-        conn->async_send(std::move(packet), key, asio::detached);
-      }
-    }
   }
+  if (conn) send_on(*conn, packet, sender, noconnect);
   if (connect) start_connect(node);
 }
 

@@ -170,8 +170,11 @@ class distribution final : public remote_router, public dist::handshake_policy {
   void on_down(atom node, dist::connection& c, std::error_code reason);
   void dispatch(atom node, dist::control_message& m);
   std::optional<dist::control_message> to_control(const term& to, signal& s, dist::dflags flags) const;
+  // conn: the node's connection as the caller found it (null: look it up); an up one takes the packet at once.
   void send_packet(atom node, std::vector<std::byte> packet, const term* to, signal* s, const term* sender,
-                   bool noconnect = false);
+                   bool noconnect = false, std::shared_ptr<dist::connection> conn = nullptr);
+  // Onto an up connection; a busy one suspends the sender (mu_ not held).
+  void send_on(dist::connection& conn, std::vector<std::byte>& packet, const term* sender, bool noconnect);
   dist::handshake_config handshake_config() const;
   // Until old is no longer node's connection (its on_down has run); 4 s at most.
   asio::awaitable<void> wait_replaced(atom node, const std::shared_ptr<dist::connection>& old);

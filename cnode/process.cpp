@@ -1,8 +1,11 @@
 #include "cnode/process.hpp"
 
+#include <utility>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
@@ -21,11 +24,16 @@ const atoms& at() {
   static const atoms a;
   return a;
 }
+thread_local int run_here_depth = 0;
 }  // namespace
+
+process::run_here::run_here() noexcept { ++run_here_depth; }
+process::run_here::~run_here() { --run_here_depth; }
 
 process::process(class node& n, term pid, std::uint64_t number, body_type body)
     : node_(n), pid_(std::move(pid)), number_(number), body_(std::move(body)),
-      strand_(asio::make_strand(n.get_executor())), wake_(strand_) {}
+      strand_(asio::make_strand(n.get_executor())), wake_(strand_),
+      parked_(strand_) {}
 
 process::~process() = default;
 
@@ -63,7 +71,17 @@ void process::deliver(signal s) {
       if (drain_posted_) return;
       drain_posted_ = true;
       lock.unlock();
-      asio::post(strand_, [self = shared_from_this()] { self->drain(); });
+      if (run_here_depth > 0) {
+        // Idle: drain (and the body it resumes) runs here now; busy elsewhere: queued behind what runs there.
+        // What the process delivers meanwhile is posted (no chain of processes grows this thread's stack).
+        struct nested {
+          int depth = std::exchange(run_here_depth, 0);
+          ~nested() { run_here_depth = depth; }
+        } restore;
+        asio::dispatch(strand_, [self = shared_from_this()] { self->drain(); });
+      } else {
+        asio::post(strand_, [self = shared_from_this()] { self->drain(); });
+      }
       return;
     }
   }
@@ -71,16 +89,27 @@ void process::deliver(signal s) {
 }
 
 void process::drain() {
-  std::vector<signal> batch;
   {
     std::lock_guard lock(inbox_mu_);
-    batch.swap(inbox_);
+    batch_.swap(inbox_);
     drain_posted_ = false;
-    if (dead_) return;  // finish() answered them
+    if (dead_) {  // finish() answered them
+      batch_.clear();
+      return;
+    }
   }
-  for (auto& s : batch) handle(s);
+  const bool got = !batch_.empty();
+  for (auto& s : batch_) handle(s);
+  batch_.clear();
+  if (batch_.capacity() > 1024) std::vector<signal>().swap(batch_);  // a flood's queue goes with the flood
   count_mailbox();
-  if (waiting_ && !batch.empty()) wake_.cancel();
+  // Last, with the batch handled: the body may run now (and drain again) before this returns.
+  if (got || kill_reason_) wake();
+}
+
+void process::wake() {
+  if (!waiting_) return;
+  if (!parked_.resume()) wake_.cancel();  // a receive with a timeout: its timer
 }
 
 void process::handle(signal& s) {
@@ -197,8 +226,7 @@ void process::check_mailbox() {
 }
 
 void process::die(term reason) {
-  if (!kill_reason_) kill_reason_ = std::move(reason);
-  if (waiting_) wake_.cancel();
+  if (!kill_reason_) kill_reason_ = std::move(reason);  // drain() wakes the body once the batch is handled
 }
 
 asio::awaitable<std::optional<term>> process::receive(std::chrono::milliseconds timeout) {
@@ -212,7 +240,8 @@ asio::awaitable<std::optional<term>> process::receive(std::function<bool(const t
 
 asio::awaitable<std::optional<term>> process::receive_impl(const std::function<bool(const term&)>* pred,
                                                            std::chrono::milliseconds timeout) {
-  const auto deadline = timeout == infinity ? clock::time_point::max() : clock::now() + timeout;
+  const bool forever = timeout == infinity;
+  const auto deadline = forever ? clock::time_point::max() : clock::now() + timeout;
   std::size_t scanned = 0;
   for (;;) {
     drain();
@@ -220,8 +249,7 @@ asio::awaitable<std::optional<term>> process::receive_impl(const std::function<b
     if (busy_sends_.load(std::memory_order_acquire) > 0) {
       // Suspended on a busy connection: not counted against the receive's timeout (the send itself would block).
       waiting_ = true;
-      wake_.expires_at(clock::time_point::max());
-      co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
+      co_await parked_.wait();
       waiting_ = false;
       continue;
     }
@@ -233,10 +261,17 @@ asio::awaitable<std::optional<term>> process::receive_impl(const std::function<b
         co_return m;
       }
     }
-    if (clock::now() >= deadline) co_return std::nullopt;
     waiting_ = true;
-    wake_.expires_at(deadline);
-    co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (forever) {
+      co_await parked_.wait();
+    } else {
+      if (clock::now() >= deadline) {
+        waiting_ = false;
+        co_return std::nullopt;
+      }
+      wake_.expires_at(deadline);
+      co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
     waiting_ = false;
   }
 }
@@ -246,9 +281,7 @@ void process::send_noconnect(const term& dest, term msg) { node_.send(pid_, dest
 
 void process::busy_send_finished() {
   if (busy_sends_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  asio::post(strand_, [self = shared_from_this()] {
-    if (self->waiting_) self->wake_.cancel();
-  });
+  asio::post(strand_, [self = shared_from_this()] { self->wake(); });
 }
 
 void process::link(const term& pid) {

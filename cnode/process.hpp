@@ -33,6 +33,7 @@
 #include <boost/asio/strand.hpp>
 
 #include "cnode/signal.hpp"
+#include "dist/parking.hpp"
 
 namespace cnode {
 
@@ -115,6 +116,15 @@ class process : public std::enable_shared_from_this<process> {
   // ---- runtime (node-internal) ----
   // Enqueues a signal from any thread; it is handled on the process's strand.
   void deliver(signal s);
+  // While one of these is alive on a thread (the connection reader handing over what it read), the first deliver()
+  // that makes an idle process runnable runs it there and then, on the caller's thread, instead of posting it to
+  // another one. Only where the caller holds no lock the process could need: nested delivers post as usual.
+  struct run_here {
+    run_here() noexcept;
+    ~run_here();
+    run_here(const run_here&) = delete;
+    run_here& operator=(const run_here&) = delete;
+  };
   // A send of this process found its connection over the busy limit (+zdbbl): like a BEAM process on a busy
   // distribution port, the process is suspended — at its next receive — until the connection has taken the data.
   void busy_send_started() noexcept { busy_sends_.fetch_add(1, std::memory_order_relaxed); }
@@ -129,6 +139,7 @@ class process : public std::enable_shared_from_this<process> {
   asio::awaitable<std::optional<term>> receive_impl(const std::function<bool(const term&)>* pred,
                                                     std::chrono::milliseconds timeout);
   void drain();
+  void wake();  // on the strand: resumes the body if it waits in receive
   void handle(signal& s);
   void handle_exit_signal(const term& from, const term& reason, bool via_link);
   void die(term reason);  // mark for death; takes effect at the next receive
@@ -142,7 +153,8 @@ class process : public std::enable_shared_from_this<process> {
   std::uint64_t number_;
   body_type body_;
   executor_type strand_;
-  asio::steady_timer wake_;
+  asio::steady_timer wake_;   // a receive with a timeout waits on it
+  dist::parking parked_;      // a receive without one (and a busy-send suspension) parks here
 
   // Shared with other threads.
   mutable std::mutex inbox_mu_;
@@ -152,6 +164,7 @@ class process : public std::enable_shared_from_this<process> {
   bool dead_ = false;  // under inbox_mu_: signals arriving now are answered as for a dead process
 
   // Strand-only.
+  std::vector<signal> batch_;  // drain's: swapped with inbox_, so neither allocates per message
   std::deque<term> mailbox_;
   bool waiting_ = false;
   bool mailbox_warned_ = false;

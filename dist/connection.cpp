@@ -11,6 +11,7 @@
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -33,7 +34,7 @@ connection::connection(transport stream, peer_info peer, std::string this_node, 
                        std::shared_ptr<connection_handler> handler, std::span<const std::byte> leftover)
     : strand_(asio::make_strand(stream.get_executor())),
       stream_(std::move(stream)),
-      wake_(strand_),
+      writer_park_(strand_),
       tick_timer_(strand_),
       peer_(std::move(peer)),
       this_node_(std::move(this_node)),
@@ -73,9 +74,13 @@ void connection::start() {
   auto on_exit = [self](std::exception_ptr e) {
     if (e) asio::post(self->strand_, [self] { self->shutdown(error::handler_failed); });
   };
-  asio::co_spawn(strand_, reader(self), on_exit);
-  asio::co_spawn(strand_, writer(self), on_exit);
-  asio::co_spawn(strand_, tick_loop(self), on_exit);
+  // From a handler of the strand, never inline in the caller: start() is called under the distribution's lock,
+  // and the reader hands packets to processes that may run on its thread (process::run_here) and lock it again.
+  asio::post(strand_, [self, on_exit] {
+    asio::co_spawn(self->strand_, self->reader(self), on_exit);
+    asio::co_spawn(self->strand_, self->writer(self), on_exit);
+    asio::co_spawn(self->strand_, self->tick_loop(self), on_exit);
+  });
 }
 
 connection_stats connection::stats() const {
@@ -99,17 +104,32 @@ connection_stats connection::stats() const {
 
 // ---- sending ----
 
-void connection::enqueue_locked(std::vector<std::byte> packet, std::uint64_t key) {
+bool connection::enqueue_locked(std::vector<std::byte> packet, std::uint64_t key) {
   const std::size_t size = packet.size();
   const bool large = is_large(size);
   (large ? streaming_bytes_ : queued_bytes_) += size;
   if (!packet.empty()) ++data_queued_total_;
   queue_.push_back(queued{std::move(packet), key, large, size});
-  if (writer_sleeping_) {
-    writer_sleeping_ = false;
-    // The writer is parked on wake_ (it parked on the strand while holding mu_, so the cancel cannot overtake it).
-    asio::post(strand_, [self = shared_from_this()] { self->wake_.cancel(); });
+  if (!writer_sleeping_) return false;
+  writer_sleeping_ = false;  // one wake per park
+  return true;
+}
+
+void connection::wake_writer() {
+  // The writer parked on the strand while holding mu_, so the writer_sleeping_ its waker saw means it is parked
+  // once the strand is free. Resuming it is a call: the packet goes on the wire from this thread, no hand-over.
+  if (strand_.running_in_this_thread()) {
+    // Inside the reader's hand-over (a process it ran replied): the reader resumes the writer when it is done with
+    // the packet, before its next read. Elsewhere on the strand (the ticker): after the current handler.
+    if (in_drain_) {
+      wake_after_drain_ = true;
+      return;
+    }
+    asio::post(strand_, [self = shared_from_this()] { self->writer_park_.resume(); });
+    return;
   }
+  // Strand idle: runs here and now; busy on another thread: queued behind what runs there.
+  asio::dispatch(strand_, [self = shared_from_this()] { self->writer_park_.resume(); });
 }
 
 void connection::complete(asio::any_completion_handler<void(std::error_code)> handler, std::error_code ec) {
@@ -143,8 +163,9 @@ void connection::initiate_send(std::vector<std::byte> packet, std::uint64_t key,
   }
   const bool large = is_large(packet.size());
   if (admissible_locked(key, large)) {
-    enqueue_locked(std::move(packet), key);
+    const bool wake = enqueue_locked(std::move(packet), key);
     lk.unlock();
+    if (wake) wake_writer();
     complete(std::move(handler), {});
     return;
   }
@@ -180,10 +201,15 @@ asio::awaitable<std::error_code> connection::send(std::vector<std::byte> packet)
 
 bool connection::try_send(std::vector<std::byte>& packet, std::uint64_t order_key) {
   if (packet.empty()) return false;
-  std::lock_guard lk(mu_);
-  if (down_.load(std::memory_order_relaxed) || !admissible_locked(order_key, is_large(packet.size()))) return false;
-  enqueue_locked(std::move(packet), order_key);
+  bool wake;
+  {
+    std::lock_guard lk(mu_);
+    if (down_.load(std::memory_order_relaxed) || !admissible_locked(order_key, is_large(packet.size())))
+      return false;
+    wake = enqueue_locked(std::move(packet), order_key);
+  }
   packet.clear();
+  if (wake) wake_writer();
   return true;
 }
 
@@ -206,7 +232,7 @@ void connection::shutdown(std::error_code reason) {
   inbound_.clear();  // partial messages go with the connection (the writer drops its streams on its way out)
   partial_bytes_.store(0, std::memory_order_relaxed);
   stream_.close();
-  wake_.cancel();
+  writer_park_.resume();  // it sees down_ and ends
   tick_timer_.cancel();
   for (auto& w : waiters) complete(std::move(w.handler), reason);
   // Dropping the handler afterwards breaks the usual cycle (the handler holding its connection).
@@ -230,8 +256,12 @@ bool connection::drain_packets() {
         const bool answer = options_.answer_ticks && !wrote_since_tick_in_;
         wrote_since_tick_in_ = false;
         if (answer) {
-          std::lock_guard lk(mu_);
-          if (queue_.empty()) enqueue_locked({});
+          bool wake = false;
+          {
+            std::lock_guard lk(mu_);
+            if (queue_.empty()) wake = enqueue_locked({});
+          }
+          if (wake) wake_writer();
         }
         break;
       }
@@ -249,8 +279,19 @@ bool connection::drain_packets() {
   }
 }
 
+bool connection::hand_over() {
+  in_drain_ = true;
+  const bool up = drain_packets();
+  in_drain_ = false;
+  if (wake_after_drain_) {
+    wake_after_drain_ = false;
+    if (up) writer_park_.resume();  // the replies go out from this thread, before the next read
+  }
+  return up;
+}
+
 asio::awaitable<void> connection::reader(std::shared_ptr<connection> /*keeps us alive*/) {
-  if (!drain_packets()) co_return;  // what came with the handshake's last read
+  if (!hand_over()) co_return;  // what came with the handshake's last read
   for (;;) {
     const auto room = inbound_.prepare();
     auto [ec, n] = co_await stream_.async_read_some(asio::buffer(room.data(), room.size()), as_tuple(use_awaitable));
@@ -261,7 +302,7 @@ asio::awaitable<void> connection::reader(std::shared_ptr<connection> /*keeps us 
     }
     bytes_in_.fetch_add(n, std::memory_order_relaxed);
     inbound_.commit(n);
-    if (!drain_packets()) co_return;
+    if (!hand_over()) co_return;
   }
 }
 
@@ -334,8 +375,7 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
       }
     }
     if (sleep) {
-      wake_.expires_at(clock::time_point::max());
-      co_await wake_.async_wait(as_tuple(use_awaitable));
+      co_await writer_park_.wait();
       continue;
     }
     pieces.clear();
@@ -399,7 +439,7 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
         const bool room = it->large ? queued_bytes_ + streaming_bytes_ < options_.outbound_limit
                                     : queued_bytes_ < options_.outbound_limit;
         if (!key_blocked && !blocked[it->large] && room) {
-          enqueue_locked(std::move(it->packet), it->key);
+          (void)enqueue_locked(std::move(it->packet), it->key);  // the writer itself: not parked
           admitted.push_back(std::move(it->handler));
           it = waiters_.erase(it);
         } else {
@@ -417,6 +457,7 @@ asio::awaitable<void> connection::tick_loop(std::shared_ptr<connection> /*keeps 
   const auto interval =
       std::max(std::chrono::milliseconds(1), options_.net_ticktime / static_cast<int>(options_.tick_intensity));
   for (;;) {
+    if (down_.load(std::memory_order_relaxed)) co_return;  // closed before the coroutines started
     tick_timer_.expires_after(interval);
     co_await tick_timer_.async_wait(as_tuple(use_awaitable));
     if (down_.load(std::memory_order_relaxed)) co_return;
@@ -434,8 +475,12 @@ asio::awaitable<void> connection::tick_loop(std::shared_ptr<connection> /*keeps 
     switch (ticker_.on_interval(bytes_in_.load(std::memory_order_relaxed), written, queue_empty)) {
       case ticker::action::timeout: shutdown(error::net_tick_timeout); co_return;
       case ticker::action::send_tick: {
-        std::lock_guard lk(mu_);
-        enqueue_locked({});
+        bool wake;
+        {
+          std::lock_guard lk(mu_);
+          wake = enqueue_locked({});
+        }
+        if (wake) wake_writer();
         break;
       }
       case ticker::action::none: break;

@@ -30,6 +30,7 @@
 #include "dist/framing.hpp"
 #include "dist/handshake.hpp"
 #include "dist/inbound.hpp"
+#include "dist/parking.hpp"
 #include "dist/transport.hpp"
 
 namespace cnode::dist {
@@ -174,12 +175,15 @@ class connection : public std::enable_shared_from_this<connection> {
                      boost::asio::any_completion_handler<void(std::error_code)> handler);
   bool is_large(std::size_t size) const noexcept { return fragments_ && size > options_.fragment_size; }
   bool admissible_locked(std::uint64_t key, bool large) const;  // mu_ held: may it go in now, ahead of waiters?
-  void enqueue_locked(std::vector<std::byte> packet, std::uint64_t key = 0);  // mu_ held; wakes the writer if idle
+  // mu_ held. True when the writer was parked: the caller calls wake_writer() once mu_ is let go.
+  [[nodiscard]] bool enqueue_locked(std::vector<std::byte> packet, std::uint64_t key = 0);
+  void wake_writer();  // mu_ not held; from any thread
   void place(queued q, std::vector<piece>& pieces);  // writer: into the batch, a new stream, or behind one
   void take_fragment(std::size_t i, std::vector<piece>& pieces);
   void cancel_waiter(std::uint64_t id);
   void complete(boost::asio::any_completion_handler<void(std::error_code)> handler, std::error_code ec);
   bool drain_packets();  // false once down
+  bool hand_over();      // drain_packets, then the writer if a reply was queued meanwhile
   boost::asio::awaitable<void> reader(std::shared_ptr<connection> self);
   boost::asio::awaitable<void> writer(std::shared_ptr<connection> self);
   boost::asio::awaitable<void> tick_loop(std::shared_ptr<connection> self);
@@ -187,7 +191,7 @@ class connection : public std::enable_shared_from_this<connection> {
 
   executor_type strand_;
   transport stream_;
-  boost::asio::steady_timer wake_;       // the writer sleeps on it; cancelled to wake it
+  parking writer_park_;                  // the writer sleeps here; wake_writer() resumes it
   boost::asio::steady_timer tick_timer_;
   peer_info peer_;
   std::string this_node_;
@@ -214,6 +218,8 @@ class connection : public std::enable_shared_from_this<connection> {
   const bool tls_;
 
   // Strand-only state.
+  bool in_drain_ = false;            // the reader is handing packets over (and may be running a process)
+  bool wake_after_drain_ = false;    // a packet was queued meanwhile: the reader resumes the writer after
   bool wrote_since_tick_in_ = false;
   bool writing_ = false;
   clock::time_point write_started_{};
