@@ -69,6 +69,8 @@ void runtime_metrics(node& n, const distribution& d, metrics_sink& out) {
   out.gauge("cnode_mailbox_nonempty_processes", "Processes with at least one message waiting.",
             static_cast<double>(mb.non_empty));
   out.gauge("cnode_atoms", "Atoms in the atom table.", static_cast<double>(atom::count()));
+  out.gauge("cnode_atoms_dynamic", "Atoms learned from peers and reclaimed when nothing holds them any more.",
+            static_cast<double>(atom::dynamic_count()));
   out.gauge("cnode_atom_limit", "Size of the atom table.", static_cast<double>(atom::limit()));
   out.gauge("cnode_memory_resident_bytes", "Resident set size of the node.", static_cast<double>(rss_bytes()));
 

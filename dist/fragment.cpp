@@ -90,7 +90,7 @@ std::error_code read_header_refs(const std::byte* p, std::size_t& pos, std::size
       if (end - pos < len) return truncated();
       // UTF8_ATOMS is mandatory since OTP 25, so the text is UTF-8.
       etf::atom_status status = etf::atom_status::ok;
-      auto a = etf::atom::from_utf8({reinterpret_cast<const char*>(p + pos), len}, &status);
+      auto a = etf::atom::from_wire_utf8({reinterpret_cast<const char*>(p + pos), len}, &status);
       err_at = len_at;
       if (!a && status == etf::atom_status::table_full) return etf::error::atom_table_full;
       if (!a) return make_error_code(control_error::bad_atom_text);

@@ -117,7 +117,7 @@ int cmp_refs(const ref_value& a, const ref_value& b) noexcept {
   return 0;
 }
 
-int cmp_atoms(atom a, atom b) noexcept { return a == b ? 0 : (a < b ? -1 : 1); }
+int cmp_atoms(const atom& a, const atom& b) noexcept { return a == b ? 0 : (a < b ? -1 : 1); }
 
 // Terms of one class with no children (everything but tuples, lists, maps and local funs).
 int scalar_compare(const term& a, const term& b, mode m) noexcept {

@@ -99,7 +99,9 @@ class decoder {
   int leaf(term& out);
   void whole_binary(std::size_t n, term& out);
   bool read_atom(atom& out);
-  bool read_atom_body(std::uint8_t tag, std::size_t at, atom& out);
+  // The atom after its tag (read, at offset at): its entry, with a reference owned by the caller when it is a
+  // dynamic atom (term_access::adopt_atom, atom_access::assign take it over); nullptr when it fails.
+  const detail::atom_entry* read_atom_body(std::uint8_t tag, std::size_t at);
   bool read_integer(term& out);  // SMALL_INTEGER_EXT / INTEGER_EXT / bigs (for fun fields)
   bool read_pid(term& out);
   bool read_big(std::uint8_t tag, term& out);
@@ -193,7 +195,7 @@ inline int key_compare(const term& a, const term& b) noexcept {
         }
         break;
       case term_type::atom: {
-        const atom x = a.atom_value(), y = b.atom_value();
+        const atom &x = a.atom_value(), &y = b.atom_value();
         if (x == y) return 0;
         return x < y ? -1 : 1;
       }
@@ -233,53 +235,61 @@ bool decoder::finish_map(frame& f) {
   return true;
 }
 
-bool decoder::read_atom_body(std::uint8_t t, std::size_t at, atom& out) {
+const detail::atom_entry* decoder::read_atom_body(std::uint8_t t, std::size_t at) {
   std::size_t len;
   switch (t) {
     case tag::atom:
     case tag::atom_utf8:
-      if (!need(2)) return false;
+      if (!need(2)) return nullptr;
       len = u16();
       break;
     case tag::small_atom:
     case tag::small_atom_utf8:
-      if (!need(1)) return false;
+      if (!need(1)) return nullptr;
       len = u8();
       break;
     case tag::atom_cache_ref: {
-      if (!need(1)) return false;
+      if (!need(1)) return nullptr;
       std::size_t i = u8();
-      if (i >= o_.atom_cache_refs.size()) return fail(error::atom_cache_miss, at);
-      out = o_.atom_cache_refs[i];
-      return true;
+      if (i >= o_.atom_cache_refs.size()) {
+        fail(error::atom_cache_miss, at);
+        return nullptr;
+      }
+      const detail::atom_entry* e = o_.atom_cache_refs[i].entry();
+      detail::atom_retain(e);
+      return e;
     }
-    default: return fail(error::unknown_tag, at);
+    default: fail(error::unknown_tag, at); return nullptr;
   }
-  if (!need(len)) return false;
+  if (!need(len)) return nullptr;
   std::string_view text(reinterpret_cast<const char*>(p_ + pos_), len);
   pos_ += len;
   // The atoms of a stream repeat: a per-thread cache keyed by the bytes as they arrive finds them without hashing
   // every byte or converting Latin-1. A slot holds an existing atom whose UTF-8 text equals the bytes; for a Latin-1
-  // tag that is the same atom only when the text is ASCII (size == length).
+  // tag that is the same atom only when the text is ASCII (size == length). Slots hold permanent atoms only (a
+  // dynamic one is freed when its last holder goes), so a hit takes no reference.
   const bool utf8_tag = t == tag::atom_utf8 || t == tag::small_atom_utf8;
   const detail::atom_entry*& slot = atom_slot(text);
   if (const detail::atom_entry* e = slot; e && e->size == len && (utf8_tag || e->length == len) &&
-                                          same_bytes(e->text, text.data(), len)) {
-    out = atom::from_entry(e);
-    return true;
-  }
+                                          same_bytes(e->text, text.data(), len))
+    return e;
   atom_status st = atom_status::ok;
-  auto a = (t == tag::atom || t == tag::small_atom) ? atom::from_latin1(text, &st) : atom::from_utf8(text, &st);
-  if (!a) return fail(st == atom_status::table_full ? error::atom_table_full : error::invalid_atom, at);
-  out = *a;
-  if (utf8_tag || a->length() == len) slot = a->entry();
-  return true;
+  const detail::atom_entry* e = detail::intern_wire(text, !utf8_tag, &st);
+  if (!e) {
+    fail(st == atom_status::table_full ? error::atom_table_full : error::invalid_atom, at);
+    return nullptr;
+  }
+  if ((utf8_tag || e->length == len) && e->permanent()) slot = e;
+  return e;
 }
 
 bool decoder::read_atom(atom& out) {
   if (!need(1)) return false;
   std::size_t at = pos_;
-  return read_atom_body(u8(), at, out);
+  const detail::atom_entry* e = read_atom_body(u8(), at);
+  if (!e) return false;
+  detail::atom_access::assign(out, e);
+  return true;
 }
 
 bool decoder::read_big(std::uint8_t t, term& out) {
@@ -435,9 +445,9 @@ int decoder::leaf(term& out) {
     case tag::atom_utf8:
     case tag::small_atom_utf8: {
       const std::size_t at = pos_++;
-      atom a;
-      if (!read_atom_body(t, at, a)) return -1;
-      out = term(a);
+      const detail::atom_entry* e = read_atom_body(t, at);
+      if (!e) return -1;
+      out = term_access::adopt_atom(e);
       return 1;
     }
     case tag::new_float: {
@@ -518,9 +528,9 @@ bool decoder::read_one(term*& dest) {
       case tag::atom_utf8:
       case tag::small_atom_utf8:
       case tag::atom_cache_ref: {
-        atom a;
-        if (!read_atom_body(t, at, a)) return false;
-        *dest = term(a);
+        const detail::atom_entry* e = read_atom_body(t, at);
+        if (!e) return false;
+        *dest = term_access::adopt_atom(e);
         dest = nullptr;
         return true;
       }

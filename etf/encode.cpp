@@ -104,7 +104,7 @@ class encoder {
   bool write_immediate(const term& t);  // false, writing nothing, for a boxed term
   [[gnu::always_inline]] inline void write_small(std::int64_t v);
   void write_big(const big_int& v);
-  void write_atom(atom a);
+  void write_atom(const atom& a);
   void write_pid(const pid_value& p);
 
   struct item {
@@ -194,7 +194,7 @@ void encoder::write_big(const big_int& v) {
   std::memset(end, 0, static_cast<std::size_t>(p + n - end));
 }
 
-void encoder::write_atom(atom a) {
+void encoder::write_atom(const atom& a) {
   const std::string_view s = a.text();
   if (!o_.utf8_atoms && a.latin1()) {
     std::uint8_t* p = take(3 + a.length());

@@ -212,7 +212,7 @@ void append_string(std::string& out, const term& list) {
   out += '"';
 }
 
-void append_node(std::string& out, atom node, const print_options& opts) {
+void append_node(std::string& out, const atom& node, const print_options& opts) {
   if (opts.local_node && *opts.local_node == node)
     out += '0';
   else
@@ -385,7 +385,7 @@ class printer {
 
 }  // namespace
 
-void print_atom(atom a, std::string& out) {
+void print_atom(const atom& a, std::string& out) {
   std::string_view text = a.text();
   if (atom_needs_quotes(text))
     append_quoted_utf8(out, text, '\'');

@@ -50,7 +50,7 @@ void print(const term& t, std::string& out, const print_options& opts = {});
 std::string to_string(const term& t, const print_options& opts = {});
 
 // An atom as io_lib:write_atom/1 writes it (quoted only when needed), appended to out.
-void print_atom(atom a, std::string& out);
+void print_atom(const atom& a, std::string& out);
 // A float as float_to_list(F, [short]) writes it, appended to out.
 void print_float(double d, std::string& out);
 

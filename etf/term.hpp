@@ -117,9 +117,15 @@ class term {
   // [] (nil).
   constexpr term() noexcept : type_(term_type::nil), aux_(0), i_(0) {}
   term(const term& o) noexcept : type_(o.type_), aux_(o.aux_), i_(o.i_) {
-    if (is_boxed()) detail::retain(p_);
+    if (is_boxed())
+      detail::retain(p_);
+    else if (aux_)  // a dynamic atom (aux_ is 0 for every other immediate)
+      detail::atom_retain(a_.entry());
   }
-  term(term&& o) noexcept : type_(o.type_), aux_(o.aux_), i_(o.i_) { o.type_ = term_type::nil; }
+  term(term&& o) noexcept : type_(o.type_), aux_(o.aux_), i_(o.i_) {
+    o.type_ = term_type::nil;
+    o.aux_ = 0;
+  }
   term& operator=(const term& o) noexcept {
     term tmp(o);
     swap(tmp);
@@ -131,7 +137,10 @@ class term {
     return *this;
   }
   ~term() {
-    if (is_boxed()) detail::release(p_);
+    if (is_boxed())
+      detail::release(p_);
+    else if (aux_)
+      detail::atom_release(a_.entry());
   }
   void swap(term& o) noexcept {
     std::swap(type_, o.type_);
@@ -155,7 +164,7 @@ class term {
     i_ = static_cast<std::int64_t>(v);
   }
   term(double d) noexcept : type_(term_type::float_), aux_(0), f_(d) {}
-  term(atom a) noexcept : type_(term_type::atom), aux_(0), a_(a.entry()) {}
+  term(const atom& a) noexcept : type_(term_type::atom), aux_(detail::atom_hold(a.entry())), a_(a.entry(), atom::adopt) {}
   explicit term(bool b) noexcept : term(b ? atom::true_() : atom::false_()) {}
 
   static term from_big(big_int v);  // normalises: a value that fits int64 becomes a small integer
@@ -193,7 +202,7 @@ class term {
   bool is_float() const noexcept { return type_ == term_type::float_; }
   bool is_number() const noexcept { return type_ <= term_type::float_; }
   bool is_atom() const noexcept { return type_ == term_type::atom; }
-  bool is_atom(atom a) const noexcept { return type_ == term_type::atom && a_ == a.entry(); }
+  bool is_atom(const atom& a) const noexcept { return type_ == term_type::atom && a_ == a; }
   bool is_nil() const noexcept { return type_ == term_type::nil; }
   bool is_cons() const noexcept { return type_ == term_type::list; }
   bool is_list() const noexcept { return type_ == term_type::nil || type_ == term_type::list; }
@@ -212,7 +221,7 @@ class term {
   big_int big() const;  // any integer as a big_int
   const big_int& big_ref() const noexcept;  // big_integer only
   double float_value() const noexcept { return f_; }
-  atom atom_value() const noexcept { return atom::from_entry(a_); }
+  const atom& atom_value() const noexcept { return a_; }
 
   std::size_t tuple_size() const noexcept;
   const term& element(std::size_t i) const noexcept;  // 0-based
@@ -262,13 +271,17 @@ class term {
            type_ != term_type::nil;
   }
   term(term_type t, std::uint32_t aux, detail::node* p) noexcept : type_(t), aux_(aux), p_(p) {}
+  // An atom term that takes over the reference the caller holds on e when it is dynamic (see atom.hpp).
+  struct adopt_t {};
+  term(adopt_t, const detail::atom_entry* e) noexcept
+      : type_(term_type::atom), aux_(e->permanent() ? 0 : 1), a_(e, atom::adopt) {}
 
   term_type type_;
-  std::uint32_t aux_;  // list: element offset within its node
+  std::uint32_t aux_;  // list: element offset within its node; atom: 1 when it holds a reference (dynamic)
   union {
     std::int64_t i_;
     double f_;
-    const detail::atom_entry* a_;
+    atom a_;  // its reference, if any, is managed by term through aux_
     detail::node* p_;
   };
 };

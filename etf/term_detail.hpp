@@ -165,6 +165,8 @@ namespace cnode::etf {
 struct term_access {
   static term make(term_type t, std::uint32_t aux, detail::node* p) noexcept { return term(t, aux, p); }
   static detail::node* node(const term& t) noexcept { return t.p_; }
+  // An atom term for an entry from detail::intern_wire, taking over its reference.
+  static term adopt_atom(const detail::atom_entry* e) noexcept { return term(term::adopt_t{}, e); }
 };
 
 inline std::size_t term::tuple_size() const noexcept { return static_cast<const detail::tuple_node*>(p_)->arity; }
