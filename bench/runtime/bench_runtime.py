@@ -17,6 +17,12 @@ Each row prints the BEAM's figure, cnode's, the ratio (cnode against the BEAM, o
 cnode is better for throughputs, and below 1 means cnode is better for latencies), and the goal of issue 14.
 SIZE (default 1) multiplies the counts: `scripts/bench runtime 5` for a longer run. CNODE_BENCH_THREADS=1 adds a
 run of cnode with --threads 1; CNODE_BENCH_ARGS="--dist-atom-cache" passes more options to every cnode.
+
+CNODE_BENCH_CPU=1 adds a second table: t's CPU time (user + system, every thread, from /proc) per operation of each
+row, which a loaded machine moves far less than the rates (a rate shrinks when t waits for a core; its CPU per
+message does not). The BEAM t then runs with scheduler busy-waiting off (+sbwt none +sbwtdcpu none +sbwtdio none),
+so that its CPU figure counts its work and not its schedulers' spinning; that can cost the BEAM some latency, so the
+first table of such a run is not the like-for-like one.
 """
 import os
 import re
@@ -101,19 +107,24 @@ end
 '''
 
 
-def rss_kib(pid):
-    """VmRSS of pid, or of the beam.smp below it (elixir is a script that starts erl)."""
+def proc_pid(pid):
+    """pid, or the beam.smp below it."""
     for _ in range(4):
-        with open(f"/proc/{pid}/status") as f:
-            st = f.read()
-        name = re.search(r"^Name:\s*(\S+)", st, re.M).group(1)
+        with open(f"/proc/{pid}/comm") as f:
+            name = f.read().strip()
         if "beam" in name or name == "cnode":
-            return int(re.search(r"^VmRSS:\s*(\d+)", st, re.M).group(1))
+            return pid
         kids = open(f"/proc/{pid}/task/{pid}/children").read().split()
         if not kids:
             break
         pid = int(kids[0])
     raise RuntimeError(f"no beam or cnode process under {pid}")
+
+
+def rss_kib(pid):
+    """VmRSS of pid, or of the beam.smp below it (elixir is a script that starts erl)."""
+    with open(f"/proc/{proc_pid(pid)}/status") as f:
+        return int(re.search(r"^VmRSS:\s*(\d+)", f.read(), re.M).group(1))
 
 
 def settle_rss(pid):
@@ -126,6 +137,14 @@ def settle_rss(pid):
             return now
         last = now
     return last
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of every thread of pid, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (whole process)
 
 
 def floor(size):
@@ -145,8 +164,9 @@ def run(kind, size, threads=None):
             tp = start_cnode(c, sname="t", extra=extra)
             t2 = start_cnode(c, sname="t2", extra=extra).node
         else:
-            tp = c.elixir("t")
-            t2 = c.elixir("t2").node
+            args = ["--erl", "+sbwt none +sbwtdcpu none +sbwtdio none"] if os.environ.get("CNODE_BENCH_CPU") else []
+            tp = c.elixir("t", args=args)
+            t2 = c.elixir("t2", args=args).node
         t = tp.node
         a = c.elixir("a")
         a.eval(f"Process.put(:t, :\"{t}\"); Process.put(:t2, :\"{t2}\"); true = Node.connect(Process.get(:t)); "
@@ -177,15 +197,26 @@ def run(kind, size, threads=None):
         else:
             a.eval(f":erpc.call(Process.get(:t), Bench, :probes, [{nproc}])", timeout=600)
         out["per_proc"] = (settle_rss(tp.p.pid) - before) * 1024 / nproc
-        p50, p99 = a.eval(f"RB.lat(Process.get(:t), {20000 * size}) |> Tuple.to_list() |> Enum.join(\" \")",
-                          timeout=600).strip('"').split()
+        tpid = proc_pid(tp.p.pid)
+
+        def timed(key, expr, ops):
+            """a.eval(expr), with t's CPU microseconds per operation (ops of them) as out["cpu_" + key]."""
+            c0 = cpu_seconds(tpid)
+            r = a.eval(expr, timeout=600)
+            out["cpu_" + key] = (cpu_seconds(tpid) - c0) * 1e6 / ops
+            return r
+
+        n = 20000 * size
+        p50, p99 = timed("lat", f"RB.lat(Process.get(:t), {n}) |> Tuple.to_list() |> Enum.join(\" \")",
+                         n + 200).strip('"').split()
         out["p50"], out["p99"] = float(p50), float(p99)
-        out["conc"] = float(a.eval(f"RB.conc(Process.get(:t), 64, {300 * size})", timeout=600))
-        out["oneway"] = float(a.eval(f"RB.oneway(Process.get(:t), {100000 * size}, false)", timeout=600))
-        out["oneway_atoms"] = float(a.eval(f"RB.oneway(Process.get(:t), {100000 * size}, true)", timeout=600))
-        out["stream"] = float(a.eval(f"RB.stream(Process.get(:t), {100000 * size})", timeout=600))
-        out["big"] = float(a.eval(f"RB.big(Process.get(:t), {10 * size})", timeout=600))
-        out["erpc"] = float(a.eval(f"RB.erpc(Process.get(:t), {5000 * size})", timeout=600))
+        out["conc"] = float(timed("conc", f"RB.conc(Process.get(:t), 64, {300 * size})", 64 * 300 * size))
+        n = 100000 * size
+        out["oneway"] = float(timed("oneway", f"RB.oneway(Process.get(:t), {n}, false)", n))
+        out["oneway_atoms"] = float(timed("oneway_atoms", f"RB.oneway(Process.get(:t), {n}, true)", n))
+        out["stream"] = float(timed("stream", f"RB.stream(Process.get(:t), {n})", n))
+        out["big"] = float(timed("big", f"RB.big(Process.get(:t), {10 * size})", 10 * size + 1))
+        out["erpc"] = float(timed("erpc", f"RB.erpc(Process.get(:t), {5000 * size})", 5000 * size + 100))
         mod = ":cnode" if kind == "cnode" else "Bench"
         out["t2t"] = float(a.eval(f"RB.t2t(Process.get(:t), Process.get(:t2), {mod}, {200000 * size})",
                                   timeout=600))
@@ -234,6 +265,20 @@ def main():
             cells.append(f" | {r[key]:,.1f} {unit} | {ratio:.2f} | {'yes' if ok(ratio, r[key]) else 'no'}")
         print(f"| {label} | {beam[key]:,.1f} {unit}{''.join(cells)} | {goal} |")
     print("ratio = cnode / BEAM (throughputs: above 1 is faster; latencies and memory: below 1 is better)")
+    if os.environ.get("CNODE_BENCH_CPU"):
+        cpu_rows = [("lat", "GenServer.call, 1 caller"), ("conc", "GenServer.call, 64 callers"),
+                    ("oneway", "one-way message, no atoms"), ("oneway_atoms", "one-way message, atoms"),
+                    ("stream", "echoed stream message"), ("big", "10 MiB GenServer.call"), ("erpc", ":erpc.call")]
+        print()
+        print("t's CPU per operation (user + system, all threads), microseconds:")
+        print(f"| | BEAM{''.join(f' | {name} | ratio' for name, _ in runs)} |")
+        print("| --- | --- |" + " --- | --- |" * len(runs))
+        for key, label in cpu_rows:
+            b = beam["cpu_" + key]
+            cells = "".join(f" | {r['cpu_' + key]:,.2f} | {r['cpu_' + key] / b if b else float('inf'):.2f}"
+                            for _, r in runs)
+            print(f"| {label} | {b:,.2f}{cells} |")
+        print("ratio = cnode / BEAM (below 1: cnode spends less CPU per operation); the BEAM ran without busy-waiting")
 
 
 if __name__ == "__main__":
