@@ -346,6 +346,21 @@ void connection::take_fragment(std::size_t i, std::vector<piece>& pieces) {
   for (auto& q : behind) place(std::move(q), pieces);
 }
 
+namespace {
+std::size_t buffer_bytes(const std::vector<asio::const_buffer>& bufs) {
+  std::size_t n = 0;
+  for (const auto& b : bufs) n += b.size();
+  return n;
+}
+// Drops the first n bytes of the sequence (what a partial write took).
+void consume_front(std::vector<asio::const_buffer>& bufs, std::size_t n) {
+  std::size_t whole = 0;
+  while (whole < bufs.size() && n >= bufs[whole].size()) n -= bufs[whole++].size();
+  bufs.erase(bufs.begin(), bufs.begin() + static_cast<std::ptrdiff_t>(whole));
+  if (n > 0 && !bufs.empty()) bufs.front() += n;
+}
+}  // namespace
+
 asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us alive*/) {
   std::vector<queued> batch;
   std::vector<piece> pieces;
@@ -406,7 +421,16 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
     }
     writing_ = true;
     write_started_ = clock::now();
-    auto [ec, n] = co_await asio::async_write(stream_, buffers, as_tuple(use_awaitable));
+    // What the socket takes at once goes from this thread; only the rest waits for the reactor.
+    boost::system::error_code ec;
+    std::size_t n = stream_.try_write_some(buffers, ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+    if (!ec && n < buffer_bytes(buffers)) {
+      consume_front(buffers, n);
+      auto [aec, an] = co_await asio::async_write(stream_, buffers, as_tuple(use_awaitable));
+      ec = aec;
+      n += an;
+    }
     writing_ = false;
     retired_.clear();
     if (down_.load(std::memory_order_relaxed)) {

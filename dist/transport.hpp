@@ -74,6 +74,22 @@ class transport {
         token, buffers);
   }
 
+  // Plain TCP only: writes what the socket takes now without waiting (a non-blocking write_some); 0 with
+  // would_block when it takes nothing, and always 0 for TLS (whose records only the TLS stream may write). A write
+  // that completes here costs no completion handler, so no post to the scheduler and no thread woken for it.
+  template <typename ConstBuffers>
+  std::size_t try_write_some(const ConstBuffers& buffers, boost::system::error_code& ec) {
+    if (tls_) {
+      ec = boost::asio::error::would_block;
+      return 0;
+    }
+    if (!plain_.non_blocking()) {
+      plain_.non_blocking(true, ec);
+      if (ec) return 0;
+    }
+    return plain_.write_some(buffers, ec);
+  }
+
   // TLS client, before the handshake: send `name` as SNI and require the server's certificate to be issued to it
   // (a DNS name, or an IP address which is checked but not sent). Empty: neither.
   void set_server_name(const std::string& name);
