@@ -615,13 +615,13 @@ void distribution::on_packet(atom node, dist::connection& c, std::span<const std
 
 void distribution::dispatch(atom node, dist::control_message& m) {
   term payload = m.payload ? std::move(*m.payload) : term();
-  // A message for a local process: the process, if idle, runs on this (the connection reader's) thread now, and
-  // its reply to this connection goes out from here too (dist::connection::wake_writer): one thread per message.
-  // The other signals are posted as before.
+  // A signal for a local process (a message, a monitor, a link, an exit): the process, if idle, handles it on this
+  // (the connection reader's) thread now, and its reply to this connection goes out from here too
+  // (dist::connection::wake_writer): one thread per signal. (A GenServer.call is three signals: MONITOR_P, the
+  // request, DEMONITOR_P; posting the two monitor signals woke the other thread twice per call.) Spawn requests
+  // start a process of their own and are not run here.
   std::optional<process::run_here> here;
-  if (std::holds_alternative<dist::send_msg>(m.body) || std::holds_alternative<dist::send_sender_msg>(m.body) ||
-      std::holds_alternative<dist::reg_send_msg>(m.body) || std::holds_alternative<dist::alias_send_msg>(m.body))
-    here.emplace();
+  if (!std::holds_alternative<dist::spawn_request_msg>(m.body)) here.emplace();
   std::visit(
       overloaded{
           [&](dist::send_msg& x) { node_.deliver_local(x.to, signal{signal_kind::message, {}, payload, {}, {}, 0}); },
