@@ -66,6 +66,11 @@ std::optional<term> node::spawn_as(const atom* name, process::body_type body, sp
   const std::uint64_t n = next_pid_.fetch_add(1, std::memory_order_relaxed);
   term pid = make_pid(n);
   auto p = std::make_shared<process>(*this, pid, n, std::move(body));
+  // The options go on the process before anyone can reach it: no signal queued, so start() below runs the body
+  // on this thread at once (a queued drain would make the strand post it).
+  if (opts.trap_exit) p->trap_exit(true);
+  if (opts.link) p->prime_link(*opts.link);
+  if (opts.monitored_by) p->prime_monitored_by(opts.monitored_by->first, opts.monitored_by->second);
   {
     // The name is taken in the same step that makes the process exist: a spawn that loses the name to another
     // leaves nothing behind (no process, no link or monitor, no EXIT or 'DOWN' for the caller's options).
@@ -75,15 +80,8 @@ std::optional<term> node::spawn_as(const atom* name, process::body_type body, sp
     if (name) names_.emplace(*name, p);
   }
   counters_.processes_spawned.fetch_add(1, std::memory_order_relaxed);
-  if (opts.trap_exit) p->trap_exit(true);
-  if (opts.link) {
-    // Both ends learn of the link before the body runs (spawn_link).
-    p->deliver(signal{signal_kind::link, *opts.link, {}, {}, {}, 0});
-    if (!opts.link_silent) route(*opts.link, signal{signal_kind::link, pid, {}, {}, {}, 0});
-  }
-  if (opts.monitored_by) {
-    p->deliver(signal{signal_kind::monitor, opts.monitored_by->first, {}, opts.monitored_by->second, pid, 0});
-  }
+  // Both ends learn of the link before the body runs (spawn_link).
+  if (opts.link && !opts.link_silent) route(*opts.link, signal{signal_kind::link, pid, {}, {}, {}, 0});
   if (opts.before_start) opts.before_start(pid);
   p->start();
   return pid;

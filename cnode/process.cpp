@@ -5,6 +5,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -44,9 +45,21 @@ bool process::alive() const noexcept {
 
 void process::start() {
   auto self = shared_from_this();
+  // The end of the body is handled inside the coroutine: a body that returns without suspending (an erpc call into
+  // a C++ function) sends its exit signals and monitors' 'DOWN' there and then, from the thread that started it
+  // (co_spawn would post its completion handler once more).
   asio::co_spawn(
-      strand_, [self]() -> asio::awaitable<void> { co_await self->body_(*self); },
-      asio::bind_executor(strand_, [self](std::exception_ptr e) { self->on_body_done(e); }));
+      strand_,
+      [self]() -> asio::awaitable<void> {
+        std::exception_ptr e;
+        try {
+          co_await self->body_(*self);
+        } catch (...) {
+          e = std::current_exception();
+        }
+        self->on_body_done(e);
+      },
+      asio::detached);
 }
 
 void process::inspect(std::function<void(process_snapshot)> done) {
@@ -385,7 +398,7 @@ bool process::unregister_name(atom name) {
 }
 
 void process::on_body_done(std::exception_ptr e) {
-  term reason(at().normal);
+  term reason = exit_reason_ ? std::move(*exit_reason_) : term(at().normal);
   if (e) {
     try {
       std::rethrow_exception(e);

@@ -98,6 +98,9 @@ class process : public std::enable_shared_from_this<process> {
   bool trapping_exits() const noexcept { return trap_exit_; }
   void exit(const term& pid, term reason);  // exit/2
   [[noreturn]] void exit(term reason);      // exit/1
+  // The reason the process ends with when its body returns (normal unless set): exit/1 without unwinding the
+  // body's coroutines by an exception, for a body that is about to return (erpc's execute_call).
+  void set_exit_reason(term reason) { exit_reason_ = std::move(reason); }
   // A monitor on a pid, a registered name (atom, local), or {Name, Node}; returns its reference. A target that
   // does not exist gives {'DOWN', Ref, process, Object, noproc} at once.
   term monitor(const term& target);
@@ -130,6 +133,10 @@ class process : public std::enable_shared_from_this<process> {
   void busy_send_started() noexcept { busy_sends_.fetch_add(1, std::memory_order_relaxed); }
   void busy_send_finished();
   void start();
+  // spawn's options, applied by the spawner before the process is published (in the process table) and started:
+  // nothing else can reach it yet, so no signal (and no hop through the scheduler) is needed.
+  void prime_link(const term& pid) { links_[pid] = 0; }
+  void prime_monitored_by(const term& watcher, const term& ref) { monitored_by_[ref] = monitor_in{watcher, pid_}; }
   // Calls done(snapshot) from the process's strand, between two steps of its body; from any thread.
   void inspect(std::function<void(process_snapshot)> done);
   // Run on the strand for the body's life (gen_server-like bases use it to stash state).
@@ -172,6 +179,7 @@ class process : public std::enable_shared_from_this<process> {
   void count_mailbox() noexcept { queue_len_.store(mailbox_.size(), std::memory_order_relaxed); }
   bool trap_exit_ = false;
   std::optional<term> kill_reason_;
+  std::optional<term> exit_reason_;  // set_exit_reason
   std::unordered_map<term, std::uint64_t> links_;      // linked pid -> 0, or the id of an unlink in progress
   struct monitor_out {
     term target;  // pid we monitor (or the remote pid/name target)

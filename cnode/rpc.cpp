@@ -50,14 +50,14 @@ void handle_spawn_request(node& n, distribution& d, const function_table& fns, a
   if (is_erpc && mfa.element(1).is_atom(at().execute_call) && argv.size() == 4) {
     body = [&fns, argv](process& self) -> asio::awaitable<void> {
       call_outcome o = co_await fns.apply(self, argv[1], argv[2], argv[3]);
-      self.exit(erpc_reply(argv[0], o));
+      self.set_exit_reason(erpc_reply(argv[0], o));
     };
   } else if (is_erpc && mfa.element(1).is_atom(at().execute_cast) && argv.size() == 3) {
     body = [&fns, argv](process& self) -> asio::awaitable<void> {
       call_outcome o = co_await fns.apply(self, argv[0], argv[1], argv[2]);
       if (o.k == call_outcome::kind::error) {
         log::warning("rpc cast failed");
-        self.exit(term::tuple({term(at().exception), term::tuple({o.value, o.stack})}));
+        self.set_exit_reason(term::tuple({term(at().exception), term::tuple({o.value, o.stack})}));
       }
     };
   } else if (mfa.is_tuple(3)) {
@@ -65,8 +65,8 @@ void handle_spawn_request(node& n, distribution& d, const function_table& fns, a
     term m = mfa.element(0), f = mfa.element(1);
     body = [&fns, m, f, args](process& self) -> asio::awaitable<void> {
       call_outcome o = co_await fns.apply(self, m, f, args);
-      if (o.k == call_outcome::kind::error) self.exit(term::tuple({o.value, o.stack}));
-      if (o.k == call_outcome::kind::exit) self.exit(o.value);
+      if (o.k == call_outcome::kind::error) self.set_exit_reason(term::tuple({o.value, o.stack}));
+      if (o.k == call_outcome::kind::exit) self.set_exit_reason(o.value);
     };
   } else {
     d.send_control(from_node, dist::control_message{dist::spawn_reply_msg{req.req_id, req.from, 0, term(atom("badarg"))},
