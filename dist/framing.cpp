@@ -6,15 +6,16 @@
 namespace cnode::dist {
 
 frame_buffer::frame_buffer(std::size_t max_packet, std::size_t read_size)
-    : buf_(read_size + 4), max_packet_(max_packet), read_size_(read_size) {}
+    : buf_(std::min(read_size, first_read) + 4), max_packet_(max_packet), read_size_(read_size),
+      room_(std::min(read_size, first_read)) {}
 
 std::span<std::byte> frame_buffer::prepare() {
   // What the packet at the front still needs, so a big packet is read straight into place.
-  std::size_t want = read_size_;
+  std::size_t want = room_;
   if (buffered() == 0) {
     begin_ = end_ = 0;
     // A buffer grown for one huge packet goes back to its normal size once that packet is consumed.
-    if (buf_.size() > 4 * (read_size_ + 4)) std::vector<std::byte>(read_size_ + 4).swap(buf_);
+    if (buf_.size() > 4 * (room_ + 4)) std::vector<std::byte>(room_ + 4).swap(buf_);
   }
   if (buffered() >= 4) {
     const std::size_t len = (std::to_integer<std::size_t>(buf_[begin_]) << 24) |
@@ -24,7 +25,7 @@ std::span<std::byte> frame_buffer::prepare() {
     // Room for what has arrived, not for what is announced: the buffer at most doubles per read, so a peer that
     // announces a huge packet and sends a byte holds a read's worth of memory, not the announced size.
     if (len <= max_packet_ && 4 + len > buffered())
-      want = std::max(want, std::min(4 + len - buffered(), std::max(read_size_, buffered())));
+      want = std::max(want, std::min(4 + len - buffered(), std::max(room_, buffered())));
   }
   if (buf_.size() - end_ < want) {
     // Move the unread tail to the front first; grow only if that is not enough.
@@ -38,7 +39,10 @@ std::span<std::byte> frame_buffer::prepare() {
   return std::span<std::byte>(buf_).subspan(end_, buf_.size() - end_);
 }
 
-void frame_buffer::commit(std::size_t n) { end_ += n; }
+void frame_buffer::commit(std::size_t n) {
+  end_ += n;
+  if (n >= room_ && room_ < read_size_) room_ = std::min(read_size_, 2 * room_);  // the peer sends faster
+}
 
 void frame_buffer::append(std::span<const std::byte> bytes) {
   while (!bytes.empty()) {

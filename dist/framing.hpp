@@ -11,14 +11,17 @@
 namespace cnode::dist {
 
 // Reassembles packets from arbitrary reads. Memory stays bounded: at most one packet of max_packet bytes plus
-// a read's worth.
+// a read's worth. A read's worth starts at first_read bytes (an idle connection holds a few KiB, not read_size)
+// and doubles, up to read_size, each time a read fills what was offered (a connection carrying a stream).
 class frame_buffer {
  public:
   enum class result { need_more, tick, packet, too_large };
 
   explicit frame_buffer(std::size_t max_packet, std::size_t read_size = 64 * 1024);
 
-  // Room to read into (at least read_size bytes, or what the current packet still needs); then commit(n).
+  static constexpr std::size_t first_read = 4096;
+
+  // Room to read into (at least a read's worth, or what the current packet still needs); then commit(n).
   std::span<std::byte> prepare();
   void commit(std::size_t n);
   void append(std::span<const std::byte> bytes);  // prepare+commit for bytes already in memory
@@ -32,6 +35,7 @@ class frame_buffer {
   std::vector<std::byte> buf_;
   std::size_t begin_ = 0, end_ = 0;
   std::size_t max_packet_, read_size_;
+  std::size_t room_;  // a read's worth now: first_read (or read_size, if smaller) up to read_size
 };
 
 // The tick rule, called once per tick interval (net_ticktime / intensity). Counters are totals since the start.

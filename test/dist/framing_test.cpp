@@ -62,6 +62,33 @@ TEST_CASE("frame_buffer: a big packet is read straight into place, then the buff
   CHECK(fb.prepare().size() < 300000);
 }
 
+TEST_CASE("frame_buffer: an idle connection holds a few KiB; reads that fill the room double it up to read_size") {
+  frame_buffer fb(1 << 20, 64 * 1024);
+  CHECK(fb.capacity() <= frame_buffer::first_read + 4);
+  CHECK(fb.prepare().size() >= frame_buffer::first_read);
+  // Small packets, one per read: the room stays as it is.
+  for (int i = 0; i < 100; ++i) {
+    fb.append(packet(20, 'a'));
+    std::span<const std::byte> pkt;
+    REQUIRE(fb.next(pkt) == frame_buffer::result::packet);
+  }
+  CHECK(fb.capacity() <= frame_buffer::first_read + 4);
+  // A stream: every read fills what was offered, so the offer doubles until read_size.
+  std::size_t last = 0;
+  for (int i = 0; i < 8; ++i) {
+    auto room = fb.prepare();
+    CHECK(room.size() >= last);
+    last = room.size();
+    std::fill(room.begin(), room.end(), std::byte{0});  // ticks: 4 zero bytes each
+    fb.commit(room.size() - room.size() % 4);
+    std::span<const std::byte> pkt;
+    while (fb.next(pkt) == frame_buffer::result::tick) {
+    }
+  }
+  CHECK(fb.prepare().size() >= 64 * 1024);
+  CHECK(fb.capacity() <= 2 * (64 * 1024 + 4));
+}
+
 TEST_CASE("ticker: ticks when idle, times out after intensity silent intervals") {
   ticker t(4, false);
   std::uint64_t read = 0, written = 0;
