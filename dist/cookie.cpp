@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -13,6 +12,7 @@
 #include <iterator>
 #include <stdexcept>
 
+#include "dist/digest.hpp"
 #include "dist/error.hpp"
 
 namespace cnode::dist {
@@ -83,7 +83,7 @@ std::string generate_cookie() {
   std::string cookie;
   while (cookie.size() < 20) {
     unsigned char buf[32];
-    if (RAND_bytes(buf, sizeof buf) != 1) throw std::runtime_error("RAND_bytes failed");
+    random_bytes(buf, sizeof buf);
     for (unsigned char b : buf) {
       // 26 * 9 = 234: rejecting 234..255 keeps the letters uniform.
       if (b < 234 && cookie.size() < 20) cookie += static_cast<char>('A' + b % 26);

@@ -1,14 +1,12 @@
 #include "dist/handshake.hpp"
 
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-
 #include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
 #include <fmt/format.h>
+
+#include "dist/digest.hpp"
 
 namespace cnode::dist {
 namespace {
@@ -75,7 +73,7 @@ std::string printable(std::string_view name) {
 
 void randomize(handshake_config& config) {
   unsigned char buf[16];
-  if (RAND_bytes(buf, sizeof buf) != 1) throw std::runtime_error("RAND_bytes failed");
+  random_bytes(buf, sizeof buf);
   std::memcpy(&config.challenge, buf, 4);
   std::memcpy(&config.name_seed, buf + 4, 8);
   std::memcpy(&config.named_creation, buf + 12, 4);
@@ -161,13 +159,7 @@ std::string dynamic_node_name(std::uint64_t seed, std::string_view host) {
 std::array<std::byte, 16> gen_digest(std::uint32_t challenge, std::string_view cookie) {
   std::string text(cookie);
   text += std::to_string(challenge);
-  std::array<std::byte, 16> out{};
-  unsigned int len = 0;
-  if (EVP_Digest(text.data(), text.size(), reinterpret_cast<unsigned char*>(out.data()), &len, EVP_md5(),
-                 nullptr) != 1 ||
-      len != out.size())
-    throw std::runtime_error("EVP_Digest(md5) failed");
-  return out;
+  return md5(text);
 }
 
 handshake::handshake(role r, handshake_config config)
@@ -457,7 +449,7 @@ bool handshake::on_reply(std::span<const std::byte> msg) {
   if (tag(msg) != 'r' || msg.size() != 21)
     return fail(error::bad_message, fmt::format("Bad challenge reply from node {}", printable(peer_.node)));
   const auto expected = gen_digest(config_.challenge, cookie());
-  if (CRYPTO_memcmp(expected.data(), msg.data() + 5, expected.size()) != 0)
+  if (!equal_constant_time(expected.data(), msg.data() + 5, expected.size()))
     return fail(error::bad_cookie, fmt::format("Connection attempt from node {} rejected. Invalid challenge reply.",
                                                printable(peer_.node)));
   peer_challenge_ = get32(msg, 1);
@@ -576,7 +568,7 @@ bool handshake::on_ack(std::span<const std::byte> msg) {
   if (tag(msg) != 'a' || msg.size() != 17)
     return fail(error::bad_message, fmt::format("Bad challenge ack from node {}", printable(peer_.node)));
   const auto expected = gen_digest(config_.challenge, cookie());
-  if (CRYPTO_memcmp(expected.data(), msg.data() + 1, expected.size()) != 0)
+  if (!equal_constant_time(expected.data(), msg.data() + 1, expected.size()))
     return fail(error::bad_cookie, fmt::format("Connection attempt to node {} cancelled. Invalid challenge ack.",
                                                printable(peer_.node)));
   step_ = step::finished;

@@ -7,6 +7,10 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+#include <openssl/evp.h>
+
+#include "dist/digest.hpp"
 #include "dist/handshake.hpp"
 
 using namespace cnode::dist;
@@ -504,4 +508,42 @@ TEST_CASE("hostile input: truncated, empty, oversized, garbage") {
       if (ini.current() == handshake::state::asking) ini.answer_is_pending(true);
     }
   }
+}
+
+TEST_CASE("md5: RFC 1321's test suite, and OpenSSL's digest over lengths around the padding boundaries") {
+  auto hex = [](const std::array<std::byte, 16>& d) {
+    std::string s;
+    for (auto b : d) s += fmt::format("{:02x}", std::to_integer<unsigned>(b));
+    return s;
+  };
+  CHECK(hex(md5("")) == "d41d8cd98f00b204e9800998ecf8427e");
+  CHECK(hex(md5("a")) == "0cc175b9c0f1b6a831c399e269772661");
+  CHECK(hex(md5("abc")) == "900150983cd24fb0d6963f7d28e17f72");
+  CHECK(hex(md5("message digest")) == "f96b697d7cb7938d525a2f31aaf161d0");
+  CHECK(hex(md5("abcdefghijklmnopqrstuvwxyz")) == "c3fcd3d76192e4007dfb496cca67e13b");
+  CHECK(hex(md5("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")) ==
+        "d174ab98d277d9f5a5611c2c9f419d9f");
+  CHECK(hex(md5("12345678901234567890123456789012345678901234567890123456789012345678901234567890")) ==
+        "57edf4a22be3c955ac49da2e2107b67a");
+  std::string text;
+  for (std::size_t n = 0; n <= 300; ++n) {
+    std::array<std::byte, 16> theirs{};
+    unsigned int len = 0;
+    REQUIRE(EVP_Digest(text.data(), text.size(), reinterpret_cast<unsigned char*>(theirs.data()), &len, EVP_md5(),
+                       nullptr) == 1);
+    CHECK_MESSAGE(md5(text) == theirs, "length ", n);
+    text += static_cast<char>('!' + (n * 7) % 90);
+  }
+}
+
+TEST_CASE("digest helpers: constant-time compare, kernel random bytes") {
+  const std::array<std::byte, 4> a{std::byte{1}, std::byte{2}, std::byte{3}, std::byte{4}};
+  auto b = a;
+  CHECK(equal_constant_time(a.data(), b.data(), a.size()));
+  b[3] = std::byte{5};
+  CHECK_FALSE(equal_constant_time(a.data(), b.data(), a.size()));
+  std::array<unsigned char, 64> r1{}, r2{};
+  random_bytes(r1.data(), r1.size());
+  random_bytes(r2.data(), r2.size());
+  CHECK(r1 != r2);
 }
