@@ -100,7 +100,8 @@ namespace {
 
 class durable_storage final : public group_storage {
  public:
-  explicit durable_storage(std::unique_ptr<storage> st) : st_(std::move(st)), gc_(*st_) {}
+  durable_storage(std::unique_ptr<storage> st, std::shared_ptr<tracer> trace)
+      : st_(std::move(st)), gc_(*st_, options(std::move(trace))) {}
   ~durable_storage() override { gc_.stop(); }
   void persist(std::shared_ptr<const snapshot> snap, std::optional<hard_state> state, std::vector<entry> es,
                std::function<void(std::error_code)> done) override {
@@ -111,14 +112,23 @@ class durable_storage final : public group_storage {
   }
 
  private:
+  static group_commit_options options(std::shared_ptr<tracer> trace) {
+    group_commit_options o;
+    if (trace)
+      o.observe = [trace](const sync_record& r) {
+        trace->event_at('W', r.started, r.batches, r.entries, r.started - r.queued);
+        trace->event_at('F', r.syncing, r.ended - r.syncing, r.ended - r.started, 0);
+      };
+    return o;
+  }
   std::unique_ptr<storage> st_;
   group_commit gc_;
 };
 
 }  // namespace
 
-std::unique_ptr<group_storage> make_durable_storage(std::unique_ptr<storage> st) {
-  return std::make_unique<durable_storage>(std::move(st));
+std::unique_ptr<group_storage> make_durable_storage(std::unique_ptr<storage> st, std::shared_ptr<tracer> trace) {
+  return std::make_unique<durable_storage>(std::move(st), std::move(trace));
 }
 
 group_process::group_process(group_config g, timing t, distribution& d, function_table& fns, bool global_running,
@@ -164,17 +174,23 @@ asio::awaitable<void> group_process::run(process& self) {
   for (;;) {
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - clock::now());
     auto m = co_await self.receive(std::max(wait, std::chrono::milliseconds(0)));
+    const std::uint64_t t0 = trace_ ? tracer::now_ns() : 0;
+    const auto cpu0 = trace_ ? tracer::thread_cpu() : tracer::cpu_sample{};
+    int handled = 0;
     if (m) {
       handle(self, *m);
+      ++handled;
       // What else is queued is handled before the next flush: concurrent calls and acknowledgements make one ready
       // (one append per follower, one write, one acknowledgement), not one each.
       for (int k = 1; k < max_batch_messages; ++k) {
         auto more = co_await self.receive(std::chrono::milliseconds(0));
         if (!more) break;
         handle(self, *more);
+        ++handled;
       }
     }
     if (clock::now() >= next_tick) {
+      if (trace_) trace_->flush();
       core_->tick();
       next_tick += std::chrono::milliseconds(t_.heartbeat_ms);
       if (next_tick < clock::now()) next_tick = clock::now() + std::chrono::milliseconds(t_.heartbeat_ms);
@@ -185,6 +201,7 @@ asio::awaitable<void> group_process::run(process& self) {
         deferred_.reset();
         write(self, nullptr, std::move(st), {});
         held_.push_back(held{{}, 0, 0, false});
+        if (trace_) trace_->event('T', 0, 0, 0);
       }
       if (++ticks_ % 10 == 0) {
         keep_connected(self);
@@ -192,6 +209,13 @@ asio::awaitable<void> group_process::run(process& self) {
       }
     }
     flush(self);
+    if (trace_) {
+      trace_->event_at('L', t0, handled, tracer::now_ns() - t0, self.message_queue_len());
+      const auto cpu1 = tracer::thread_cpu();
+      if (cpu1.thread == cpu0.thread)  // the loop ran on one thread: its CPU time, and how often it was preempted
+        trace_->event_at('U', t0, cpu1.ns - cpu0.ns, cpu1.involuntary - cpu0.involuntary,
+                         cpu1.voluntary - cpu0.voluntary);
+    }
   }
 }
 
@@ -229,6 +253,13 @@ void group_process::handle(process& self, const term& m) {
         log::warning("raft: group {}: a snapshot from {} that is not a KV state dropped", g_.name, from);
         return;
       }
+    }
+    if (trace_ && msg->type == msg_type::append_reply) {
+      const auto at = std::find(g_.members.begin(), g_.members.end(), from);
+      trace_->event('A', static_cast<std::uint64_t>(at - g_.members.begin()) + 1, msg->index, msg->success);
+    } else if (trace_ && msg->type == msg_type::append) {
+      trace_->event('E', msg->entries.empty() ? 0 : msg->entries.front().index,
+                    msg->entries.empty() ? 0 : msg->entries.back().index, msg->commit);
     }
     core_->step(*msg);
     return;
@@ -274,6 +305,15 @@ void group_process::propose(process& self, const term& from, const term& request
   auto idx = core_->propose(std::move(command));
   if (!idx) return forward(self, from, request, deadline, 0);  // a transfer is on: the next leader takes it
   ++stats_.proposals;
+  if (trace_) {
+    // The benchmark's traced callers put <<Caller:32, Seq:32, ...>>: both go with the event, to match their times.
+    std::uint64_t caller = 0, seq = 0;
+    if (request.is_tuple(3) && request.element(2).is_binary() && request.element(2).bytes().size() >= 8) {
+      const auto v = request.element(2).bytes();
+      for (int k = 0; k < 4; ++k) caller = caller << 8 | v[k], seq = seq << 8 | v[4 + k];
+    }
+    trace_->event('P', *idx, caller, seq);
+  }
   pending_[*idx] = pending_call{from, core_->current_term(), deadline};
 }
 
@@ -402,7 +442,9 @@ void group_process::flush(process& self) {
     // A term or a vote must be durable before the messages that depend on it go; a newer commit index alone need
     // not be (a restarted member learns it from the leader): it goes with the next write.
     const bool vote = rd.state && (rd.state->term != synced_.term || rd.state->voted_for != synced_.voted_for);
-    if (storage_ && (rd.snapshot || !rd.to_persist.empty() || vote)) {
+    const bool writes = storage_ && (rd.snapshot || !rd.to_persist.empty() || vote);
+    if (trace_) trace_->event(writes ? 'T' : 'N', h.index, rd.to_persist.size(), rd.send_now.size());
+    if (writes) {
       auto st = rd.state ? rd.state : deferred_;
       deferred_.reset();
       write(self, rd.snapshot, std::move(st), std::move(rd.to_persist));
@@ -423,6 +465,7 @@ void group_process::synced(process& self) {
   for (auto& h : held_)
     if (!h.done) {
       h.done = true;
+      if (trace_) trace_->event('S', h.index, h.messages.size());
       break;
     }
   std::vector<message> out;
@@ -452,6 +495,7 @@ void group_process::apply_ready(process& self, ready& rd) {
     log::info("raft: group {}: installed a snapshot at {} from the leader", g_.name, last_applied_);
   }
   for (const auto& e : rd.to_apply) apply(self, e);
+  if (trace_ && !rd.to_apply.empty()) trace_->event('K', rd.to_apply.back().index, rd.to_apply.size());
   for (const auto& l : rd.learners) {
     auto it = adding_.find(l.node);
     if (it == adding_.end()) continue;

@@ -20,6 +20,7 @@
 #include "raft/core.hpp"
 #include "raft/kv.hpp"
 #include "raft/storage.hpp"
+#include "raft/trace.hpp"
 
 namespace cnode {
 class distribution;
@@ -51,7 +52,8 @@ class group_storage {
 };
 
 // The group's directory (--data-dir DIR: DIR/raft/<group>/) through group commit on a writer thread.
-std::unique_ptr<group_storage> make_durable_storage(std::unique_ptr<storage> st);
+// With a tracer, each write of the writer thread is an event (W, F: docs/raft.md "Benchmark").
+std::unique_ptr<group_storage> make_durable_storage(std::unique_ptr<storage> st, std::shared_ptr<tracer> trace = nullptr);
 
 // Counters for /metrics and :status, read from other threads.
 struct group_stats {
@@ -70,6 +72,8 @@ class group_process {
   asio::awaitable<void> run(process& self);
   const group_config& config() const noexcept { return g_; }
   const group_stats& stats() const noexcept { return stats_; }
+  // --raft-trace: the group's events go to this timeline (before run()).
+  void set_trace(std::shared_ptr<tracer> t) { trace_ = std::move(t); }
 
  private:
   using clock = std::chrono::steady_clock;
@@ -167,6 +171,7 @@ class group_process {
   term registrar_;  // the process that keeps {raft_leader, Group} registered in :global
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   group_stats stats_;
+  std::shared_ptr<tracer> trace_;
 };
 
 }  // namespace cnode::raft

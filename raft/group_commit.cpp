@@ -2,6 +2,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include "raft/trace.hpp"
+
 namespace cnode::raft {
 
 group_commit::group_commit(storage& s, group_commit_options o) : s_(s), opts_(o), writer_([this] { run(); }) {}
@@ -17,6 +19,7 @@ std::uint64_t group_commit::submit(batch b, completion done) {
 }
 
 std::uint64_t group_commit::enqueue(job j) {
+  if (opts_.observe) j.queued = tracer::now_ns();
   std::unique_lock l(m_);
   const std::uint64_t n = ++submitted_;
   if (stopping_) {
@@ -59,13 +62,25 @@ void group_commit::run() {
 }
 
 void group_commit::write(std::vector<job>& jobs) {
+  sync_record rec;
+  if (opts_.observe) {
+    rec.started = tracer::now_ns();
+    rec.queued = jobs.empty() ? rec.started : jobs.front().queued;
+    rec.batches = jobs.size();
+    for (const auto& j : jobs) rec.entries += j.what.entries.size();
+  }
   auto before = s_.stats();
   std::vector<std::error_code> result(jobs.size());
   std::size_t first = 0;  // of the batches waiting for the next sync
   // One sync for the batches [first, end): their completions, in order.
   auto sync_run = [&](std::size_t end) {
     if (first == end) return;
+    if (opts_.observe) rec.syncing = tracer::now_ns();
     const std::error_code ec = s_.sync();
+    if (opts_.observe && end == jobs.size()) {
+      rec.ended = tracer::now_ns();
+      opts_.observe(rec);
+    }
     const auto now = s_.stats();
     syncs_ += now.fdatasyncs - before.fdatasyncs;
     bytes_ += now.bytes - before.bytes;

@@ -29,9 +29,20 @@ struct batch {
   std::vector<entry> entries;  // as storage::append takes them
 };
 
+// One write of the writer thread, for a trace (raft/trace.hpp): times are tracer::now_ns().
+struct sync_record {
+  std::uint64_t queued = 0;   // when the oldest batch of the write was submitted
+  std::uint64_t started = 0;  // when the writer took the batches
+  std::uint64_t syncing = 0;  // when its (last) write and fdatasync began
+  std::uint64_t ended = 0;    // when it returned (before the completions)
+  std::uint64_t batches = 0, entries = 0;
+};
+
 struct group_commit_options {
   // false: one record and one fdatasync per batch, as a log without group commit does (the benchmark's baseline).
   bool coalesce = true;
+  // Called on the writer thread after each write, before its completions (off: no clock is read).
+  std::function<void(const sync_record&)> observe;
 };
 
 struct group_commit_stats {
@@ -71,6 +82,7 @@ class group_commit {
     batch what;
     std::optional<executor> ex;  // none: done runs on the writer thread
     completion done;
+    std::uint64_t queued = 0;  // tracer::now_ns() when observed
   };
   std::uint64_t enqueue(job j);
   void run();

@@ -67,6 +67,13 @@ class raft_service final : public cnode::service {
             t_.pre_vote = false;
             return {};
           });
+    o.add("--raft-trace", "DIR",
+          "write a timeline of each group's events to DIR/<node>-<group>.trace (diagnostics: bench/raft/trace_report.py)",
+          [this](const std::string& v) -> std::string {
+            if (v.empty()) return "a directory";
+            trace_dir_ = v;
+            return {};
+          });
     o.add("--raft-snapshot-entries", "N", "applied entries between snapshots of the state (default: 4096)",
           [this](const std::string& v) -> std::string {
             try {
@@ -87,6 +94,11 @@ class raft_service final : public cnode::service {
       const bool member = std::find(g.members.begin(), g.members.end(), ctx.n.name()) != g.members.end();
       std::unique_ptr<group_storage> st;
       recovered rec;
+      std::shared_ptr<tracer> trace;
+      if (!trace_dir_.empty()) {
+        trace = tracer::open(trace_dir_, ctx.n.name(), g.name);
+        if (!trace) throw std::runtime_error("raft group " + g.name + ": cannot write a trace in " + trace_dir_);
+      }
       if (ctx.data_dir) {
         const auto dir = *ctx.data_dir / "raft" / g.name;
         storage_failure why;
@@ -94,9 +106,10 @@ class raft_service final : public cnode::service {
         if (!s) throw std::runtime_error("raft group " + g.name + ": " + why.message());
         log::info("raft: group {}: log in {} (snapshot at {}, {} entries after it)", g.name, dir.string(),
                   rec.snap ? rec.snap->meta.index : 0, rec.log.size());
-        st = make_durable_storage(std::move(s));
+        st = make_durable_storage(std::move(s), trace);
       }
       auto gp = std::make_shared<group_process>(g, t_, ctx.d, ctx.functions, global, std::move(st), std::move(rec));
+      gp->set_trace(trace);
       procs_.push_back(gp);
       auto pid =
           ctx.spawn_registered(atom(g.name), [gp](process& self) -> asio::awaitable<void> { co_await gp->run(self); });
@@ -168,6 +181,7 @@ class raft_service final : public cnode::service {
   timing t_;
   node* n_ = nullptr;
   std::vector<std::shared_ptr<group_process>> procs_;
+  std::string trace_dir_;
   std::vector<term> pids_;
 };
 

@@ -18,7 +18,7 @@ place first so that the package starts no broker and no EPMD daemon; ra, aten, g
 taken from /usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/.
 
     CNODE_BIN_DIR=build/bin python3 bench/raft/bench_raft.py [--seconds S] [--callers 1,16,64] [--ops put,get]
-        [--only cnode|ra] [--perf DIR] [--cnode-args "--raft-snapshot-entries N ..."]
+        [--only cnode|ra] [--perf DIR] [--trace DIR] [--cnode-args "--raft-snapshot-entries N ..."]
 (scripts/bench raft builds cnode and runs it.) --perf DIR records each cnode member's CPU time during the cnode
 figures (`perf record -e cpu-clock -g`, one DIR/kvN.data per member; `perf report -i DIR/kv1.data` to read it).
 """
@@ -113,9 +113,10 @@ def parse(out):
     return {"rate": rate, "p50": p50, "p99": p99, "errors": errors, "n": n}
 
 
-def measure(driver, kind, target, callers, seconds):
+def measure(driver, kind, target, callers, seconds, trace=None):
     warm = min(1000, int(seconds * 1000) // 4)
-    out = driver.eval(f"raft_bench:run({kind}, {target}, {callers}, {int(seconds * 1000)}, {warm})",
+    calls = f'"{os.path.join(trace, f"driver-{kind}-{callers}.calls")}"' if trace else "none"
+    out = driver.eval(f"raft_bench:run({kind}, {target}, {callers}, {int(seconds * 1000)}, {warm}, {calls})",
                       timeout=seconds + 60)
     return parse(out)
 
@@ -124,7 +125,7 @@ def driver_node(c, ebin, paths):
     return c.erl("driver", args=["-pa", ebin] + sum((["-pa", p] for p in paths), []))
 
 
-def bench_cnode(ebin, paths, callers, seconds, data_dir, ops=("put", "get"), perf=None, more_args=()):
+def bench_cnode(ebin, paths, callers, seconds, data_dir, ops=("put", "get"), perf=None, more_args=(), trace=None):
     c = harness.Cluster()
     try:
         c.epmd()
@@ -164,7 +165,7 @@ def bench_cnode(ebin, paths, callers, seconds, data_dir, ops=("put", "get"), per
         try:
             for op in ops:
                 for n in callers:
-                    res[(op, n)] = measure(d, f"cnode_{op}", f"'{lead}'", n, seconds)
+                    res[(op, n)] = measure(d, f"cnode_{op}", f"'{lead}'", n, seconds, trace)
                     print(f"  cnode {op} x{n}: {fmt(res[(op, n)])}", flush=True)
         finally:
             for r in recorders:
@@ -219,9 +220,14 @@ def main():
     ap.add_argument("--ops", default="put,get", help="put, get or both (default put,get)")
     ap.add_argument("--only", choices=("cnode", "ra"), help="run one side only (no ratios)")
     ap.add_argument("--perf", metavar="DIR", help="perf record -e cpu-clock -g each cnode member into DIR")
+    ap.add_argument("--trace", metavar="DIR", help="cnode members write their timelines into DIR (--raft-trace; "
+                    "read them with bench/raft/trace_report.py DIR)")
     ap.add_argument("--cnode-args", default="", help="more options for each cnode member (e.g. \"--raft-snapshot-entries 100000\")")
     a = ap.parse_args()
     callers = [int(x) for x in a.callers.split(",")]
+    if a.trace:
+        a.trace = os.path.abspath(a.trace)
+        os.makedirs(a.trace, exist_ok=True)
     ops = [x for x in a.ops.split(",") if x]
     tmp = tempfile.mkdtemp(prefix="bench-raft-")
     try:
@@ -235,7 +241,7 @@ def main():
               f"(aten {versions['aten']}, gen_batch_server {versions['gen_batch_server']}, seshat {versions['seshat']}; "
               f"WAL on disk, fsync on); {a.seconds:g} s per figure, 256-byte values", flush=True)
         cn, cn_lead = bench_cnode(ebin, paths, callers, a.seconds, data_dir, ops, a.perf,
-                                           a.cnode_args.split()) if a.only != "ra" else ({}, "-")
+                                           a.cnode_args.split() + (["--raft-trace", a.trace] if a.trace else []), a.trace) if a.only != "ra" else ({}, "-")
         ra, ra_lead, sync = bench_ra(ebin, paths, callers, a.seconds, ops) if a.only != "cnode" else ({}, "-", [])
         if a.only:
             return

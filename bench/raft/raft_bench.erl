@@ -6,12 +6,12 @@
 %% On the driver: raft_bench:run(Kind, Target, Callers, Millis, WarmMillis) runs Callers processes, each making
 %% one request after the other for WarmMillis (not counted) and then Millis, and returns
 %% {RequestsPerSecond, P50Us, P99Us, Errors, Count}. Kind: cnode_put | cnode_get (gen_server:call({kv, Node}, ...),
-%% what GenServer.call does) | ra_put (ra:process_command) | ra_get (ra:consistent_query).
+%% what GenServer.call does) | cnode_local ({get, K, local}: no quorum, the floor of a call) | ra_put (ra:process_command) | ra_get (ra:consistent_query).
 -module(raft_bench).
 -behaviour(ra_machine).
 
 -export([init/1, apply/3]).
--export([start_ra/1, start_cluster/1, ra_leader/1, run/5, value/0]).
+-export([start_ra/1, start_cluster/1, ra_leader/1, run/5, run/6, value/0]).
 
 %% --- the ra machine ------------------------------------------------------------------------------------------------
 
@@ -48,15 +48,30 @@ ra_leader(Node) ->
 
 value() -> binary:copy(<<"v">>, 256).
 
-run(Kind, Target, Callers, Millis, WarmMillis) ->
+run(Kind, Target, Callers, Millis, WarmMillis) -> run(Kind, Target, Callers, Millis, WarmMillis, none).
+
+%% With a File, each counted request is also a line "D <sent ns> <answered ns> <caller> <seq>" in it
+%% (os:perf_counter: CLOCK_MONOTONIC, the clock of cnode's --raft-trace) and a put's value begins with
+%% <<Caller:32, Seq:32>>, which the leader's trace records with the proposal (bench/raft/trace_report.py matches the two).
+run(Kind, Target, Callers, Millis, WarmMillis, File) ->
+    put(trace, File =/= none),
     V = value(),
     Parent = self(),
     T0 = erlang:monotonic_time(microsecond),
     Start = T0 + WarmMillis * 1000,
     End = Start + Millis * 1000,
-    Pids = [spawn_link(fun() -> Parent ! {self(), caller(Kind, Target, V, I, Start, End, 0, [], 0)} end)
+    Traced = File =/= none,
+    Pids = [spawn_link(fun() -> put(trace, Traced),
+                                Parent ! {self(), caller(Kind, Target, V, I, Start, End, 0, [], 0)} end)
             || I <- lists:seq(1, Callers)],
-    Results = [receive {P, R} -> R end || P <- Pids],
+    Results0 = [receive {P, R} -> R end || P <- Pids],
+    Results = case Traced of
+        false -> Results0;
+        true ->
+            ok = file:write_file(File, [io_lib:format("D ~b ~b ~b ~b~n", [S0, S1, C, Q])
+                                        || {L, _} <- Results0, {_, S0, S1, C, Q} <- L]),
+            [{[D || {D, _, _, _, _} <- L], E} || {L, E} <- Results0]
+    end,
     Lats = lists:sort(lists:append([L || {L, _} <- Results])),
     Errors = lists:sum([E || {_, E} <- Results]),
     N = length(Lats),
@@ -71,12 +86,22 @@ caller(Kind, Target, V, I, Start, End, Seq, Acc, Err) ->
         true -> {Acc, Err};
         false ->
             %% keys {Caller, 0..63}: reads (after the writes) find the keys written by the first 16 callers
+            Traced = get(trace) =:= true,
             K = {(I - 1) rem 16 + 1, Seq rem 64},
-            Ok = ok(Kind, op(Kind, Target, K, V)),
+            V1 = case Traced of
+                     true -> <<I:32, Seq:32, (binary:part(V, 8, byte_size(V) - 8))/binary>>;
+                     false -> V
+                 end,
+            P0 = case Traced of true -> os:perf_counter(nanosecond); false -> 0 end,
+            Ok = ok(Kind, op(Kind, Target, K, V1)),
             T1 = erlang:monotonic_time(microsecond),
+            Sample = case Traced of
+                         true -> {T1 - Now, P0, os:perf_counter(nanosecond), I, Seq};
+                         false -> T1 - Now
+                     end,
             {Acc2, Err2} =
                 case {Now >= Start, Ok} of
-                    {true, true} -> {[T1 - Now | Acc], Err};
+                    {true, true} -> {[Sample | Acc], Err};
                     {true, false} -> {Acc, Err + 1};
                     {false, _} -> {Acc, Err}
                 end,
@@ -88,6 +113,7 @@ op(Kind, Target, K, V) ->
         case Kind of
             cnode_put -> gen_server:call({kv, Target}, {put, K, V}, 10000);
             cnode_get -> gen_server:call({kv, Target}, {get, K}, 10000);
+            cnode_local -> gen_server:call({kv, Target}, {get, K, local}, 10000);
             ra_put -> ra:process_command(Target, {put, K, V}, 10000);
             ra_get -> ra:consistent_query(Target, fun(S) -> maps:get(K, S, not_found) end, 10000)
         end
@@ -98,6 +124,8 @@ op(Kind, Target, K, V) ->
 ok(cnode_put, ok) -> true;
 ok(cnode_get, {ok, _}) -> true;
 ok(cnode_get, not_found) -> true;
+ok(cnode_local, {ok, _}) -> true;
+ok(cnode_local, not_found) -> true;
 ok(ra_put, {ok, ok, _}) -> true;
 ok(ra_get, {ok, _, _}) -> true;
 ok(_, _) -> false.

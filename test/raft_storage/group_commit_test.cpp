@@ -140,6 +140,37 @@ TEST_CASE("group_commit: without coalescing, one fdatasync per batch") {
   CHECK(gc.stats().syncs == 80);
 }
 
+TEST_CASE("group_commit: the observer sees every write, with its batches, entries and times in order") {
+  temp_dir dir;
+  recovered r;
+  auto s = must_open(dir.path, r);
+  completion_thread ct;
+  ledger led;
+  std::mutex m;
+  std::vector<sync_record> seen;
+  group_commit_options o;
+  o.observe = [&](const sync_record& rec) {
+    std::lock_guard l(m);
+    seen.push_back(rec);
+  };
+  group_commit gc(*s, o);
+  load(gc, ct, led, 4, 20, false);
+  REQUIRE(led.wait_for(80));
+  gc.stop();
+  std::lock_guard l(m);
+  CHECK(seen.size() == gc.stats().groups);
+  std::uint64_t batches = 0, entries = 0;
+  for (const auto& rec : seen) {
+    batches += rec.batches;
+    entries += rec.entries;
+    CHECK(rec.queued <= rec.started);
+    CHECK(rec.started <= rec.syncing);
+    CHECK(rec.syncing <= rec.ended);
+  }
+  CHECK(batches == 80);
+  CHECK(entries == gc.stats().entries);
+}
+
 TEST_CASE("group_commit: refused batches, snapshots in order, and submissions after stop") {
   temp_dir dir;
   recovered r;
