@@ -43,6 +43,26 @@ const detail::atom_entry*& atom_slot(std::string_view s) noexcept {
   return slots[h >> 55];  // top 9 bits: 512 slots
 }
 
+[[gnu::always_inline]] inline std::uint16_t be16(const std::uint8_t* p) noexcept {
+  std::uint16_t v;
+  std::memcpy(&v, p, 2);
+  return std::endian::native == std::endian::little ? __builtin_bswap16(v) : v;
+}
+[[gnu::always_inline]] inline std::uint32_t be32(const std::uint8_t* p) noexcept {
+  std::uint32_t v;
+  std::memcpy(&v, p, 4);
+  return std::endian::native == std::endian::little ? __builtin_bswap32(v) : v;
+}
+[[gnu::always_inline]] inline std::uint64_t be64(const std::uint8_t* p) noexcept {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return std::endian::native == std::endian::little ? __builtin_bswap64(v) : v;
+}
+
+// Every slot the decoder fills holds [] (a new node's elements, the root, a fun's free variables) and is filled
+// once: the value is constructed in place, without destroying the [] before it.
+[[gnu::always_inline]] inline void put(term& slot, term&& v) noexcept { new (&slot) term(std::move(v)); }
+
 // Short atom names: a loop beats a call to memcmp.
 inline bool same_bytes(const char* a, const char* b, std::size_t n) noexcept {
   if (n > 16) return std::memcmp(a, b, n) == 0;
@@ -68,20 +88,20 @@ class decoder {
  private:
   std::size_t left() const noexcept { return size_ - pos_; }
   std::uint8_t u8() noexcept { return p_[pos_++]; }
-  std::uint16_t u16() noexcept {
-    std::uint16_t v = static_cast<std::uint16_t>((p_[pos_] << 8) | p_[pos_ + 1]);
+  [[gnu::always_inline]] std::uint16_t u16() noexcept {
+    const std::uint16_t v = be16(p_ + pos_);
     pos_ += 2;
     return v;
   }
-  std::uint32_t u32() noexcept {
-    std::uint32_t v = (std::uint32_t{p_[pos_]} << 24) | (std::uint32_t{p_[pos_ + 1]} << 16) |
-                      (std::uint32_t{p_[pos_ + 2]} << 8) | std::uint32_t{p_[pos_ + 3]};
+  [[gnu::always_inline]] std::uint32_t u32() noexcept {
+    const std::uint32_t v = be32(p_ + pos_);
     pos_ += 4;
     return v;
   }
-  std::uint64_t u64() noexcept {
-    std::uint64_t hi = u32();
-    return (hi << 32) | u32();
+  [[gnu::always_inline]] std::uint64_t u64() noexcept {
+    const std::uint64_t v = be64(p_ + pos_);
+    pos_ += 8;
+    return v;
   }
   bool fail(error e, std::size_t off) noexcept {
     err_ = e;
@@ -96,7 +116,12 @@ class decoder {
   }
 
   bool read_one(term*& dest);
-  int leaf(term& out);
+  [[gnu::always_inline]] int leaf(term& out);
+  // Leaves read one after the other into slot(0), slot(1), ... up to slot(n - 1), with the read position in a
+  // local: the number read before the first element that is not a leaf (or whose bytes are not all there), or
+  // SIZE_MAX when reading one failed.
+  template <typename Slot>
+  [[gnu::always_inline]] std::size_t leaves(Slot slot, std::size_t n);
   void whole_binary(std::size_t n, term& out);
   bool read_atom(atom& out);
   // The atom after its tag (read, at offset at): its entry, with a reference owned by the caller when it is a
@@ -164,7 +189,39 @@ bool decoder::run(term& root) {
       const std::uint32_t slots = f.kind == frame::map ? 2 * f.count : f.count;
       term* s;
       if (++f.next < slots) {
-        s = slot(f);
+        // The elements after a compound one: leaves in a run, then the next compound one (or the end).
+        std::size_t k;
+        switch (f.kind) {
+          case frame::tuple: {
+            term* e = static_cast<detail::tuple_node*>(f.n)->elems() + f.next;
+            k = leaves([e](std::size_t j) -> term& { return e[j]; }, slots - f.next);
+            break;
+          }
+          case frame::list: {
+            term* e = static_cast<detail::list_node*>(f.n)->elems() + f.next;
+            k = leaves([e](std::size_t j) -> term& { return e[j]; }, slots - f.next);
+            break;
+          }
+          case frame::map: {
+            auto* m = static_cast<detail::map_node*>(f.n);
+            term* const keys = m->keys();
+            term* const values = m->values();
+            const std::size_t from = f.next;
+            k = leaves(
+                [=](std::size_t j) -> term& { return ((from + j) & 1) ? values[(from + j) / 2] : keys[(from + j) / 2]; },
+                slots - f.next);
+            break;
+          }
+          default: k = 0; break;
+        }
+        if (k == SIZE_MAX) return false;
+        f.next += static_cast<std::uint32_t>(k);
+        if (f.next < slots) {
+          dest = slot(f);
+          break;
+        }
+        --f.next;  // every element read: on to the end of the frame
+        continue;
       } else if (f.kind == frame::list && !f.tail_done) {
         f.tail_done = true;
         s = slot(f);
@@ -409,36 +466,36 @@ bool decoder::read_compressed(term& out, std::size_t at) {
 // A BINARY_EXT body of n bytes (n checked against the input) at pos_, copied (or referred to when large).
 void decoder::whole_binary(std::size_t n, term& out) {
   if (owner_ && n >= ref_binary_min) {
-    out = term::binary_ref(*owner_, pos_, n);
+    put(out, term::binary_ref(*owner_, pos_, n));
     return;
   }
   void* mem = detail::allocate_node(sizeof(detail::binary_node), n);
   auto* b = new (mem) detail::binary_node(n, nullptr, nullptr, 8);
   if (n) std::memcpy(b->inline_bytes(), p_ + pos_, n);
   b->data = b->inline_bytes();
-  out = term_access::make(term_type::binary, 0, b);
+  put(out, term_access::make(term_type::binary, 0, b));
 }
 
 // The elements of a tuple, list or map that are leaves (small integers, integers, atoms, [], floats, binaries) are
 // read in a loop of their own, without a trip through the frame stack. 1: read into out; 0: not such a leaf, or
 // its bytes are not all there (read_one then reads it and reports any error exactly as before); -1: failed.
-int decoder::leaf(term& out) {
+inline int decoder::leaf(term& out) {
   if (pos_ >= size_) return 0;
   const std::uint8_t t = p_[pos_];
   switch (t) {
     case tag::small_integer:
       if (left() < 2) return 0;
-      out = term(std::int64_t{p_[pos_ + 1]});
+      put(out, term(std::int64_t{p_[pos_ + 1]}));
       pos_ += 2;
       return 1;
     case tag::integer:
       if (left() < 5) return 0;
       ++pos_;
-      out = term(std::int64_t{static_cast<std::int32_t>(u32())});
+      put(out, term(std::int64_t{static_cast<std::int32_t>(u32())}));
       return 1;
     case tag::nil:
       ++pos_;
-      out = term();
+      put(out, term());
       return 1;
     case tag::atom:
     case tag::small_atom:
@@ -447,7 +504,7 @@ int decoder::leaf(term& out) {
       const std::size_t at = pos_++;
       const detail::atom_entry* e = read_atom_body(t, at);
       if (!e) return -1;
-      out = term_access::adopt_atom(e);
+      put(out, term_access::adopt_atom(e));
       return 1;
     }
     case tag::new_float: {
@@ -458,7 +515,7 @@ int decoder::leaf(term& out) {
         pos_ -= 9;
         return 0;
       }
-      out = term(d);
+      put(out, term(d));
       return 1;
     }
     case tag::binary: {
@@ -475,6 +532,66 @@ int decoder::leaf(term& out) {
   }
 }
 
+template <typename Slot>
+inline std::size_t decoder::leaves(Slot slot, std::size_t n) {
+  const std::uint8_t* const base = p_;
+  const std::uint8_t* const end = p_ + size_;
+  const std::uint8_t* p = p_ + pos_;
+  std::size_t i = 0;
+  for (; i < n; ++i) {
+    if (p == end) break;
+    const std::size_t avail = static_cast<std::size_t>(end - p);
+    term& out = slot(i);
+    switch (*p) {
+      case tag::small_integer:
+        if (avail < 2) goto done;
+        new (&out) term(std::int64_t{p[1]});
+        p += 2;
+        continue;
+      case tag::integer:
+        if (avail < 5) goto done;
+        new (&out) term(std::int64_t{static_cast<std::int32_t>(be32(p + 1))});
+        p += 5;
+        continue;
+      case tag::nil: ++p; continue;  // the slot already holds []
+      case tag::atom:
+      case tag::small_atom:
+      case tag::atom_utf8:
+      case tag::small_atom_utf8: {
+        const std::uint8_t t = *p;
+        const std::size_t at = static_cast<std::size_t>(p - base);
+        pos_ = at + 1;
+        const detail::atom_entry* e = read_atom_body(t, at);
+        if (!e) return SIZE_MAX;
+        put(out, term_access::adopt_atom(e));
+        p = base + pos_;
+        continue;
+      }
+      case tag::new_float: {
+        if (avail < 9) goto done;
+        const double d = std::bit_cast<double>(be64(p + 1));
+        if (!std::isfinite(d)) goto done;
+        new (&out) term(d);
+        p += 9;
+        continue;
+      }
+      case tag::binary: {
+        if (avail < 5) goto done;
+        const std::size_t len = be32(p + 1);
+        if (len > avail - 5) goto done;
+        pos_ = static_cast<std::size_t>(p - base) + 5;
+        whole_binary(len, out);
+        p = base + pos_ + len;
+        continue;
+      }
+      default: goto done;
+    }
+  }
+done:
+  pos_ = static_cast<std::size_t>(p - base);
+  return i;
+}
+
 bool decoder::read_one(term*& dest) {
   for (;;) {
     if (!need(1)) return false;
@@ -485,12 +602,12 @@ bool decoder::read_one(term*& dest) {
     switch (t) {
       case tag::small_integer:
         if (!need(1)) return false;
-        *dest = term(std::int64_t{u8()});
+        put(*dest, term(std::int64_t{u8()}));
         dest = nullptr;
         return true;
       case tag::integer:
         if (!need(4)) return false;
-        *dest = term(std::int64_t{static_cast<std::int32_t>(u32())});
+        put(*dest, term(std::int64_t{static_cast<std::int32_t>(u32())}));
         dest = nullptr;
         return true;
       case tag::small_big:
@@ -502,7 +619,7 @@ bool decoder::read_one(term*& dest) {
         if (!need(8)) return false;
         double d = std::bit_cast<double>(u64());
         if (!std::isfinite(d)) return fail(error::bad_float, at);
-        *dest = term(d);
+        put(*dest, term(d));
         dest = nullptr;
         return true;
       }
@@ -519,7 +636,7 @@ bool decoder::read_one(term*& dest) {
         auto [ptr, ec] = std::from_chars(first, s + n, d);
         if (ec != std::errc() || ptr != s + n || !std::isfinite(d)) return fail(error::bad_float, at);
         pos_ += 31;
-        *dest = term(d);
+        put(*dest, term(d));
         dest = nullptr;
         return true;
       }
@@ -530,12 +647,12 @@ bool decoder::read_one(term*& dest) {
       case tag::atom_cache_ref: {
         const detail::atom_entry* e = read_atom_body(t, at);
         if (!e) return false;
-        *dest = term_access::adopt_atom(e);
+        put(*dest, term_access::adopt_atom(e));
         dest = nullptr;
         return true;
       }
       case tag::nil:
-        *dest = term();
+        put(*dest, term());
         dest = nullptr;
         return true;
       case tag::string: {
@@ -543,12 +660,12 @@ bool decoder::read_one(term*& dest) {
         std::size_t n = u16();
         if (!need(n)) return false;
         if (n == 0) {
-          *dest = term();
+          put(*dest, term());
         } else {
           auto* l = detail::new_list_node(static_cast<std::uint32_t>(n), term());
           term* e = l->elems();
           for (std::size_t i = 0; i < n; ++i) e[i] = term(std::int64_t{p_[pos_ + i]});
-          *dest = term_access::make(term_type::list, 0, l);
+          put(*dest, term_access::make(term_type::list, 0, l));
         }
         pos_ += n;
         dest = nullptr;
@@ -567,11 +684,11 @@ bool decoder::read_one(term*& dest) {
         }
         if (n > left()) return too_long(n, at + 1);
         if (owner_ && n >= ref_binary_min && bits == 8) {
-          *dest = term::binary_ref(*owner_, pos_, n);
+          put(*dest, term::binary_ref(*owner_, pos_, n));
         } else if (bits == 8) {
           whole_binary(n, *dest);
         } else {
-          *dest = term::bitstring({p_ + pos_, n}, bits);
+          put(*dest, term::bitstring({p_ + pos_, n}, bits));
         }
         pos_ += n;
         dest = nullptr;
@@ -584,7 +701,7 @@ bool decoder::read_one(term*& dest) {
         v.id = u32();
         v.serial = u32();
         v.creation = t == tag::new_pid ? u32() : u8();
-        *dest = detail::outside_arena([&] { return term::pid(v); });
+        put(*dest, detail::outside_arena([&] { return term::pid(v); }));
         dest = nullptr;
         return true;
       }
@@ -595,7 +712,7 @@ bool decoder::read_one(term*& dest) {
         if (!read_atom(v.node) || !need(t == tag::v4_port ? 12 : t == tag::new_port ? 8 : 5)) return false;
         v.id = t == tag::v4_port ? u64() : u32();
         v.creation = t == tag::port ? u8() : u32();
-        *dest = detail::outside_arena([&] { return term::port(v); });
+        put(*dest, detail::outside_arena([&] { return term::port(v); }));
         dest = nullptr;
         return true;
       }
@@ -605,7 +722,7 @@ bool decoder::read_one(term*& dest) {
         v.len = 1;
         v.ids[0] = u32();
         v.creation = u8();
-        *dest = detail::outside_arena([&] { return term::reference(v); });
+        put(*dest, detail::outside_arena([&] { return term::reference(v); }));
         dest = nullptr;
         return true;
       }
@@ -619,7 +736,7 @@ bool decoder::read_one(term*& dest) {
         if (!read_atom(v.node) || !need((t == tag::newer_reference ? 4 : 1) + 4 * n)) return false;
         v.creation = t == tag::newer_reference ? u32() : u8();
         for (std::size_t i = 0; i < n; ++i) v.ids[i] = u32();
-        *dest = detail::outside_arena([&] { return term::reference(v); });
+        put(*dest, detail::outside_arena([&] { return term::reference(v); }));
         dest = nullptr;
         return true;
       }
@@ -629,7 +746,7 @@ bool decoder::read_one(term*& dest) {
         if (!need(2)) return false;
         if (u8() != tag::small_integer) return fail(error::bad_fun, pos_ - 1);
         v.arity = u8();
-        *dest = term::export_(v);
+        put(*dest, term::export_(v));
         dest = nullptr;
         return true;
       }
@@ -639,16 +756,15 @@ bool decoder::read_one(term*& dest) {
         std::size_t n = t == tag::small_tuple ? u8() : u32();
         if (n > left()) return too_long(n, at + 1);
         auto* tn = detail::new_tuple_node(static_cast<std::uint32_t>(n));
-        *dest = term_access::make(term_type::tuple, 0, tn);
+        put(*dest, term_access::make(term_type::tuple, 0, tn));
         if (n == 0) {
           dest = nullptr;
           return true;
         }
         if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
         term* e = tn->elems();
-        std::size_t i = 0;
-        for (int r; i < n && (r = leaf(e[i])) != 0; ++i)
-          if (r < 0) return false;
+        const std::size_t i = leaves([e](std::size_t j) -> term& { return e[j]; }, n);
+        if (i == SIZE_MAX) return false;
         if (i == n) {
           dest = nullptr;
           return true;
@@ -664,12 +780,11 @@ bool decoder::read_one(term*& dest) {
         if (n >= left()) return too_long(n, at + 1);
         if (n == 0) continue;  // a LIST_EXT of no elements is just its tail
         auto* ln = detail::new_list_node(static_cast<std::uint32_t>(n), term());
-        *dest = term_access::make(term_type::list, 0, ln);
+        put(*dest, term_access::make(term_type::list, 0, ln));
         if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
         term* e = ln->elems();
-        std::size_t i = 0;
-        for (int r; i < n && (r = leaf(e[i])) != 0; ++i)
-          if (r < 0) return false;
+        const std::size_t i = leaves([e](std::size_t j) -> term& { return e[j]; }, n);
+        if (i == SIZE_MAX) return false;
         if (i == n) {  // every element read: the tail is next
           if (!push({frame::list, true, static_cast<std::uint32_t>(n - 1), static_cast<std::uint32_t>(n), ln, at, 0}))
             return false;
@@ -686,7 +801,7 @@ bool decoder::read_one(term*& dest) {
         std::size_t n = u32();
         if (n > left() / 2) return too_long(n, at + 1);
         auto* mn = detail::new_map_node(static_cast<std::uint32_t>(n));
-        *dest = term_access::make(term_type::map, 0, mn);
+        put(*dest, term_access::make(term_type::map, 0, mn));
         if (n == 0) {
           dest = nullptr;
           return true;
@@ -694,9 +809,9 @@ bool decoder::read_one(term*& dest) {
         if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
         term* k = mn->keys();
         term* v = mn->values();
-        std::size_t j = 0;  // slot: key j/2 when j is even, value j/2 when odd
-        for (int r; j < 2 * n && (r = leaf((j & 1) ? v[j / 2] : k[j / 2])) != 0; ++j)
-          if (r < 0) return false;
+        // slot: key j/2 when j is even, value j/2 when odd
+        const std::size_t j = leaves([k, v](std::size_t j) -> term& { return (j & 1) ? v[j / 2] : k[j / 2]; }, 2 * n);
+        if (j == SIZE_MAX) return false;
         frame f{frame::map, false, static_cast<std::uint32_t>(j), static_cast<std::uint32_t>(n), mn, at, 0};
         if (j == 2 * n) {
           if (!finish_map(f)) return false;
@@ -722,7 +837,7 @@ bool decoder::read_one(term*& dest) {
         if (!read_atom(v.module) || !read_integer(v.old_index) || !read_integer(v.old_uniq) || !read_pid(v.pid))
           return false;
         v.free_vars.resize(num_free);
-        *dest = term::fun(std::move(v));
+        put(*dest, term::fun(std::move(v)));
         detail::node* fn = term_access::node(*dest);
         if (num_free == 0) {
           if (pos_ - size_at != fun_size) return fail(error::bad_fun, size_at);

@@ -6,6 +6,9 @@
 // copying decode(span) is shown as well. Targets: decode at least 2x faster than the BEAM and not slower than
 // libei; encode not slower than either.
 #include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
 #include <stdexcept>
 
 #include "bench.hpp"
@@ -21,10 +24,48 @@ void keep(T&& v) {
   asm volatile("" : : "g"(&v) : "memory");  // the compiler must assume the result is used
 }
 
+// The loop `--count` runs: its own function, so that `valgrind --tool=callgrind --toggle-collect=*counted_loop*`
+// counts the instructions of the iterations and nothing of the set-up.
+[[gnu::noinline]] void counted_loop(const std::function<void()>& fn, long n) {
+  for (long i = 0; i < n; ++i) fn();
+}
+
+// bench_etf --count ITEM dec|dec-copy|enc|ei-dec|ei-enc N: runs one operation N times on one corpus item, untimed
+// and without the BEAM. Under callgrind that gives instruction counts, which a loaded machine does not disturb.
+int count(const std::vector<item>& corpus, const std::string& name, const std::string& what, long n) {
+  for (const item& it : corpus) {
+    if (it.name != name) continue;
+    shared_bytes shared = shared_bytes::copy(it.bytes);
+    std::vector<std::uint8_t> buf;
+    buf.reserve(it.bytes.size());
+    ei_peer ei(it);
+    std::function<void()> fn;
+    if (what == "dec") fn = [&] { keep(decode_prefix(shared, 0)); };
+    else if (what == "dec-copy") fn = [&] { keep(decode(it.bytes)); };
+    else if (what == "enc") fn = [&] {
+      buf.clear();
+      encode(it.value, buf);
+      keep(buf);
+    };
+    else if (what == "ei-dec") fn = [&] { ei.decode(); };
+    else if (what == "ei-enc") fn = [&] { ei.encode(); };
+    else {
+      std::fprintf(stderr, "bench_etf: --count: no operation %s\n", what.c_str());
+      return 2;
+    }
+    fn();  // warm: thread-local caches and scratch stacks as in a steady stream
+    counted_loop(fn, n);
+    return 0;
+  }
+  std::fprintf(stderr, "bench_etf: --count: no item %s\n", name.c_str());
+  return 2;
+}
+
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   std::vector<item> corpus = make_corpus();
+  if (argc == 5 && std::string(argv[1]) == "--count") return count(corpus, argv[2], argv[3], std::atol(argv[4]));
   std::map<std::string, beam_figures> beam;
   try {
     beam = run_beam(corpus);
