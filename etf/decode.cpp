@@ -2,6 +2,7 @@
 // costs heap, not native stack. Every length is checked against the bytes left before anything is allocated
 // (each element takes at least one byte), and compressed data is inflated in steps, never past the limit.
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <charconv>
 #include <cmath>
@@ -62,6 +63,41 @@ const detail::atom_entry*& atom_slot(std::string_view s) noexcept {
 // Every slot the decoder fills holds [] (a new node's elements, the root, a fun's free variables) and is filled
 // once: the value is constructed in place, without destroying the [] before it.
 [[gnu::always_inline]] inline void put(term& slot, term&& v) noexcept { new (&slot) term(std::move(v)); }
+
+// In front of that cache, one keyed by the atom's whole encoding (tag, length and text) when it is at most 16 bytes:
+// two masked 8-byte loads and two compares find an atom a stream keeps sending. Permanent atoms only, like the
+// cache behind it. Used where at least 16 bytes of input follow the tag (loads stay inside the input).
+struct wire_atom_slot {
+  std::uint64_t w0 = 0, w1 = 0;  // the encoding, zero past its end; w0 holds the tag, never 0 in a filled slot
+  const detail::atom_entry* e = nullptr;
+};
+constexpr std::size_t wire_atom_slots = 512;
+thread_local wire_atom_slot tl_wire_atoms[wire_atom_slots];
+struct wire_mask {
+  std::uint64_t m0, m1;
+};
+constexpr wire_mask wire_mask_for(std::size_t n) {
+  return {n >= 8 ? ~std::uint64_t{0} : (std::uint64_t{1} << (8 * n)) - 1,
+          n >= 16 ? ~std::uint64_t{0} : n <= 8 ? 0 : (std::uint64_t{1} << (8 * (n - 8))) - 1};
+}
+constexpr auto wire_masks = [] {
+  std::array<wire_mask, 17> m{};
+  for (std::size_t n = 0; n <= 16; ++n) m[n] = wire_mask_for(n);
+  return m;
+}();
+// The encoding's length (tag included) at p, or more than 16 when it does not fit a key.
+[[gnu::always_inline]] inline std::size_t wire_atom_len(const std::uint8_t* p) noexcept {
+  return (p[0] == tag::small_atom_utf8 || p[0] == tag::small_atom) ? 2 + std::size_t{p[1]}
+                                                                    : 3 + ((std::size_t{p[1]} << 8) | p[2]);
+}
+[[gnu::always_inline]] inline wire_atom_slot& wire_slot(const std::uint8_t* p, std::size_t len, std::uint64_t& w0,
+                                                        std::uint64_t& w1) noexcept {
+  std::memcpy(&w0, p, 8);
+  std::memcpy(&w1, p + 8, 8);
+  w0 &= wire_masks[len].m0;
+  w1 &= wire_masks[len].m1;
+  return tl_wire_atoms[(w0 * 0x9E3779B97F4A7C15ull + w1 * 0xC2B2AE3D27D4EB4Full) >> 55];
+}
 
 // Short atom names: a loop beats a call to memcmp.
 inline bool same_bytes(const char* a, const char* b, std::size_t n) noexcept {
@@ -127,6 +163,18 @@ class decoder {
   // The atom after its tag (read, at offset at): its entry, with a reference owned by the caller when it is a
   // dynamic atom (term_access::adopt_atom, atom_access::assign take it over); nullptr when it fails.
   const detail::atom_entry* read_atom_body(std::uint8_t tag, std::size_t at);
+  // The atom whose tag is at offset at when the wire-encoding cache has it (pos_ then after it), else nullptr.
+  [[gnu::always_inline]] const detail::atom_entry* wire_atom(std::size_t at) noexcept {
+    if (size_ - at < 16) return nullptr;
+    const std::uint8_t* p = p_ + at;
+    const std::size_t len = wire_atom_len(p);
+    if (len > 16) return nullptr;
+    std::uint64_t w0, w1;
+    const wire_atom_slot& ws = wire_slot(p, len, w0, w1);
+    if (ws.w0 != w0 || ws.w1 != w1) return nullptr;
+    pos_ = at + len;
+    return ws.e;
+  }
   bool read_integer(term& out);  // SMALL_INTEGER_EXT / INTEGER_EXT / bigs (for fun fields)
   bool read_pid(term& out);
   bool read_big(std::uint8_t tag, term& out);
@@ -293,6 +341,7 @@ bool decoder::finish_map(frame& f) {
 }
 
 const detail::atom_entry* decoder::read_atom_body(std::uint8_t t, std::size_t at) {
+  if (const detail::atom_entry* e = wire_atom(at)) return e;
   std::size_t len;
   switch (t) {
     case tag::atom:
@@ -337,6 +386,11 @@ const detail::atom_entry* decoder::read_atom_body(std::uint8_t t, std::size_t at
     return nullptr;
   }
   if ((utf8_tag || e->length == len) && e->permanent()) slot = e;
+  if (e->permanent() && size_ - at >= 16 && pos_ - at <= 16) {
+    std::uint64_t w0, w1;
+    wire_atom_slot& ws = wire_slot(p_ + at, pos_ - at, w0, w1);
+    ws = {w0, w1, e};
+  }
   return e;
 }
 
@@ -560,10 +614,14 @@ inline std::size_t decoder::leaves(Slot slot, std::size_t n) {
       case tag::small_atom_utf8: {
         const std::uint8_t t = *p;
         const std::size_t at = static_cast<std::size_t>(p - base);
-        pos_ = at + 1;
-        const detail::atom_entry* e = read_atom_body(t, at);
-        if (!e) return SIZE_MAX;
-        put(out, term_access::adopt_atom(e));
+        if (const detail::atom_entry* e = wire_atom(at)) {
+          put(out, term_access::permanent_atom(e));
+        } else {
+          pos_ = at + 1;
+          e = read_atom_body(t, at);
+          if (!e) return SIZE_MAX;
+          put(out, term_access::adopt_atom(e));
+        }
         p = base + pos_;
         continue;
       }

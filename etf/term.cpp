@@ -186,9 +186,7 @@ struct pending_owner {
 };
 thread_local pending_owner tl_pending_owner;
 
-void destroy_terms(term* t, std::size_t n) noexcept {
-  for (std::size_t i = 0; i < n; ++i) t[i].~term();
-}
+void destroy_terms(term* t, std::size_t n) noexcept;
 
 void destroy(node* n) noexcept {
   switch (n->kind) {
@@ -239,6 +237,27 @@ void destroy(node* n) noexcept {
       break;
   }
   free_node(n);
+}
+
+// The elements of a node being destroyed, with release inlined: the drain is running (destroy is only called from
+// release), so a compound child whose count reaches zero is queued and a leaf child destroyed now.
+void destroy_terms(term* t, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    const term& x = t[i];
+    if (node* c = x.boxed(); x.holds_node()) {
+      if (c->refs.load(std::memory_order_acquire) != 1 && c->refs.fetch_sub(1, std::memory_order_acq_rel) != 1)
+        continue;
+      switch (c->kind) {
+        case node_kind::tuple:
+        case node_kind::list:
+        case node_kind::map:
+        case node_kind::fun: tl_pending->push_back(c); break;
+        default: destroy(c); break;
+      }
+    } else if (x.aux()) {
+      atom_release(x.atom_value().entry());
+    }
+  }
 }
 
 }  // namespace

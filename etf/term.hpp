@@ -262,19 +262,23 @@ class term {
   friend std::weak_ordering operator<=>(const term& a, const term& b) noexcept;
 
   detail::node* boxed() const noexcept { return p_; }
+  bool holds_node() const noexcept { return is_boxed(); }
   std::uint32_t aux() const noexcept { return aux_; }
 
  private:
   friend struct term_access;
-  bool is_boxed() const noexcept {
-    return type_ != term_type::integer && type_ != term_type::float_ && type_ != term_type::atom &&
-           type_ != term_type::nil;
-  }
+  // One shift and test: every type but the four immediates is a node.
+  static constexpr std::uint32_t immediate_types =
+      (1u << static_cast<unsigned>(term_type::integer)) | (1u << static_cast<unsigned>(term_type::float_)) |
+      (1u << static_cast<unsigned>(term_type::atom)) | (1u << static_cast<unsigned>(term_type::nil));
+  bool is_boxed() const noexcept { return !((immediate_types >> static_cast<unsigned>(type_)) & 1u); }
   term(term_type t, std::uint32_t aux, detail::node* p) noexcept : type_(t), aux_(aux), p_(p) {}
   // An atom term that takes over the reference the caller holds on e when it is dynamic (see atom.hpp).
   struct adopt_t {};
   term(adopt_t, const detail::atom_entry* e) noexcept
       : type_(term_type::atom), aux_(e->permanent() ? 0 : 1), a_(e, atom::adopt) {}
+  struct permanent_t {};
+  term(permanent_t, const detail::atom_entry* e) noexcept : type_(term_type::atom), aux_(0), a_(e, atom::adopt) {}
 
   term_type type_;
   std::uint32_t aux_;  // list: element offset within its node; atom: 1 when it holds a reference (dynamic)

@@ -167,6 +167,8 @@ struct term_access {
   static detail::node* node(const term& t) noexcept { return t.p_; }
   // An atom term for an entry from detail::intern_wire, taking over its reference.
   static term adopt_atom(const detail::atom_entry* e) noexcept { return term(term::adopt_t{}, e); }
+  // An atom term for an entry known to be permanent (no reference to take over).
+  static term permanent_atom(const detail::atom_entry* e) noexcept { return term(term::permanent_t{}, e); }
 };
 
 inline std::size_t term::tuple_size() const noexcept { return static_cast<const detail::tuple_node*>(p_)->arity; }
