@@ -420,7 +420,7 @@ void server_core::nodeup(atom node) {
 }
 
 void server_core::nodeup_locked(atom node) {
-  if (hidden_ || node == io_.self_node()) return;
+  if (hidden_ || leaving_ || node == io_.self_node()) return;
   // handle_nodeup (global.erl:2678): already known or in progress → nothing.
   if (known_.count(node) || resolvers_.count(node)) return;
   auto& p = peers_[node];
@@ -444,8 +444,13 @@ void server_core::nodeup_locked(atom node) {
 
 void server_core::nodedown(atom node) {
   std::lock_guard lk(mu_);
-  if (hidden_) return;
+  if (hidden_ || leaving_) return;
   handle_nodedown(node, down_kind::disconnected);
+}
+
+void server_core::leave() {
+  std::lock_guard lk(mu_);
+  leaving_ = true;
 }
 
 void server_core::init_connect(const term& vsn, atom node, const term& init_msg, const term& his_tag,
@@ -700,6 +705,7 @@ void server_core::multicast(const term& msg, atom except) {
 }
 
 void server_core::lost_connection(const term& msg) {
+  if (leaving_) return;
   atom a = msg.element(1).atom_value(), b = msg.element(4).atom_value();
   const term &xcre = msg.element(2), &opid = msg.element(3);
   auto key = std::make_pair(a, b);

@@ -138,6 +138,11 @@ class server_core {
   void remove_syncer(const term& pid);
   void nodeup(atom node);
   void nodedown(atom node);
+  // The node is stopping and its names are released: from now on connections that come and go are not global's
+  // business (on the BEAM, global_name_server stops before net_kernel closes the connections). Above all no
+  // lost_connection goes out as the connections close one by one: it would make the nodes that get it disconnect
+  // from the others (prevent_overlapping_partitions).
+  void leave();
 
  private:
   struct peer {
@@ -191,6 +196,7 @@ class server_core {
   std::map<std::pair<atom, atom>, lost_info> lost_;  // {A, B}: kept an hour, as global.erl does
   std::vector<term> syncers_;
   term creation_ext_;
+  bool leaving_ = false;
 };
 
 }  // namespace cnode::global

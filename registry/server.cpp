@@ -554,14 +554,21 @@ asio::awaitable<void> service::start(service_context& ctx) {
 }
 
 asio::awaitable<void> service::stop(clock::time_point deadline) {
-  if (hidden || !n) co_return;
+  if (!core) co_return;
+  if (hidden || !n) {
+    core->leave();
+    co_return;
+  }
   // The names held by this node's processes, unregistered one by one through the registrar.
   std::vector<term> ours;
   for (const auto& name : core->registered_names()) {
     auto pid = core->where(name, alive_on(*n));
     if (pid && n->is_local(*pid)) ours.push_back(name);
   }
-  if (ours.empty()) co_return;
+  if (ours.empty()) {
+    core->leave();
+    co_return;
+  }
   // Named first: a temporary inside a co_await expression is destroyed twice by GCC 12 (README).
   std::function<asio::awaitable<term>(process&)> release = [ours](process& self) -> asio::awaitable<term> {
     for (const auto& name : ours) co_await unregister_name(self, name);
@@ -569,6 +576,7 @@ asio::awaitable<void> service::stop(clock::time_point deadline) {
   };
   auto r = co_await run_in_process(*n, std::move(release), deadline);
   if (!r) log::warning("global: {} names of this node were not all released before the stop deadline", ours.size());
+  core->leave();
 }
 
 void service::metrics(metrics_sink& m) const {

@@ -262,6 +262,28 @@ TEST_CASE("lost_connection: a repeat is dropped for an hour, then handled again"
   CHECK(forwarded() == 1);
 }
 
+TEST_CASE("leave: a stopping node reports no lost connections and acts on none") {
+  fake_io io;
+  server_core core(io);
+  core.handle_cast(t({A("new_nodes"), A("x@h"), term::nil(), term::nil(),
+                      term::list({t({A("y@h"), term(8)}), t({A("z@h"), term(8)})}), term::nil()}));
+  REQUIRE(core.known().size() == 2);
+  core.leave();
+  io.sent.clear();
+  io.casts.clear();
+  // Its connections close one by one: nothing goes to the nodes still connected.
+  core.nodedown(atom("y@h"));
+  CHECK(io.sent.empty());
+  // Nor does a lost_connection from another node make it disconnect anybody or pass it on.
+  CHECK(core.handle_info(t({A("lost_connection"), A("z@h"), term(77), term(1), A("x@h")})));
+  CHECK(io.sent.empty());
+  CHECK(io.disconnected.empty());
+  // And a node that comes up is not synced with.
+  core.nodeup(atom("w@h"));
+  CHECK(io.sent.empty());
+  CHECK_FALSE(io.last_cast("init_connect"));
+}
+
 TEST_CASE("syncers: told when a node gets in sync; nothing to wait for when all are synced") {
   fake_io io;
   server_core core(io);
