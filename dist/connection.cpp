@@ -285,7 +285,11 @@ bool connection::hand_over() {
   in_drain_ = false;
   if (wake_after_drain_) {
     wake_after_drain_ = false;
-    if (up) writer_park_.resume();  // the replies go out from this thread, before the next read
+    if (up) {  // the replies go out from this thread, before the next read
+      reader_resumed_writer_ = true;
+      writer_park_.resume();
+      reader_resumed_writer_ = false;
+    }
   }
   return up;
 }
@@ -421,10 +425,17 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
     }
     writing_ = true;
     write_started_ = clock::now();
-    // What the socket takes at once goes from this thread; only the rest waits for the reactor.
+    // Replies to what the reader just handed over: what the socket takes at once goes from this thread, and only the
+    // rest waits for the reactor (an async_write that completes at once still posts its completion: another
+    // thread woken per reply). Woken by a sender elsewhere (a process streaming to this connection), the writer
+    // keeps the async_write: while it is in flight, what the sender queues gathers into the next batch, where a
+    // write that returned at once would put the writer back to sleep and cost a system call per message.
     boost::system::error_code ec;
-    std::size_t n = stream_.try_write_some(buffers, ec);
-    if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+    std::size_t n = 0;
+    if (reader_resumed_writer_) {
+      n = stream_.try_write_some(buffers, ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+    }
     if (!ec && n < buffer_bytes(buffers)) {
       consume_front(buffers, n);
       auto [aec, an] = co_await asio::async_write(stream_, buffers, as_tuple(use_awaitable));

@@ -220,6 +220,7 @@ class connection : public std::enable_shared_from_this<connection> {
   // Strand-only state.
   bool in_drain_ = false;            // the reader is handing packets over (and may be running a process)
   bool wake_after_drain_ = false;    // a packet was queued meanwhile: the reader resumes the writer after
+  bool reader_resumed_writer_ = false;  // the writer runs inside the reader's hand-over: write without waiting
   bool wrote_since_tick_in_ = false;
   bool writing_ = false;
   clock::time_point write_started_{};
