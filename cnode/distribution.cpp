@@ -332,6 +332,7 @@ class accept_guard final : public dist::handshake_policy {
     if (name_.empty() || !*alive_) return;  // a frame destroyed after the distribution (shutdown)
     std::lock_guard lock(d_.mu_);
     d_.accepting_.erase(name_);
+    if (auto a = atom::existing(name_)) d_.wake_locked(*a);
     name_.clear();
   }
 
@@ -432,6 +433,7 @@ asio::awaitable<void> distribution::run_connect(atom node) {
       e.connecting = false;
       e.attempt_superseded = false;
       if (!e.conn) e.awaiting_peer_until = std::chrono::steady_clock::now() + cfg_.setup_time;
+      wake_locked(node);
       log::debug("connect to {}: the peer's connection wins ({})", name, res.ec.message());
       co_return;
     }
@@ -453,6 +455,7 @@ void distribution::connect_failed(atom node, const std::string& why) {
     peer& e = it->second;
     e.connecting = false;
     e.attempt_superseded = false;
+    wake_locked(node);
     if (e.conn || accepting_locked(node)) return;  // another connection will carry the queue
     sigs = std::move(e.queued_signals);
     targets = std::move(e.queued_targets);
@@ -495,6 +498,7 @@ void distribution::connection_up(atom node, dist::transport stream, dist::handsh
     e.awaiting_peer_until = {};
     const bool superseded = initiated && e.attempt_superseded;
     if (initiated) e.attempt_superseded = false;  // our attempt has ended, whatever happens to it now
+    wake_locked(node);
     if ((e.conn && e.conn->is_up()) || stopping_ || superseded) {
       stream.close();
       log::debug("dropping a second connection to {}", node.text());
@@ -538,6 +542,7 @@ void distribution::on_down(atom node, dist::connection& c, std::error_code reaso
     if (it != peers_.end() && it->second.conn.get() == &c) {
       current = true;
       it->second.conn.reset();
+      wake_locked(node);
       if (!it->second.connecting && !accepting_locked(node) && it->second.queue.empty()) peers_.erase(it);
       // Everything the node's going down means is queued before the lock is let go: whoever sees the node gone
       // from nodes() and then asks a subscriber (global's server, pg) is answered after it has handled the
@@ -843,10 +848,13 @@ asio::awaitable<bool> distribution::connect(atom node) {
     }
   }
   if (start) start_connect(node);
-  // Wait for the outcome of whichever attempt is running, bounded by twice the setup time.
-  asio::steady_timer t(co_await asio::this_coro::executor);
+  // Wait for the outcome of whichever attempt is running, bounded by twice the setup time: woken by every change of
+  // the node's state, and at the end of a "nok" grace (awaiting_peer_until), which is a deadline, not an event.
+  const auto ex = co_await asio::this_coro::executor;
   const auto deadline = std::chrono::steady_clock::now() + 2 * cfg_.setup_time + std::chrono::seconds(1);
-  while (std::chrono::steady_clock::now() < deadline) {
+  for (;;) {
+    std::optional<watcher> w;
+    auto wake_at = deadline;
     {
       std::lock_guard lock(mu_);
       auto it = peers_.find(node);
@@ -854,11 +862,33 @@ asio::awaitable<bool> distribution::connect(atom node) {
       if (it->second.conn && it->second.conn->is_up()) co_return true;
       if (!it->second.connecting && !accepting_locked(node) && !it->second.conn && !it->second.awaiting_peer())
         co_return false;
+      if (std::chrono::steady_clock::now() >= deadline) co_return false;
+      if (it->second.awaiting_peer()) wake_at = std::min(wake_at, it->second.awaiting_peer_until);
+      w = watch_locked(node, ex);
     }
-    t.expires_after(std::chrono::milliseconds(5));
-    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (!co_await w->shot.wait(wake_at)) unwatch(node, w->id);
   }
-  co_return false;
+}
+
+distribution::watcher distribution::watch_locked(atom node, const asio::any_io_executor& ex) {
+  watcher w{next_watcher_++, oneshot<bool>(ex)};
+  watchers_[node].push_back(w);
+  return w;
+}
+
+void distribution::unwatch(atom node, std::uint64_t id) {
+  std::lock_guard lock(mu_);
+  auto it = watchers_.find(node);
+  if (it == watchers_.end()) return;
+  std::erase_if(it->second, [id](const watcher& w) { return w.id == id; });
+  if (it->second.empty()) watchers_.erase(it);
+}
+
+void distribution::wake_locked(atom node) {
+  auto it = watchers_.find(node);
+  if (it == watchers_.end()) return;
+  for (auto& w : it->second) w.shot.set(true);
+  watchers_.erase(it);
 }
 
 bool distribution::disconnect(atom node) {
@@ -1006,15 +1036,19 @@ asio::awaitable<void> distribution::wait_pending(std::string_view node) {
 }
 
 asio::awaitable<void> distribution::wait_replaced(atom node, const std::shared_ptr<dist::connection>& old) {
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  for (int i = 0; i < 2000; ++i) {
+  // on_down resets the node's connection and wakes us; 4 s at most.
+  const auto ex = co_await asio::this_coro::executor;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(4);
+  for (;;) {
+    std::optional<watcher> w;
     {
       std::lock_guard lock(mu_);
       auto it = peers_.find(node);
       if (it == peers_.end() || it->second.conn != old) co_return;
+      if (std::chrono::steady_clock::now() >= deadline) co_return;
+      w = watch_locked(node, ex);
     }
-    t.expires_after(std::chrono::milliseconds(2));
-    co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (!co_await w->shot.wait(deadline)) unwatch(node, w->id);
   }
 }
 

@@ -22,6 +22,7 @@
 
 #include "cnode/log.hpp"
 #include "cnode/node.hpp"
+#include "cnode/oneshot.hpp"
 #include "dist/connection.hpp"
 #include "dist/control.hpp"
 #include "dist/handshake_driver.hpp"
@@ -181,6 +182,18 @@ class distribution final : public remote_router, public dist::handshake_policy {
   void notify(atom node, bool up, bool visible);
   void notify_locked(atom node, bool up, bool visible);  // mu_ held
 
+  // Connection arbitration is woken, not polled: a coroutine waiting for a node's connection state to change (an
+  // attempt's outcome, an old connection's on_down) registers a watcher under mu_ and sleeps until the state changes
+  // or its own deadline (the end of the wait, or the moment a "nok" grace ends) passes.
+  struct watcher {
+    std::uint64_t id;
+    oneshot<bool> shot;
+  };
+  // Under mu_: a watcher for node; the caller waits on it with mu_ released.
+  watcher watch_locked(atom node, const asio::any_io_executor& ex);
+  void unwatch(atom node, std::uint64_t id);  // after a wait that timed out (takes mu_)
+  void wake_locked(atom node);                // mu_ held: every watcher of node
+
   node& node_;
   distribution_config cfg_;
   std::uint16_t port_ = 0;
@@ -242,6 +255,8 @@ class distribution final : public remote_router, public dist::handshake_policy {
   std::unordered_set<std::string, string_hash, std::equal_to<>> accepting_;
   std::vector<std::pair<term, bool>> node_monitors_;           // monitor_nodes subscribers (pid, hidden too)
   std::vector<std::pair<term, atom>> single_node_monitors_;    // monitor_node/2 subscribers
+  std::unordered_map<atom, std::vector<watcher>> watchers_;
+  std::uint64_t next_watcher_ = 1;
 };
 
 }  // namespace cnode
