@@ -284,6 +284,7 @@ void group_process::handle(process& self, const term& m) {
     snapshot_saving_ = false;
     return;
   }
+  if (is(m, "$raft_snapshot_step", 1)) return snapshot_step(self);
   if (is(m, "DOWN", 5)) return handle_down(self, m.element(1));
 }
 
@@ -670,9 +671,26 @@ void group_process::maybe_snapshot(process& self) {
     return true;
   });
   if (snapshot_saving_ || last_applied_ < core_->snapshot_index() + t_.snapshot_entries) return;
-  auto s = core_->compact(last_applied_, kv_.serialize());
-  if (!storage_ || !s) return;
   snapshot_saving_ = true;
+  snap_build_.emplace(kv_);
+  snap_build_index_ = last_applied_;
+  snapshot_step(self);
+}
+
+void group_process::snapshot_step(process& self) {
+  if (!snap_build_) return;
+  if (!snap_build_->step(snapshot_step_entries)) {
+    self.send(self.pid(), term::tuple({a("$raft_snapshot_step")}));
+    return;
+  }
+  std::string bytes = snap_build_->take();
+  snap_build_.reset();
+  // A snapshot from the leader may have been installed meanwhile, past this one: then this one is dropped.
+  auto s = core_->compact(snap_build_index_, std::move(bytes));
+  if (!storage_ || !s || s->meta.index != snap_build_index_) {
+    snapshot_saving_ = false;
+    return;
+  }
   std::weak_ptr<bool> alive = alive_;
   storage_->save_snapshot(s, [&n = self.node(), pid = self.pid(), alive, name = g_.name](std::error_code ec) {
     // The log still holds everything the snapshot covers until it is saved: a failure costs only disk space.

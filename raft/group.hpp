@@ -166,7 +166,13 @@ class group_process {
   std::deque<held> held_;
   hard_state synced_;                   // the newest hard state handed to the writer
   std::optional<hard_state> deferred_;  // a newer commit index only: written with the next write (or at a tick)
-  bool snapshot_saving_ = false;
+  bool snapshot_saving_ = false;  // a snapshot is being encoded (snap_build_) or saved
+  // A snapshot being encoded as of snap_build_index_: kv_serializer steps of snapshot_step_entries, one per
+  // $raft_snapshot_step message this process sends itself, so requests are served between the steps.
+  std::optional<kv_serializer> snap_build_;
+  index_t snap_build_index_ = 0;
+  static constexpr std::size_t snapshot_step_entries = 512;
+  void snapshot_step(process& self);
   std::uint64_t ticks_ = 0;
   term registrar_;  // the process that keeps {raft_leader, Group} registered in :global
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -1,5 +1,7 @@
 #include "raft/kv.hpp"
 
+#include <limits>
+
 #include "etf/codec.hpp"
 #include "etf/format.hpp"
 
@@ -80,13 +82,75 @@ kv_machine::result kv_machine::apply(const term& c, std::uint64_t index) {
 }
 
 std::string kv_machine::serialize() const {
-  std::vector<term> kvs, ls;
-  kvs.reserve(data_.size());
-  for (const auto& [k, v] : data_) kvs.push_back(term::tuple({k, v}));
-  for (const auto& [k, l] : locks_)
-    ls.push_back(term::tuple({l.name, l.owner, term(l.token), term(l.ttl_ms)}));
-  const auto bytes = etf::encode(term::tuple({tag("kv"), term::list(std::move(kvs)), term::list(std::move(ls))}));
-  return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  kv_serializer s(*this);
+  while (!s.step(std::numeric_limits<std::size_t>::max())) {
+  }
+  return s.take();
+}
+
+namespace {
+constexpr etf::encode_options no_version{.version = false};
+
+// A proper list's header (LIST_EXT and its length), or NIL_EXT for an empty one (then nothing more follows).
+void list_header(std::vector<std::uint8_t>& out, std::size_t n) {
+  if (n == 0) {
+    out.push_back(etf::tag::nil);
+    return;
+  }
+  out.push_back(etf::tag::list);
+  for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<std::uint8_t>(n >> shift));
+}
+}  // namespace
+
+kv_serializer::kv_serializer(const kv_machine& m) {
+  data_.reserve(m.data_.size());
+  for (const auto& [k, v] : m.data_) data_.emplace_back(k, v);
+  locks_.reserve(m.locks_.size());
+  for (const auto& [k, l] : m.locks_) locks_.push_back(l);
+  // term_to_binary({kv, Data, Locks}): the tuple's header and the first list's.
+  out_.push_back(etf::version_magic);
+  out_.push_back(etf::tag::small_tuple);
+  out_.push_back(3);
+  etf::encode(tag("kv"), out_, no_version);
+  list_header(out_, data_.size());
+}
+
+bool kv_serializer::step(std::size_t max_entries) {
+  while (max_entries > 0 && phase_ < 2) {
+    if (phase_ == 0) {
+      if (next_ < data_.size()) {
+        const auto& [k, v] = data_[next_++];
+        out_.push_back(etf::tag::small_tuple);
+        out_.push_back(2);
+        etf::encode(k, out_, no_version);
+        etf::encode(v, out_, no_version);
+        --max_entries;
+        continue;
+      }
+      if (!data_.empty()) out_.push_back(etf::tag::nil);  // the proper list's tail
+      data_ = {};
+      list_header(out_, locks_.size());
+      next_ = 0;
+      phase_ = 1;
+      continue;
+    }
+    if (next_ < locks_.size()) {
+      const auto& l = locks_[next_++];
+      etf::encode(term::tuple({l.name, l.owner, term(l.token), term(l.ttl_ms)}), out_, no_version);
+      --max_entries;
+      continue;
+    }
+    if (!locks_.empty()) out_.push_back(etf::tag::nil);
+    locks_ = {};
+    phase_ = 2;
+  }
+  return phase_ == 2;
+}
+
+std::string kv_serializer::take() {
+  std::string s(reinterpret_cast<const char*>(out_.data()), out_.size());
+  out_ = {};
+  return s;
 }
 
 bool kv_machine::restore(const std::string& bytes) {

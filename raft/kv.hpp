@@ -48,8 +48,29 @@ class kv_machine {
   bool restore(const std::string& bytes);
 
  private:
+  friend class kv_serializer;
   std::map<etf::term, etf::term> data_;  // keys in Erlang term order
   std::map<std::string, lock_state> locks_;
+};
+
+// serialize() in steps: the state is captured when the serializer is made (its terms shared, not copied: one pass
+// over the maps), and encoded a number of entries at a time, so a large state does not hold the group process for
+// the whole encoding (28 000 keys took 23-28 ms on a loaded VM, up to 376 ms under a benchmark's load). The bytes
+// are serialize()'s, whatever changes in the machine meanwhile.
+class kv_serializer {
+ public:
+  explicit kv_serializer(const kv_machine& m);
+  // Encodes up to max_entries more entries; true once the bytes are complete.
+  bool step(std::size_t max_entries);
+  // The bytes, once step() has returned true.
+  std::string take();
+
+ private:
+  std::vector<std::pair<etf::term, etf::term>> data_;
+  std::vector<lock_state> locks_;
+  std::size_t next_ = 0;
+  int phase_ = 0;  // 0: data, 1: locks, 2: done
+  std::vector<std::uint8_t> out_;
 };
 
 }  // namespace cnode::raft

@@ -41,18 +41,20 @@ def test_join_by_snapshot_and_remove(c):
     names = ["kv1", "kv2", "kv3"]
     nodes, ex = start_group(c, names, extra=["--raft-snapshot-entries", "20"])
     lead = harness.wait_until(lambda: leader(ex), 15, "a leader")
-    assert ex.eval(f"for i <- 1..100, do: GenServer.call({{:kv, :\"{lead}\"}}, {{:put, i, i * 2}}); :ok") == ":ok"
+    # More keys than one snapshot encoding step (2 048 entries): the snapshots are encoded in steps, between puts.
+    assert ex.eval(f"1..5000 |> Task.async_stream(fn i -> :ok = GenServer.call({{:kv, :\"{lead}\"}}, "
+                   f"{{:put, i, i * 2}}) end, max_concurrency: 32) |> Stream.run()", timeout=120) == ":ok"
     harness.wait_until(lambda: int(status(ex, lead, "snapshot_index")) > 0, 10, "a snapshot on the leader")
     # kv4 is started with the group's members, itself not among them: it joins and waits.
     joiner = start_cnode(c, "kv4", extra=["--raft-group", f"kv={members_of(names)}", "--raft-election-ms", "300",
                                           "--raft-heartbeat-ms", "50"])
     joiner.wait_for_line("joins")
     assert status(ex, joiner.node, "role") == ":follower"
-    assert call(ex, joiner.node, "{:get, 100, :local}") == ":not_found"
+    assert call(ex, joiner.node, "{:get, 5000, :local}") == ":not_found"
     follower = next(p.node for p in nodes if p.node != lead)
     assert call(ex, follower, f"{{:add_member, :\"{joiner.node}\"}}") == ":ok"
     assert call(ex, follower, f"{{:add_member, :\"{joiner.node}\"}}") == "{:error, :already_member}"
-    harness.wait_until(lambda: call(ex, joiner.node, "{:get, 100, :local}") == "{:ok, 200}", 10,
+    harness.wait_until(lambda: call(ex, joiner.node, "{:get, 5000, :local}") == "{:ok, 10000}", 10,
                        "the joiner to catch up")
     assert int(status(ex, joiner.node, "snapshot_index")) > 0  # it came by snapshot: the log before is compacted
     assert status(ex, joiner.node, "members |> length()") == "4"
