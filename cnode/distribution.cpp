@@ -75,6 +75,7 @@ class distribution::handler : public dist::connection_handler {
   void on_down(dist::connection& c, std::error_code r) override {
     if (*alive_) d_.on_down(node_, c, r);
   }
+  void on_batch_end(dist::connection&) override { process::end_batch(); }
 
  private:
   distribution& d_;
@@ -626,7 +627,10 @@ void distribution::dispatch(atom node, dist::control_message& m) {
   // request, DEMONITOR_P; posting the two monitor signals woke the other thread twice per call.) Spawn requests
   // start a process of their own and are not run here.
   std::optional<process::run_here> here;
-  if (!std::holds_alternative<dist::spawn_request_msg>(m.body)) here.emplace();
+  if (!std::holds_alternative<dist::spawn_request_msg>(m.body)) {
+    here.emplace();
+    process::begin_batch();  // ended by the handler's on_batch_end, after the read's last message
+  }
   std::visit(
       overloaded{
           [&](dist::send_msg& x) { node_.deliver_local(x.to, signal{signal_kind::message, {}, payload, {}, {}, 0}); },

@@ -26,10 +26,31 @@ const atoms& at() {
   return a;
 }
 thread_local int run_here_depth = 0;
+thread_local bool batch_open = false;
+thread_local std::vector<std::shared_ptr<process>> deferred_drains;
 }  // namespace
 
 process::run_here::run_here() noexcept { ++run_here_depth; }
 process::run_here::~run_here() { --run_here_depth; }
+
+void process::begin_batch() noexcept { batch_open = true; }
+
+void process::end_batch() {
+  if (!batch_open) return;
+  batch_open = false;
+  std::vector<std::shared_ptr<process>> ready;
+  ready.swap(deferred_drains);
+  for (auto& p : ready) {
+    // As deliver's run_here branch: the drain runs here if the process is idle, and what it delivers is posted.
+    struct nested {
+      int depth = std::exchange(run_here_depth, 0);
+      ~nested() { run_here_depth = depth; }
+    } restore;
+    asio::dispatch(p->strand_, [p] { p->drain(); });
+  }
+  ready.clear();
+  if (deferred_drains.empty()) deferred_drains.swap(ready);  // keep the capacity for the next read
+}
 
 process::process(class node& n, term pid, std::uint64_t number, body_type body)
     : node_(n), pid_(std::move(pid)), number_(number), body_(std::move(body)),
@@ -84,6 +105,10 @@ void process::deliver(signal s) {
       if (drain_posted_) return;
       drain_posted_ = true;
       lock.unlock();
+      if (run_here_depth > 0 && batch_open) {
+        deferred_drains.push_back(shared_from_this());  // drained at end_batch, after the read's other messages
+        return;
+      }
       if (run_here_depth > 0) {
         // Idle: drain (and the body it resumes) runs here now; busy elsewhere: queued behind what runs there.
         // What the process delivers meanwhile is posted (no chain of processes grows this thread's stack).

@@ -128,6 +128,11 @@ class process : public std::enable_shared_from_this<process> {
     run_here(const run_here&) = delete;
     run_here& operator=(const run_here&) = delete;
   };
+  // Between these two on a thread (a connection reader handing over the messages of one read), a process that a
+  // run_here deliver makes runnable is run once, at end_batch, with everything the read brought it, instead of
+  // once per signal (a stream of small messages to one process: one resume per read, not per message).
+  static void begin_batch() noexcept;
+  static void end_batch();
   // A send of this process found its connection over the busy limit (+zdbbl): like a BEAM process on a busy
   // distribution port, the process is suspended — at its next receive — until the connection has taken the data.
   void busy_send_started() noexcept { busy_sends_.fetch_add(1, std::memory_order_relaxed); }

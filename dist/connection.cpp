@@ -281,7 +281,15 @@ bool connection::drain_packets() {
 
 bool connection::hand_over() {
   in_drain_ = true;
-  const bool up = drain_packets();
+  bool up = drain_packets();
+  if (handler_) {
+    try {
+      handler_->on_batch_end(*this);
+    } catch (...) {
+      shutdown(error::handler_failed);
+      up = false;
+    }
+  }
   in_drain_ = false;
   if (wake_after_drain_) {
     wake_after_drain_ = false;

@@ -75,6 +75,8 @@ class connection_handler {
   // its atom cache references resolved, possibly reassembled from fragments. The default hands on_packet the
   // pass-through packet, or a self-contained 131,68 packet (every reference a new cache entry) rebuilt from it.
   virtual void on_message(connection& c, inbound_message& m);
+  // After the messages of one read have all been handed over (also when the connection went down meanwhile).
+  virtual void on_batch_end(connection&) {}
   // Called exactly once, after which the connection sends and delivers nothing. reason_name(reason) gives the
   // BEAM's nodedown reason (connection_closed, net_tick_timeout, disconnected, ...).
   virtual void on_down(connection& c, std::error_code reason) = 0;
