@@ -188,11 +188,28 @@ int host::run(std::function<void(host&)> on_ready) {
   }
   asio::co_spawn(*io_, start_all(std::move(on_ready)), asio::detached);
 
-  const unsigned threads = cfg_.threads ? cfg_.threads : std::max(1u, std::thread::hardware_concurrency());
+  const unsigned threads = cfg_.threads ? cfg_.threads : default_threads();
   auto run_loop = [this] {
     for (;;) {
       try {
-        io_->run();
+        if (cfg_.busy_wait.count() == 0) {
+          io_->run();
+          return;
+        }
+        // The BEAM's scheduler busy wait: out of work, poll (handlers ready, and the reactor without blocking)
+        // until busy_wait has passed without any, then block for the next one. A reply that comes within the
+        // window is handled without a sleep and a wake-up.
+        while (io_->run_one() != 0) {
+          auto until = std::chrono::steady_clock::now() + cfg_.busy_wait;
+          while (!io_->stopped()) {
+            if (io_->poll() != 0) {
+              until = std::chrono::steady_clock::now() + cfg_.busy_wait;
+            } else if (std::chrono::steady_clock::now() >= until) {
+              break;
+            }
+          }
+          if (io_->stopped()) break;
+        }
         return;
       } catch (const std::exception& e) {
         // A bug escaped a handler: say so and end the node with an error status.
@@ -246,6 +263,14 @@ asio::awaitable<void> host::start_all(std::function<void(host&)> on_ready) {
   for (const auto& peer : cfg_.connect) asio::co_spawn(*io_, keep_connected(*dist_, atom(peer)), asio::detached);
   asio::co_spawn(*io_, trim_memory(), asio::detached);
   if (on_ready) on_ready(*this);
+}
+
+unsigned default_threads() {
+  // One on two cores or fewer: there a second thread mostly wakes the first (bench/runtime: the lone call, 64
+  // callers, one-way and streams as fast or faster with one, and less CPU per operation on every row); the
+  // number of cores above that, as the BEAM's schedulers.
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  return cores <= 2 ? 1 : cores;
 }
 
 void host::stop() {

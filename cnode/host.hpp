@@ -34,7 +34,8 @@ struct host_config {
   std::optional<std::string> cookie_file;  // read as erl reads ~/.erlang.cookie: owner-only, or refused
   distribution_config dist;           // hidden, listen address and port, EPMD, net_ticktime, busy limit, peers
   bool embedded_epmd = false;         // start cnode's own EPMD when none answers on dist.epmd_port
-  unsigned threads = 0;               // I/O threads; 0: the number of cores
+  unsigned threads = 0;               // I/O threads; 0: default_threads()
+  std::chrono::microseconds busy_wait{0};  // a thread out of work polls this long before it sleeps
   std::chrono::milliseconds stop_timeout{5000};  // how long each service may take to stop
   bool handle_signals = true;                    // SIGINT and SIGTERM stop the node
   std::vector<std::string> connect;              // nodes to keep connected (retrying with backoff)
@@ -55,6 +56,9 @@ struct node_name_check {
   std::string error;
 };
 node_name_check check_node_name(const std::string& name, bool long_name);
+
+// --threads when not given: 1 on a machine of 1 or 2 cores, else the number of cores.
+unsigned default_threads();
 
 class host {
  public:

@@ -65,7 +65,9 @@ constexpr const char* usage = R"(usage: cnode [options]
                           (we read them; what we send carries none yet) (default: off)
   --max-mailbox N         a process with more than N messages waiting is killed (reason killed) (default: off)
   --max-mailbox-action A  kill | log: kill the process, or log once that it crossed N (default: kill)
-  --threads N             I/O threads (default: number of cores)
+  --threads N             I/O threads (default: 1 on 2 cores or fewer, else the number of cores)
+  --busy-wait-us N        an I/O thread out of work polls for N microseconds before it sleeps (the BEAM's
+                          scheduler busy wait, +sbwt): lower latency for CPU spent (default: 0, sleep at once)
   --log-level LEVEL       error | warning | info | debug, for every layer (default: info)
   --log-format FORMAT     text | json (one JSON object a line, for log shippers; default: text)
   --stop-timeout MS       how long each service may take to stop on SIGTERM (default: 5000)
@@ -102,6 +104,7 @@ struct options {
   bool atom_cache = false;
   node::mailbox_limit mailbox;
   unsigned threads = 0;
+  unsigned busy_wait_us = 0;
   std::optional<std::string> data_dir;
 };
 
@@ -223,6 +226,8 @@ options parse(int argc, char** argv, const option_list& service_options) {
       o.mailbox.kill = v == "kill";
     } else if (a == "--threads") {
       o.threads = static_cast<unsigned>(number(a, value(), 1024));
+    } else if (a == "--busy-wait-us") {
+      o.busy_wait_us = static_cast<unsigned>(number(a, value(), 1000000));
     } else if (a == "--log-level") {
       log::level l;
       if (!log::parse_level(value(), l)) fail("--log-level: error, warning, info or debug");
@@ -333,6 +338,7 @@ int main(int argc, char** argv) {
   if (o.cookie) log::warning("--cookie puts the cookie on the command line, where ps shows it: prefer --cookie-file");
   cfg.embedded_epmd = o.embedded_epmd;
   cfg.threads = o.threads;
+  cfg.busy_wait = std::chrono::microseconds(o.busy_wait_us);
   cfg.connect = o.connect;
   cfg.stop_timeout = std::chrono::milliseconds(o.stop_timeout_ms);
   cfg.service_args = o.service_args;
