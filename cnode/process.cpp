@@ -28,6 +28,13 @@ const atoms& at() {
 thread_local int run_here_depth = 0;
 thread_local bool batch_open = false;
 thread_local std::vector<std::shared_ptr<process>> deferred_drains;
+
+// While alive: run_here is off on this thread (what a process run here delivers is posted, so no chain of
+// processes grows the thread's stack).
+struct run_here_off {
+  int depth = std::exchange(run_here_depth, 0);
+  ~run_here_off() { run_here_depth = depth; }
+};
 }  // namespace
 
 process::run_here::run_here() noexcept { ++run_here_depth; }
@@ -42,10 +49,7 @@ void process::end_batch() {
   ready.swap(deferred_drains);
   for (auto& p : ready) {
     // As deliver's run_here branch: the drain runs here if the process is idle, and what it delivers is posted.
-    struct nested {
-      int depth = std::exchange(run_here_depth, 0);
-      ~nested() { run_here_depth = depth; }
-    } restore;
+    run_here_off off;
     asio::dispatch(p->strand_, [p] { p->drain(); });
   }
   ready.clear();
@@ -112,10 +116,7 @@ void process::deliver(signal s) {
       if (run_here_depth > 0) {
         // Idle: drain (and the body it resumes) runs here now; busy elsewhere: queued behind what runs there.
         // What the process delivers meanwhile is posted (no chain of processes grows this thread's stack).
-        struct nested {
-          int depth = std::exchange(run_here_depth, 0);
-          ~nested() { run_here_depth = depth; }
-        } restore;
+        run_here_off off;
         asio::dispatch(strand_, [self = shared_from_this()] { self->drain(); });
       } else {
         asio::post(strand_, [self = shared_from_this()] { self->drain(); });
