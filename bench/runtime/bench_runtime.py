@@ -23,6 +23,10 @@ row, which a loaded machine moves far less than the rates (a rate shrinks when t
 message does not). The BEAM t then runs with scheduler busy-waiting off (+sbwt none +sbwtdcpu none +sbwtdio none),
 so that its CPU figure counts its work and not its schedulers' spinning; that can cost the BEAM some latency, so the
 first table of such a run is not the like-for-like one.
+
+CNODE_BENCH_ROWS=big,p50 (or `--rows big,p50` on this script's command line) measures only those rows (the keys:
+p50 (with p99), conc, oneway, oneway_atoms, stream, big, erpc, t2t, memory (idle_rss, per_conn, per_proc)); the
+BEAM, cnode and the TCP floor are still all measured in the same run.
 """
 import os
 import re
@@ -154,6 +158,13 @@ def floor(size):
     return {"rtt_p50": float(rtt[1]), "rtt_p99": float(rtt[2]), "bw": float(bw[1])}
 
 
+ROWS = None  # None: every row; else the set of row keys to measure
+
+
+def want(*keys):
+    return ROWS is None or any(k in ROWS for k in keys)
+
+
 def run(kind, size, threads=None):
     c = harness.Cluster()
     try:
@@ -180,53 +191,78 @@ def run(kind, size, threads=None):
                                                   "|> is_pid()") == "true", 10, "the echo process")
         a.eval("; ".join(line.strip() for line in LOOPS.strip().splitlines()))  # the harness evaluates one line
         out = {}
-        out["idle_rss"] = settle_rss(tp.p.pid) / 1024
-        # Memory first, on a fresh node (after the floods, freed memory is reused): per connection (hidden cnodes
-        # connecting to t), then per idle process.
-        before = settle_rss(tp.p.pid)
-        conns = 8
-        for i in range(conns):
-            h = start_cnode(c, sname=f"h{i}", hidden=True)
-            a.eval(f"true = :erpc.call(:\"{h.node}\", :net_kernel, :connect_node, [Process.get(:t)]); :ok")
-        out["per_conn"] = (settle_rss(tp.p.pid) - before) / conns
-        nproc = 10000
-        before = settle_rss(tp.p.pid)
-        if kind == "cnode":
-            a.eval(f"for _ <- 1..{nproc}, do: :erpc.call(Process.get(:t), :cnode, :spawn_probe, [self()]); :ok",
-                   timeout=600)
-        else:
-            a.eval(f":erpc.call(Process.get(:t), Bench, :probes, [{nproc}])", timeout=600)
-        out["per_proc"] = (settle_rss(tp.p.pid) - before) * 1024 / nproc
         tpid = proc_pid(tp.p.pid)
-
-        def timed(key, expr, ops):
-            """a.eval(expr), with t's CPU microseconds per operation (ops of them) as out["cpu_" + key]."""
-            c0 = cpu_seconds(tpid)
-            r = a.eval(expr, timeout=600)
-            out["cpu_" + key] = (cpu_seconds(tpid) - c0) * 1e6 / ops
-            return r
-
-        n = 20000 * size
-        p50, p99 = timed("lat", f"RB.lat(Process.get(:t), {n}) |> Tuple.to_list() |> Enum.join(\" \")",
-                         n + 200).strip('"').split()
-        out["p50"], out["p99"] = float(p50), float(p99)
-        out["conc"] = float(timed("conc", f"RB.conc(Process.get(:t), 64, {300 * size})", 64 * 300 * size))
-        n = 100000 * size
-        out["oneway"] = float(timed("oneway", f"RB.oneway(Process.get(:t), {n}, false)", n))
-        out["oneway_atoms"] = float(timed("oneway_atoms", f"RB.oneway(Process.get(:t), {n}, true)", n))
-        out["stream"] = float(timed("stream", f"RB.stream(Process.get(:t), {n})", n))
-        out["big"] = float(timed("big", f"RB.big(Process.get(:t), {10 * size})", 10 * size + 1))
-        out["erpc"] = float(timed("erpc", f"RB.erpc(Process.get(:t), {5000 * size})", 5000 * size + 100))
-        mod = ":cnode" if kind == "cnode" else "Bench"
-        out["t2t"] = float(a.eval(f"RB.t2t(Process.get(:t), Process.get(:t2), {mod}, {200000 * size})",
-                                  timeout=600))
+        if want("memory", "idle_rss", "per_conn", "per_proc"):
+            memory(c, a, tp, kind, out)
+        measure(a, kind, tpid, size, out)
         return out
     finally:
         c.close()
 
 
+def memory(c, a, tp, kind, out):
+    out["idle_rss"] = settle_rss(tp.p.pid) / 1024
+    # Memory first, on a fresh node (after the floods, freed memory is reused): per connection (hidden cnodes
+    # connecting to t), then per idle process.
+    before = settle_rss(tp.p.pid)
+    conns = 8
+    for i in range(conns):
+        h = start_cnode(c, sname=f"h{i}", hidden=True)
+        a.eval(f"true = :erpc.call(:\"{h.node}\", :net_kernel, :connect_node, [Process.get(:t)]); :ok")
+    out["per_conn"] = (settle_rss(tp.p.pid) - before) / conns
+    nproc = 10000
+    before = settle_rss(tp.p.pid)
+    if kind == "cnode":
+        a.eval(f"for _ <- 1..{nproc}, do: :erpc.call(Process.get(:t), :cnode, :spawn_probe, [self()]); :ok",
+               timeout=600)
+    else:
+        a.eval(f":erpc.call(Process.get(:t), Bench, :probes, [{nproc}])", timeout=600)
+    out["per_proc"] = (settle_rss(tp.p.pid) - before) * 1024 / nproc
+
+
+def measure(a, kind, tpid, size, out):
+    def timed(key, expr, ops):
+        """a.eval(expr), with t's CPU microseconds per operation (ops of them) as out["cpu_" + key]."""
+        c0 = cpu_seconds(tpid)
+        r = a.eval(expr, timeout=600)
+        out["cpu_" + key] = (cpu_seconds(tpid) - c0) * 1e6 / ops
+        return r
+
+    n = 20000 * size
+    if want("p50", "p99", "lat"):
+        p50, p99 = timed("lat", f"RB.lat(Process.get(:t), {n}) |> Tuple.to_list() |> Enum.join(\" \")",
+                         n + 200).strip('"').split()
+        out["p50"], out["p99"] = float(p50), float(p99)
+    if want("conc"):
+        out["conc"] = float(timed("conc", f"RB.conc(Process.get(:t), 64, {300 * size})", 64 * 300 * size))
+    n = 100000 * size
+    if want("oneway"):
+        out["oneway"] = float(timed("oneway", f"RB.oneway(Process.get(:t), {n}, false)", n))
+    if want("oneway_atoms"):
+        out["oneway_atoms"] = float(timed("oneway_atoms", f"RB.oneway(Process.get(:t), {n}, true)", n))
+    if want("stream"):
+        out["stream"] = float(timed("stream", f"RB.stream(Process.get(:t), {n})", n))
+    if want("big"):
+        out["big"] = float(timed("big", f"RB.big(Process.get(:t), {10 * size})", 10 * size + 1))
+    if want("erpc"):
+        out["erpc"] = float(timed("erpc", f"RB.erpc(Process.get(:t), {5000 * size})", 5000 * size + 100))
+    if want("t2t"):
+        mod = ":cnode" if kind == "cnode" else "Bench"
+        out["t2t"] = float(a.eval(f"RB.t2t(Process.get(:t), Process.get(:t2), {mod}, {200000 * size})",
+                                  timeout=600))
+
+
 def main():
-    size = int(sys.argv[1]) if len(sys.argv) > 1 else 1
+    global ROWS
+    args = sys.argv[1:]
+    rows_arg = os.environ.get("CNODE_BENCH_ROWS")
+    if "--rows" in args:
+        i = args.index("--rows")
+        rows_arg = args[i + 1]
+        del args[i:i + 2]
+    if rows_arg:
+        ROWS = set(rows_arg.split(","))
+    size = int(args[0]) if args else 1
     fl = floor(size)
     beam = run("beam", size)
     runs = [("cnode", run("cnode", size))]
@@ -259,6 +295,8 @@ def main():
     print(f"| | BEAM{hdr} | goal |")
     print("| --- | --- |" + " --- | --- | --- |" * len(runs) + " --- |")
     for key, label, unit, higher, goal, ok in rows:
+        if key not in beam:
+            continue
         cells = []
         for _, r in runs:
             ratio = r[key] / beam[key] if beam[key] else float("inf")
@@ -274,6 +312,8 @@ def main():
         print(f"| | BEAM{''.join(f' | {name} | ratio' for name, _ in runs)} |")
         print("| --- | --- |" + " --- | --- |" * len(runs))
         for key, label in cpu_rows:
+            if "cpu_" + key not in beam:
+                continue
             b = beam["cpu_" + key]
             cells = "".join(f" | {r['cpu_' + key]:,.2f} | {r['cpu_' + key] / b if b else float('inf'):.2f}"
                             for _, r in runs)
