@@ -47,6 +47,13 @@ decode_result decode_prefix(const shared_bytes& buf, std::size_t start, const de
 // Throwing convenience: std::system_error with the code; what() names the offset.
 term decode_or_throw(std::span<const std::uint8_t> bytes, const decode_options& opts = {});
 
+// A binary left out of an encoding (encode_options::externals): its bytes belong at position `at` of the output,
+// right after its BINARY_EXT/BIT_BINARY_EXT tag and length. The term keeps them alive.
+struct external_binary {
+  std::size_t at;
+  term binary;
+};
+
 struct encode_options {
   // false: atoms as OTP 25's term_to_binary writes them (ATOM_EXT for Latin-1 atoms, SMALL_ATOM_UTF8_EXT/ATOM_UTF8_EXT
   // otherwise); true: always SMALL_ATOM_UTF8_EXT/ATOM_UTF8_EXT, as OTP 25 sends on a connection with UTF8_ATOMS.
@@ -56,6 +63,11 @@ struct encode_options {
   int compression_level = -1;
   // Write the 131 version byte first.
   bool version = true;
+  // With externals set and external_min > 0: the bytes of every binary of at least external_min bytes are not
+  // copied into the output but listed in *externals (appended, in order); the output with each one's bytes inserted
+  // at its `at` is exactly the plain encoding. Not inside a fun (its Size field counts them), not when compressing.
+  std::size_t external_min = 0;
+  std::vector<external_binary>* externals = nullptr;
 };
 
 // Appends the encoding of t to out. Throws std::system_error(error::not_encodable) for unrepresentable terms.

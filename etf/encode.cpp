@@ -126,6 +126,10 @@ class encoder {
   }
   std::vector<item>& stack_;
   std::vector<const term*>& scratch_;
+  // Binaries left out of out (encode_options::externals), none while compressing.
+  std::vector<external_binary>* ext_ =
+      o_.external_min > 0 && o_.compression_level < 0 ? o_.externals : nullptr;
+  std::size_t open_funs_ = 0;
 };
 
 inline void encoder::write_small(std::int64_t v) {
@@ -273,6 +277,11 @@ void encoder::write_one(const term& t) {
       p[0] = bits ? tag::bit_binary : tag::binary;
       be32(p + 1, static_cast<std::uint32_t>(bytes.size()));
       if (bits) p[5] = t.last_bits();
+      if (ext_ && bytes.size() >= o_.external_min && open_funs_ == 0) {
+        // Left out: the caller sends these bytes from the binary itself, at this position of out.
+        ext_->push_back(external_binary{pos(), t});
+        return;
+      }
       put_bytes(bytes.data(), bytes.size());
       return;
     }
@@ -397,6 +406,7 @@ void encoder::write_one(const term& t) {
       write_one(v.old_uniq);
       write_one(v.pid);
       stack_.push_back({nullptr, size_at});
+      ++open_funs_;  // its Size counts every byte of the fun: nothing of it may be left out
       for (std::size_t i = v.free_vars.size(); i-- > 0;) stack_.push_back({&v.free_vars[i], 0});
       return;
     }
@@ -412,6 +422,7 @@ void encoder::run(const term& root) {
       write_one(*it.t);
     } else {
       be32(at(it.patch_at), static_cast<std::uint32_t>(pos() - it.patch_at));
+      --open_funs_;
     }
   }
 }

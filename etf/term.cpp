@@ -1,5 +1,7 @@
 #include "etf/term.hpp"
 
+#include "etf/buffer_pool.hpp"
+
 #include <algorithm>
 #include <cassert>
 #include <cstring>
@@ -267,9 +269,12 @@ void destroy(node* n) noexcept {
       b->~binary_node();
       break;
     }
-    case node_kind::bytes:
-      static_cast<bytes_node*>(n)->~bytes_node();
+    case node_kind::bytes: {
+      auto* b = static_cast<bytes_node*>(n);
+      big_buffers().give(std::move(b->bytes));  // a big one is kept for the next big message
+      b->~bytes_node();
       break;
+    }
     case node_kind::pid:
       static_cast<pid_node*>(n)->~pid_node();
       break;
@@ -371,7 +376,9 @@ shared_bytes::shared_bytes(std::vector<std::uint8_t> bytes) {
   n_ = new (mem) detail::bytes_node(std::move(bytes));
 }
 shared_bytes shared_bytes::copy(std::span<const std::uint8_t> bytes) {
-  return shared_bytes(std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
+  std::vector<std::uint8_t> v = big_buffers().take(bytes.size());
+  v.insert(v.end(), bytes.begin(), bytes.end());
+  return shared_bytes(std::move(v));
 }
 shared_bytes::shared_bytes(const shared_bytes& o) noexcept : n_(o.n_) {
   if (n_) detail::retain(n_);
