@@ -37,12 +37,17 @@ std::vector<std::byte> as_bytes(const std::vector<std::uint8_t>& v) {
   return out;
 }
 
-// Encodes into this thread's scratch buffer (no allocation once it has grown), then one exact-size packet.
-std::vector<std::byte> encode_packet(const dist::control_message& m, dist::packet_form form) {
+// Binaries this long are not copied into packets: the connection writes them from the terms (out_packet).
+constexpr std::size_t external_binary_min = 64 * 1024;
+
+// Encodes into this thread's scratch buffer (no allocation once it has grown), then one exact-size packet; big
+// binaries stay out of it (sent from where they are).
+dist::out_packet encode_packet(const dist::control_message& m, dist::packet_form form) {
   thread_local std::vector<std::uint8_t> scratch;
   scratch.clear();
-  dist::encode_control(m, scratch, form);
-  auto out = as_bytes(scratch);
+  dist::out_packet out;
+  dist::encode_control(m, scratch, form, &out.externals, external_binary_min);
+  out.bytes = as_bytes(scratch);
   if (scratch.capacity() > 256 * 1024) std::vector<std::uint8_t>().swap(scratch);  // a big message's buffer goes
   return out;
 }
@@ -516,7 +521,7 @@ void distribution::connection_up(atom node, dist::transport stream, dist::handsh
     conn->start();
     // Queued packets go first, under the lock, so nothing routed later overtakes them.
     for (auto& p : e.queue) {
-      if (!conn->try_send(p)) conn->async_send(std::move(p), asio::detached);
+      if (!conn->try_send(p)) conn->async_send(std::move(p), 0, asio::detached);
     }
     e.queue.clear();
     e.queued_signals.clear();
@@ -592,9 +597,14 @@ void distribution::on_message(atom node, dist::connection& c, dist::inbound_mess
     on_packet(node, c, m.bytes);
     return;
   }
+  // A reassembled message comes in its own buffer, which the decoded binaries refer into; else a copy of the
+  // packet (the read buffer is reused).
   etf::shared_bytes buf =
-      etf::shared_bytes::copy({reinterpret_cast<const std::uint8_t*>(m.bytes.data()), m.bytes.size()});
-  auto out = dist::decode_control_body(buf, 0, buf.size(), m.refs);
+      m.shared.node() ? m.shared
+                      : etf::shared_bytes::copy({reinterpret_cast<const std::uint8_t*>(m.bytes.data()), m.bytes.size()});
+  const std::size_t start =
+      m.shared.node() ? static_cast<std::size_t>(reinterpret_cast<const std::uint8_t*>(m.bytes.data()) - buf.data()) : 0;
+  auto out = dist::decode_control_body(buf, start, m.bytes.size(), m.refs);
   if (!out) {
     log::error("bad control message from {} ({} at byte {} after the distribution header): closing the connection",
                node.text(), out.ec.message(), out.offset);
@@ -761,7 +771,7 @@ void distribution::send_control(atom node, dist::control_message m) {
   send_packet(node, encode_packet(m, dist::packet_form::pass_through), nullptr, nullptr, nullptr);
 }
 
-void distribution::send_on(dist::connection& conn, std::vector<std::byte>& packet, const term* sender,
+void distribution::send_on(dist::connection& conn, dist::out_packet& packet, const term* sender,
                            bool noconnect) {
   // A sender's packets stay in order; those of different senders may pass a message sent in fragments.
   const std::uint64_t key = order_key(sender);
@@ -780,7 +790,7 @@ void distribution::send_on(dist::connection& conn, std::vector<std::byte>& packe
   }
 }
 
-void distribution::send_packet(atom node, std::vector<std::byte> packet, const term* to, signal* s,
+void distribution::send_packet(atom node, dist::out_packet packet, const term* to, signal* s,
                                const term* sender, bool noconnect, std::shared_ptr<dist::connection> known) {
   if (node == node_.name_atom()) return;
   if (known && known->is_up()) {

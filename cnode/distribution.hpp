@@ -154,7 +154,7 @@ class distribution final : public remote_router, public dist::handshake_policy {
     // (as net_kernel does) instead of reporting a failed connect or dialling again.
     std::chrono::steady_clock::time_point awaiting_peer_until{};
     bool awaiting_peer() const noexcept { return std::chrono::steady_clock::now() < awaiting_peer_until; }
-    std::vector<std::vector<std::byte>> queue;  // packets waiting for the connection
+    std::vector<dist::out_packet> queue;         // packets waiting for the connection
     std::vector<signal> queued_signals;          // the signals behind them, answered if the connect fails
     std::vector<term> queued_targets;
   };
@@ -172,10 +172,10 @@ class distribution final : public remote_router, public dist::handshake_policy {
   void dispatch(atom node, dist::control_message& m);
   std::optional<dist::control_message> to_control(const term& to, signal& s, dist::dflags flags) const;
   // conn: the node's connection as the caller found it (null: look it up); an up one takes the packet at once.
-  void send_packet(atom node, std::vector<std::byte> packet, const term* to, signal* s, const term* sender,
+  void send_packet(atom node, dist::out_packet packet, const term* to, signal* s, const term* sender,
                    bool noconnect = false, std::shared_ptr<dist::connection> conn = nullptr);
   // Onto an up connection; a busy one suspends the sender (mu_ not held).
-  void send_on(dist::connection& conn, std::vector<std::byte>& packet, const term* sender, bool noconnect);
+  void send_on(dist::connection& conn, dist::out_packet& packet, const term* sender, bool noconnect);
   dist::handshake_config handshake_config() const;
   // Until old is no longer node's connection (its on_down has run); 4 s at most.
   asio::awaitable<void> wait_replaced(atom node, const std::shared_ptr<dist::connection>& old);

@@ -1,5 +1,7 @@
 #include "dist/connection.hpp"
 
+#include "etf/buffer_pool.hpp"
+
 #include <algorithm>
 #include <array>
 #include <exception>
@@ -104,7 +106,7 @@ connection_stats connection::stats() const {
 
 // ---- sending ----
 
-bool connection::enqueue_locked(std::vector<std::byte> packet, std::uint64_t key) {
+bool connection::enqueue_locked(out_packet packet, std::uint64_t key) {
   const std::size_t size = packet.size();
   const bool large = is_large(size);
   (large ? streaming_bytes_ : queued_bytes_) += size;
@@ -147,7 +149,7 @@ bool connection::admissible_locked(std::uint64_t key, bool large) const {
   return true;
 }
 
-void connection::initiate_send(std::vector<std::byte> packet, std::uint64_t key,
+void connection::initiate_send(out_packet packet, std::uint64_t key,
                                asio::any_completion_handler<void(std::error_code)> handler) {
   std::unique_lock lk(mu_);
   if (down_.load(std::memory_order_relaxed)) {
@@ -200,6 +202,13 @@ asio::awaitable<std::error_code> connection::send(std::vector<std::byte> packet)
 }
 
 bool connection::try_send(std::vector<std::byte>& packet, std::uint64_t order_key) {
+  out_packet p(std::move(packet));
+  if (try_send(p, order_key)) return true;
+  packet = std::move(p.bytes);  // untouched
+  return false;
+}
+
+bool connection::try_send(out_packet& packet, std::uint64_t order_key) {
   if (packet.empty()) return false;
   bool wake;
   {
@@ -208,7 +217,7 @@ bool connection::try_send(std::vector<std::byte>& packet, std::uint64_t order_ke
       return false;
     wake = enqueue_locked(std::move(packet), order_key);
   }
-  packet.clear();
+  packet = {};
   if (wake) wake_writer();
   return true;
 }
@@ -320,7 +329,9 @@ asio::awaitable<void> connection::reader(std::shared_ptr<connection> /*keeps us 
 
 void connection::place(queued q, std::vector<piece>& pieces) {
   if (q.packet.empty()) {
-    pieces.push_back(piece{{}, {}, 0, false, true});
+    piece tick;
+    tick.tick = true;
+    pieces.push_back(std::move(tick));
     return;
   }
   for (auto& st : streams_) {
@@ -330,17 +341,27 @@ void connection::place(queued q, std::vector<piece>& pieces) {
     }
   }
   // The form the peer's flags require (packets encoded before the connection existed may be in the other).
+  // (A packet with externals is flattened first: conversions read its terms; only packets queued before the
+  // connection existed may need one.)
+  auto& bytes = q.packet.bytes;
+  if (!q.packet.externals.empty() && !bytes.empty() && headered_ != (bytes[0] == std::byte{131}))
+    q.packet.flatten();
   std::vector<std::byte> converted;
-  if (headered_ ? to_header_form(q.packet, converted) : to_pass_through(q.packet, converted))
-    q.packet = std::move(converted);
-  const std::size_t hl = fragments_ ? header_length(q.packet) : 0;
+  if (headered_ ? to_header_form(bytes, converted) : to_pass_through(bytes, converted)) bytes = std::move(converted);
+  const std::size_t hl = fragments_ ? header_length(bytes) : 0;
   if (hl != 0 && q.packet.size() - hl > options_.fragment_size) {
-    auto st = std::make_unique<stream>(stream{std::move(q.packet), fragment_stream({}, 0, 0), q.key, {}});
-    st->frags = fragment_stream(st->packet, hl, ++next_seq_, options_.fragment_size);
+    auto st = std::make_unique<stream>(stream{std::move(q.packet), fragment_stream(std::span<const std::byte>(), 0, 0), q.key, {}});
+    std::vector<std::span<const std::byte>> segs;
+    st->packet.segments(segs);
+    st->frags = fragment_stream(std::move(segs), hl, ++next_seq_, options_.fragment_size);
     streams_.push_back(std::move(st));
     return;
   }
-  pieces.push_back(piece{std::move(q.packet), {}, q.accounted, q.large, false});
+  piece pc;
+  pc.whole = std::move(q.packet);
+  pc.accounted = q.accounted;
+  pc.large = q.large;
+  pieces.push_back(std::move(pc));
 }
 
 void connection::take_fragment(std::size_t i, std::vector<piece>& pieces) {
@@ -378,6 +399,7 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
   std::vector<piece> pieces;
   std::vector<std::array<std::byte, 4>> headers;
   std::vector<asio::const_buffer> buffers;
+  std::vector<std::span<const std::byte>> segs;
   // Fragments per write, across all streams: big enough for throughput, small enough that a small message
   // queued behind them waits for at most this much on the wire.
   const std::size_t fragment_bytes_per_write = 4 * options_.fragment_size;
@@ -418,17 +440,28 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
         if (streams_.size() == before) ++i;  // a finished stream was erased: i is already the next one
       }
     }
-    // One gathered write for the whole batch: each packet behind its 4-byte length.
+    // One gathered write for the whole batch: each packet behind its 4-byte length, its binaries (externals)
+    // and fragments' data written from where they are.
     headers.resize(pieces.size());
     buffers.clear();
     std::size_t small = 0, large = 0, ticks = 0;
     for (std::size_t i = 0; i < pieces.size(); ++i) {
       const piece& pc = pieces[i];
-      put_packet_header(headers[i].data(), static_cast<std::uint32_t>(pc.head.size() + pc.tail.size()));
+      const std::size_t at = buffers.size();
       buffers.push_back(asio::buffer(headers[i]));
       if (pc.tick) ++ticks;
+      std::size_t len = 0;
+      if (!pc.whole.externals.empty()) {
+        segs.clear();
+        pc.whole.segments(segs);
+        for (auto s : segs) buffers.push_back(asio::buffer(s.data(), s.size()));
+      } else if (!pc.whole.bytes.empty()) {
+        buffers.push_back(asio::buffer(pc.whole.bytes));
+      }
       if (!pc.head.empty()) buffers.push_back(asio::buffer(pc.head));
-      if (!pc.tail.empty()) buffers.push_back(asio::buffer(pc.tail.data(), pc.tail.size()));
+      for (auto s : pc.tail) buffers.push_back(asio::buffer(s.data(), s.size()));
+      for (std::size_t b = at + 1; b < buffers.size(); ++b) len += buffers[b].size();
+      put_packet_header(headers[i].data(), static_cast<std::uint32_t>(len));
       (pc.large ? large : small) += pc.accounted;
     }
     writing_ = true;
@@ -504,6 +537,7 @@ asio::awaitable<void> connection::tick_loop(std::shared_ptr<connection> /*keeps 
     tick_timer_.expires_after(interval);
     co_await tick_timer_.async_wait(as_tuple(use_awaitable));
     if (down_.load(std::memory_order_relaxed)) co_return;
+    etf::big_buffers().trim();  // big buffers idle since the last interval or longer go back to the system
     if (writing_ && clock::now() - write_started_ >= options_.net_ticktime) {
       shutdown(error::send_timeout);  // the peer stopped reading
       co_return;

@@ -113,8 +113,13 @@ class connection : public std::enable_shared_from_this<connection> {
   // connection converts them to what the peer's flags require.
   template <typename Token>
   auto async_send(std::vector<std::byte> packet, std::uint64_t order_key, Token&& token) {
+    return async_send(out_packet(std::move(packet)), order_key, std::forward<Token>(token));
+  }
+  // A packet with binaries left out of its bytes (out_packet): they go on the wire from the binaries themselves.
+  template <typename Token>
+  auto async_send(out_packet packet, std::uint64_t order_key, Token&& token) {
     return boost::asio::async_initiate<Token, void(std::error_code)>(
-        [this, order_key](auto handler, std::vector<std::byte> p) {
+        [this, order_key](auto handler, out_packet p) {
           initiate_send(std::move(p), order_key,
                         boost::asio::any_completion_handler<void(std::error_code)>(std::move(handler)));
         },
@@ -124,6 +129,7 @@ class connection : public std::enable_shared_from_this<connection> {
   boost::asio::awaitable<std::error_code> send(std::vector<std::byte> packet);
   // Queues without waiting if there is room and nobody is waiting; false (packet untouched) otherwise.
   bool try_send(std::vector<std::byte>& packet, std::uint64_t order_key = 0);
+  bool try_send(out_packet& packet, std::uint64_t order_key = 0);
   // Whether packets need a distribution header (DIST_HDR_ATOM_CACHE or FRAGMENTS in effect).
   bool headered() const noexcept { return headered_; }
 
@@ -142,28 +148,30 @@ class connection : public std::enable_shared_from_this<connection> {
  private:
   struct waiter {
     std::uint64_t id;
-    std::vector<std::byte> packet;
+    out_packet packet;
     boost::asio::any_completion_handler<void(std::error_code)> handler;
     std::uint64_t key = 0;
     bool large = false;
   };
   struct queued {
-    std::vector<std::byte> packet;  // empty: a tick
+    out_packet packet;  // empty: a tick
     std::uint64_t key = 0;
     bool large = false;             // counted in streaming_bytes_, not queued_bytes_
     std::size_t accounted = 0;      // the size it was counted with
   };
   // One outbound message being sent in fragments (writer only).
   struct stream {
-    std::vector<std::byte> packet;
+    out_packet packet;
     fragment_stream frags;
     std::uint64_t key;
     std::deque<queued> behind;  // later packets of the same key
   };
-  // One gathered piece of a write: head (a whole packet, or a fragment's header), then tail (fragment data).
+  // One gathered piece of a write: a whole packet (kept until written), or a fragment: its header (head), then its
+  // data (tail: spans into the stream's packet and its binaries).
   struct piece {
+    out_packet whole;
     std::vector<std::byte> head;
-    std::span<const std::byte> tail;
+    std::vector<std::span<const std::byte>> tail;
     std::size_t accounted = 0;
     bool large = false;
     bool tick = false;
@@ -173,12 +181,12 @@ class connection : public std::enable_shared_from_this<connection> {
              connection_options options, std::shared_ptr<connection_handler> handler,
              std::span<const std::byte> leftover);
 
-  void initiate_send(std::vector<std::byte> packet, std::uint64_t key,
+  void initiate_send(out_packet packet, std::uint64_t key,
                      boost::asio::any_completion_handler<void(std::error_code)> handler);
   bool is_large(std::size_t size) const noexcept { return fragments_ && size > options_.fragment_size; }
   bool admissible_locked(std::uint64_t key, bool large) const;  // mu_ held: may it go in now, ahead of waiters?
   // mu_ held. True when the writer was parked: the caller calls wake_writer() once mu_ is let go.
-  [[nodiscard]] bool enqueue_locked(std::vector<std::byte> packet, std::uint64_t key = 0);
+  [[nodiscard]] bool enqueue_locked(out_packet packet, std::uint64_t key = 0);
   void wake_writer();  // mu_ not held; from any thread
   void place(queued q, std::vector<piece>& pieces);  // writer: into the batch, a new stream, or behind one
   void take_fragment(std::size_t i, std::vector<piece>& pieces);

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "etf/atom.hpp"
+#include "etf/codec.hpp"
 #include "etf/term.hpp"
 
 namespace cnode::dist {
@@ -212,6 +213,10 @@ enum class packet_form : std::uint8_t { pass_through, header };
 void encode_control(const control_message& m, std::vector<std::uint8_t>& out,
                     packet_form form = packet_form::pass_through);
 std::vector<std::uint8_t> encode_control(const control_message& m, packet_form form = packet_form::pass_through);
+// The same, with the payload's binaries of at least external_min bytes left out of out and listed in *externals
+// (etf::encode_options::externals: out with their bytes inserted is the packet encode_control writes).
+void encode_control(const control_message& m, std::vector<std::uint8_t>& out, packet_form form,
+                    std::vector<etf::external_binary>* externals, std::size_t external_min);
 
 }  // namespace cnode::dist
 

@@ -84,6 +84,11 @@ fields fields_of(const control_body& body) {
 }  // namespace
 
 void encode_control(const control_message& m, std::vector<std::uint8_t>& out, packet_form form) {
+  encode_control(m, out, form, nullptr, 0);
+}
+
+void encode_control(const control_message& m, std::vector<std::uint8_t>& out, packet_form form,
+                    std::vector<etf::external_binary>* externals, std::size_t external_min) {
   op base = body_op(m.body);
   op wire = m.wire_op();
   if (m.trace_token && wire == base)
@@ -100,6 +105,7 @@ void encode_control(const control_message& m, std::vector<std::uint8_t>& out, pa
 
   const etf::encode_options inner{.utf8_atoms = true, .compression_level = -1, .version = false};
   std::size_t mark = out.size();
+  const std::size_t ext_mark = externals ? externals->size() : 0;
   try {
     const bool headered = form == packet_form::header;
     if (headered) {
@@ -119,10 +125,14 @@ void encode_control(const control_message& m, std::vector<std::uint8_t>& out, pa
     if (m.trace_token && !token_before_last) etf::encode(*m.trace_token, out, inner);
     if (m.payload) {
       if (!headered) out.push_back(etf::version_magic);
-      etf::encode(*m.payload, out, inner);
+      etf::encode_options po = inner;
+      po.external_min = external_min;
+      po.externals = externals;
+      etf::encode(*m.payload, out, po);
     }
   } catch (...) {
     out.resize(mark);  // no half-written packet left behind
+    if (externals) externals->erase(externals->begin() + static_cast<std::ptrdiff_t>(ext_mark), externals->end());
     throw;
   }
 }

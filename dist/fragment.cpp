@@ -1,9 +1,11 @@
 // Distribution headers, fragment reassembly and splitting (see fragment.hpp).
 #include "dist/fragment.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
+#include "etf/buffer_pool.hpp"
 #include "etf/codec.hpp"
 #include "etf/error.hpp"
 
@@ -56,6 +58,14 @@ bool partial_budget::take(std::size_t n) noexcept {
   do {
     if (n > limit_ || cur > limit_ - n) return false;
   } while (!held_.compare_exchange_weak(cur, cur + n, std::memory_order_relaxed));
+  return true;
+}
+
+bool partial_budget::reserve(std::size_t n) noexcept {
+  std::size_t cur = reserved_.load(std::memory_order_relaxed);
+  do {
+    if (n > limit_ || cur > limit_ - n) return false;
+  } while (!reserved_.compare_exchange_weak(cur, cur + n, std::memory_order_relaxed));
   return true;
 }
 
@@ -117,20 +127,38 @@ inbound_reader::inbound_reader(bool headered, limits l, std::shared_ptr<partial_
 inbound_reader::~inbound_reader() { clear(); }
 
 void inbound_reader::message_done() noexcept {
-  std::vector<std::byte>().swap(done_);
+  done_ = {};
   std::vector<etf::atom>().swap(done_refs_);
 }
 
 void inbound_reader::clear() noexcept {
   for (auto& [id, p] : partial_) release(p);
   partial_.clear();
-  std::vector<std::byte>().swap(done_);
+  done_ = {};
 }
 
 void inbound_reader::release(partial& p) noexcept {
   if (budget_ && p.charged) budget_->give(p.charged);
   held_ -= p.charged;
   p.charged = 0;
+  if (budget_ && p.reserved) budget_->unreserve(p.reserved);
+  reserved_ -= p.reserved;
+  p.reserved = 0;
+  etf::big_buffers().give(std::move(p.data));
+}
+
+// The room to reserve for a message whose first fragment carries `data` bytes and announces `fragments` in all:
+// its size if every fragment is as long, never more than --max-message-bytes, and only while this reader's and the
+// node's reservations stay within their bounds (else 0: the buffer grows as the fragments come, as any vector).
+// Reserved room is not charged to the budget (bytes are, as they arrive): untouched, it costs address space only.
+std::size_t inbound_reader::reserve_for(std::size_t data, std::uint64_t fragments) noexcept {
+  const std::size_t cap = limits_.max_message;
+  std::size_t want = data != 0 && fragments > cap / data ? cap : static_cast<std::size_t>(data * fragments);
+  want = std::min(want, cap);
+  if (want <= data || reserved_ > cap - want) return 0;
+  if (budget_ && !budget_->reserve(want)) return 0;
+  reserved_ += want;
+  return want;
 }
 
 bool inbound_reader::charge(partial& p, std::size_t n, std::error_code& ec) {
@@ -192,13 +220,13 @@ inbound_reader::result inbound_reader::feed(std::span<const std::byte> packet) {
     if (data > limits_.max_message) return fail(make_error_code(fragment_error::message_too_large), end);
     if (id == 1) {  // a sequence of one
       done_refs_ = std::move(refs);
-      done_.assign(p + pos, p + end);
+      done_ = etf::shared_bytes::copy({reinterpret_cast<const std::uint8_t*>(p + pos), data});
       result r;
       r.st = status::message;
-      r.msg.bytes = done_;
+      r.msg.bytes = {reinterpret_cast<const std::byte*>(done_.data()), done_.size()};
       r.msg.headered = true;
       r.msg.refs = done_refs_;
-      r.msg.owned = &done_;
+      r.msg.shared = done_;
       return r;
     }
     if (partial_.size() >= limits_.max_sequences)
@@ -206,7 +234,11 @@ inbound_reader::result inbound_reader::feed(std::span<const std::byte> packet) {
     partial np;
     if (!charge(np, data + partial_overhead, ec)) return fail(ec, 0);
     np.refs = std::move(refs);
-    np.data.assign(p + pos, p + end);
+    // One buffer for the whole message, at the size announced (bounded): no regrowth, no copy when it completes.
+    np.reserved = reserve_for(data, id);
+    np.data = etf::big_buffers().take(np.reserved ? np.reserved : data);
+    np.data.insert(np.data.end(), reinterpret_cast<const std::uint8_t*>(p + pos),
+                   reinterpret_cast<const std::uint8_t*>(p + end));
     np.next_id = id - 1;
     np.count = 1;
     partial_.emplace(seq, std::move(np));
@@ -227,18 +259,19 @@ inbound_reader::result inbound_reader::feed(std::span<const std::byte> packet) {
     return fail(make_error_code(fragment_error::message_too_large), end);
   }
   if (id == 1) {
-    done_ = std::move(cur.data);
-    done_.insert(done_.end(), p + frag_prefix, p + end);
+    cur.data.insert(cur.data.end(), reinterpret_cast<const std::uint8_t*>(p + frag_prefix),
+                    reinterpret_cast<const std::uint8_t*>(p + end));
+    done_ = etf::shared_bytes(std::move(cur.data));
     done_refs_ = std::move(cur.refs);
     const std::uint64_t count = cur.count + 1;
     release(cur);
     partial_.erase(it);
     result r;
     r.st = status::message;
-    r.msg.bytes = done_;
+    r.msg.bytes = {reinterpret_cast<const std::byte*>(done_.data()), done_.size()};
     r.msg.headered = true;
     r.msg.refs = done_refs_;
-    r.msg.owned = &done_;
+    r.msg.shared = done_;
     r.msg.fragments = count;
     return r;
   }
@@ -247,7 +280,8 @@ inbound_reader::result inbound_reader::feed(std::span<const std::byte> packet) {
     partial_.erase(it);
     return fail(ec, 0);
   }
-  cur.data.insert(cur.data.end(), p + frag_prefix, p + end);
+  cur.data.insert(cur.data.end(), reinterpret_cast<const std::uint8_t*>(p + frag_prefix),
+                  reinterpret_cast<const std::uint8_t*>(p + end));
   cur.next_id = id - 1;
   ++cur.count;
   return {};
@@ -352,15 +386,65 @@ std::size_t header_length(std::span<const std::byte> packet) noexcept {
 
 // ---- outbound ----
 
+std::size_t out_packet::size() const noexcept {
+  std::size_t n = bytes.size();
+  for (const auto& e : externals) n += e.binary.byte_size();
+  return n;
+}
+
+void out_packet::segments(std::vector<std::span<const std::byte>>& out) const {
+  std::size_t pos = 0;
+  std::span<const std::byte> all(bytes);
+  for (const auto& e : externals) {
+    if (e.at > pos) out.push_back(all.subspan(pos, e.at - pos));
+    const auto b = e.binary.bytes();
+    if (!b.empty()) out.push_back({reinterpret_cast<const std::byte*>(b.data()), b.size()});
+    pos = e.at;
+  }
+  if (pos < all.size()) out.push_back(all.subspan(pos));
+}
+
+void out_packet::flatten() {
+  if (externals.empty()) return;
+  std::vector<std::span<const std::byte>> segs;
+  segments(segs);
+  std::vector<std::byte> flat;
+  flat.reserve(size());
+  for (auto s : segs) flat.insert(flat.end(), s.begin(), s.end());
+  bytes = std::move(flat);
+  externals.clear();
+}
+
 fragment_stream::fragment_stream(std::span<const std::byte> packet, std::size_t header_len, std::uint64_t seq_id,
                                  std::size_t chunk)
-    : packet_(packet), header_len_(header_len), chunk_(chunk == 0 ? 1 : chunk), seq_(seq_id) {
-  const std::size_t data = packet.size() - header_len;
+    : fragment_stream(std::vector<std::span<const std::byte>>{packet}, header_len, seq_id, chunk) {}
+
+fragment_stream::fragment_stream(std::vector<std::span<const std::byte>> segments, std::size_t header_len,
+                                 std::uint64_t seq_id, std::size_t chunk)
+    : segs_(std::move(segments)), header_len_(header_len), chunk_(chunk == 0 ? 1 : chunk), seq_(seq_id) {
+  for (auto s : segs_) size_ += s.size();
+  const std::size_t data = size_ - header_len;
   total_ = data == 0 ? 1 : (data + chunk_ - 1) / chunk_;
   next_id_ = total_;
+  advance(0);
+}
+
+void fragment_stream::advance(std::size_t n) noexcept {
+  seg_off_ += n;
+  while (seg_ < segs_.size() && seg_off_ >= segs_[seg_].size()) {
+    seg_off_ -= segs_[seg_].size();
+    ++seg_;
+  }
 }
 
 std::size_t fragment_stream::next(std::vector<std::byte>& head, std::span<const std::byte>& data) {
+  std::vector<std::span<const std::byte>> parts;
+  const std::size_t covered = next(head, parts);
+  data = parts.empty() ? std::span<const std::byte>() : parts.front();  // one span: the packet is one segment
+  return covered;
+}
+
+std::size_t fragment_stream::next(std::vector<std::byte>& head, std::vector<std::span<const std::byte>>& data) {
   const bool first = offset_ == 0;
   head.push_back(version);
   head.push_back(first ? hdr_frag : hdr_cont);
@@ -368,15 +452,23 @@ std::size_t fragment_stream::next(std::vector<std::byte>& head, std::span<const 
   put_u64(head, next_id_--);
   std::size_t covered = 0;
   if (first) {
-    // N, Flags, refs: the normal header after its 131,68.
-    head.insert(head.end(), packet_.begin() + 2, packet_.begin() + static_cast<std::ptrdiff_t>(header_len_));
+    // N, Flags, refs: the normal header after its 131,68 (within the first segment).
+    const auto h = segs_.front();
+    head.insert(head.end(), h.begin() + 2, h.begin() + static_cast<std::ptrdiff_t>(header_len_));
     offset_ = header_len_;
+    advance(header_len_);
     covered = header_len_;
   }
-  const std::size_t n = std::min(chunk_, packet_.size() - offset_);
-  data = packet_.subspan(offset_, n);
+  const std::size_t n = std::min(chunk_, size_ - offset_);
+  for (std::size_t left = n; left > 0;) {
+    const auto s = segs_[seg_];
+    const std::size_t k = std::min(left, s.size() - seg_off_);
+    data.push_back(s.subspan(seg_off_, k));
+    left -= k;
+    advance(k);
+  }
   offset_ += n;
-  if (offset_ == header_len_ && n == 0) offset_ = packet_.size();  // an empty body: one fragment
+  if (offset_ == header_len_ && n == 0) offset_ = size_;  // an empty body: one fragment
   return covered + n;
 }
 

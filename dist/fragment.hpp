@@ -21,6 +21,8 @@
 
 #include "dist/control.hpp"
 #include "etf/atom.hpp"
+#include "etf/codec.hpp"
+#include "etf/term.hpp"
 
 namespace cnode::dist {
 
@@ -37,9 +39,16 @@ class partial_budget {
   void give(std::size_t n) noexcept { held_.fetch_sub(n, std::memory_order_relaxed); }
   std::size_t held() const noexcept { return held_.load(std::memory_order_relaxed); }
   std::size_t limit() const noexcept { return limit_; }
+  // Room reserved for partial messages at the size their first fragment announces (not yet charged: the bytes
+  // are charged with take() as they arrive), bounded by the same limit so that what peers announce costs the
+  // node at most that much address space. False (nothing reserved) when it would cross the limit.
+  bool reserve(std::size_t n) noexcept;
+  void unreserve(std::size_t n) noexcept { reserved_.fetch_sub(n, std::memory_order_relaxed); }
+  std::size_t reserved() const noexcept { return reserved_.load(std::memory_order_relaxed); }
 
  private:
   std::atomic<std::size_t> held_{0};
+  std::atomic<std::size_t> reserved_{0};
   const std::size_t limit_;
 };
 
@@ -70,8 +79,9 @@ struct inbound_message {
   std::span<const std::byte> bytes;
   bool headered = false;
   std::span<const etf::atom> refs;  // headered: the atoms of the header's references, by index
-  // Non-null when the bytes are a reassembled message held in this vector: the receiver may move it out.
-  std::vector<std::byte>* owned = nullptr;
+  // Set when the bytes are a reassembled message: its buffer, which bytes spans whole. The receiver may keep it
+  // (decoded binaries refer into it) instead of copying.
+  etf::shared_bytes shared;
   std::uint64_t fragments = 1;  // how many packets it came in
 };
 
@@ -104,16 +114,18 @@ class inbound_reader {
   void message_done() noexcept;
 
   std::size_t held_bytes() const noexcept { return held_; }
+  std::size_t reserved_bytes() const noexcept { return reserved_; }
   std::size_t sequences() const noexcept { return partial_.size(); }
   const atom_cache& cache() const noexcept { return cache_; }
 
  private:
   struct partial {
-    std::vector<std::byte> data;
+    std::vector<std::uint8_t> data;  // reserved at the announced size when the reservation bounds allowed it
     std::vector<etf::atom> refs;
     std::uint64_t next_id = 0;  // the fragment id expected next
     std::uint64_t count = 0;    // fragments so far
     std::size_t charged = 0;    // bytes taken from the budget
+    std::size_t reserved = 0;   // bytes of room reserved (reserved_ and the budget's reserve())
   };
   result fail(std::error_code ec, std::size_t at);
   bool charge(partial& p, std::size_t n, std::error_code& ec);
@@ -125,9 +137,11 @@ class inbound_reader {
   atom_cache cache_;
   std::vector<etf::atom> refs_;
   std::unordered_map<std::uint64_t, partial> partial_;
-  std::vector<std::byte> done_;        // the last reassembled message
+  std::size_t reserve_for(std::size_t data, std::uint64_t fragments) noexcept;
+  etf::shared_bytes done_;             // the last reassembled message
   std::vector<etf::atom> done_refs_;
   std::size_t held_ = 0;
+  std::size_t reserved_ = 0;  // room reserved by this reader's partials, at most limits_.max_message
 };
 
 // 131,68,0 + Control + Payload from 'p',131,Control,131,Payload (and back). Returns false, leaving out alone, if
@@ -140,6 +154,22 @@ void self_contained_packet(const inbound_message& m, std::vector<std::byte>& out
 // The length of the normal distribution header at the packet's start (131,68,N,...), 0 if it is not one.
 std::size_t header_length(std::span<const std::byte> packet) noexcept;
 
+// A packet to send whose big binaries may have been left out of its bytes (etf::encode_options::externals): on the
+// wire it is `bytes` with each external's bytes inserted at its position (positions in bytes, in order). The
+// binaries' terms keep their bytes alive until the packet is written, so a payload is never copied into a packet.
+struct out_packet {
+  std::vector<std::byte> bytes;
+  std::vector<etf::external_binary> externals;
+  out_packet() = default;
+  out_packet(std::vector<std::byte> b) noexcept : bytes(std::move(b)) {}  // NOLINT: a plain packet converts
+  bool empty() const noexcept { return bytes.empty() && externals.empty(); }
+  std::size_t size() const noexcept;
+  // The pieces in wire order (empty ones left out); they point into bytes and the binaries.
+  void segments(std::vector<std::span<const std::byte>>& out) const;
+  // Copies every external into bytes (a packet whose form must be converted).
+  void flatten();
+};
+
 // Splits one message in the 131,68 form into fragments: the first carries 131,69,SeqId,FragId and the header's
 // N, Flags and refs; the rest 131,70,SeqId,FragId. FragId counts down to 1. The packet must outlive the stream's
 // use of the spans it hands out.
@@ -148,15 +178,22 @@ class fragment_stream {
   // header_len: header_length(packet), non-zero.
   fragment_stream(std::span<const std::byte> packet, std::size_t header_len, std::uint64_t seq_id,
                   std::size_t chunk = fragment_size);
-  bool done() const noexcept { return offset_ >= packet_.size(); }
+  // A packet in pieces (out_packet::segments): the header must lie within the first.
+  fragment_stream(std::vector<std::span<const std::byte>> segments, std::size_t header_len, std::uint64_t seq_id,
+                  std::size_t chunk = fragment_size);
+  bool done() const noexcept { return offset_ >= size_; }
   std::uint64_t total() const noexcept { return total_; }
   // The next fragment: its header bytes (appended to head) and its data (a span into the packet). Returns the
-  // number of the original packet's bytes it covers.
+  // number of the original packet's bytes it covers. For a packet given as one span only.
   std::size_t next(std::vector<std::byte>& head, std::span<const std::byte>& data);
+  // The same, the data as the spans of the segments it covers (appended to data).
+  std::size_t next(std::vector<std::byte>& head, std::vector<std::span<const std::byte>>& data);
 
  private:
-  std::span<const std::byte> packet_;
-  std::size_t header_len_, chunk_, offset_ = 0;
+  void advance(std::size_t n) noexcept;
+  std::vector<std::span<const std::byte>> segs_;
+  std::size_t size_ = 0, header_len_, chunk_, offset_ = 0;
+  std::size_t seg_ = 0, seg_off_ = 0;  // where offset_ is among the segments
   std::uint64_t seq_, total_, next_id_;
 };
 

@@ -14,7 +14,7 @@ inbound_path::inbound_path(std::uint64_t effective, std::size_t max_packet, std:
       reader_(headered_, inbound_reader::limits{.max_message = max_packet}, std::move(budget)) {}
 
 void inbound_path::message_done() noexcept {
-  if (msg_.owned) reader_.message_done();
+  if (msg_.shared.node()) reader_.message_done();
   msg_ = {};
 }
 

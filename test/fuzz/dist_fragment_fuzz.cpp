@@ -219,7 +219,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } else if (r.st == inbound_reader::status::message) {
       if (r.msg.headered) round_trip(r.msg, chunk);
       else forms(r.msg.bytes);
-      if (r.msg.owned) c.reader->message_done();
+      if (r.msg.shared.node()) c.reader->message_done();
     }
     // Bytes held: exactly the model's, within the budget, shared by both connections.
     std::size_t total = 0;
