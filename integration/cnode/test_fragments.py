@@ -7,7 +7,8 @@ from cnode_node import start_cnode
 
 def test_small_calls_pass_a_64_mib_message_both_ways(c):
     """A 64 MiB echo is in flight (erl -> cnode and back, in 64 KiB fragments); small calls from another process
-    are answered before it completes."""
+    are answered before it completes (the first 10 of 20: since the echo copies nothing, 64 MiB go both ways in about
+    200 ms on the 2-core VM, about as long as 20 pings take behind the fragments)."""
     c.epmd()
     cn = start_cnode(c)
     ex = c.elixir("ex")
@@ -18,7 +19,8 @@ def test_small_calls_pass_a_64_mib_message_both_ways(c):
         f"true = Node.ping(n) == :pong; "
         f"spawn(fn -> r = GenServer.call(dest, b, 120_000); send(me, {{:big, r == b, System.monotonic_time()}}) end); "
         f"Process.sleep(5); "
-        f"small = for _ <- 1..20, do: Node.ping(n) == :pong; t_small = System.monotonic_time(); "
+        f"small = for _ <- 1..10, do: Node.ping(n) == :pong; t_small = System.monotonic_time(); "
+        f"small = small ++ for(_ <- 1..10, do: Node.ping(n) == :pong); "
         f"receive do {{:big, ok, t_big}} -> {{Enum.all?(small), t_small < t_big, ok}} after 120_000 -> :timeout end",
         timeout=300)
     assert out == "{true, true, true}", out
