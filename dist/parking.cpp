@@ -18,10 +18,10 @@ parking::~parking() { service_->remove(this); }
 void parking_service::shutdown() {
   // Like the timer service's: what is still parked is dropped (its coroutine frame is destroyed through the
   // scheduler's own shutdown, after this).
-  std::vector<std::optional<boost::asio::any_completion_handler<void()>>> dropped;
+  std::vector<std::optional<parking::handler_type>> dropped;
   {
     std::lock_guard lk(mu_);
-    for (parking* p : all_) {
+    for (parking* p = head_; p; p = p->next_) {
       if (p->handler_) {
         dropped.push_back(std::move(p->handler_));
         p->handler_.reset();

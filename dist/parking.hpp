@@ -10,9 +10,7 @@
 // destroyed with the other pending operations (no cycle through the coroutine frame outlives the io_context).
 #include <mutex>
 #include <optional>
-#include <set>
 
-#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/execution_context.hpp>
@@ -30,7 +28,7 @@ class parking {
   // Suspends the calling coroutine until resume() (or the io_context's shutdown, which destroys it).
   auto wait() {
     return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void()>(
-        [this](auto handler) { handler_.emplace(std::move(handler)); }, boost::asio::use_awaitable);
+        [this](handler_type handler) { handler_.emplace(std::move(handler)); }, boost::asio::use_awaitable);
   }
   // Runs the parked coroutine until its next suspension; false if none is parked.
   bool resume() {
@@ -44,8 +42,14 @@ class parking {
 
  private:
   friend class parking_service;
-  std::optional<boost::asio::any_completion_handler<void()>> handler_;
+  // What use_awaitable hands the initiation: the waiting coroutine's thread (a pointer to its stack), kept as it
+  // is rather than type-erased (an any_completion_handler allocates a block per wait, held as long as the wait).
+  using handler_type = boost::asio::detail::awaitable_handler<boost::asio::any_io_executor>;
+  std::optional<handler_type> handler_;
   class parking_service* service_;
+  // The service's list of its parkings, threaded through them (one per process: no node allocated for it).
+  parking* prev_ = nullptr;
+  parking* next_ = nullptr;
 };
 
 // The io_context's record of its parkings (one per io_context).
@@ -56,17 +60,23 @@ class parking_service : public boost::asio::execution_context::service {
   explicit parking_service(boost::asio::execution_context& ctx) : boost::asio::execution_context::service(ctx) {}
   void add(parking* p) {
     std::lock_guard lk(mu_);
-    all_.insert(p);
+    p->prev_ = nullptr;
+    p->next_ = head_;
+    if (head_) head_->prev_ = p;
+    head_ = p;
   }
   void remove(parking* p) {
     std::lock_guard lk(mu_);
-    all_.erase(p);
+    if (p->prev_) p->prev_->next_ = p->next_;
+    else head_ = p->next_;
+    if (p->next_) p->next_->prev_ = p->prev_;
+    p->prev_ = p->next_ = nullptr;
   }
 
  private:
   void shutdown() override;
   std::mutex mu_;
-  std::set<parking*> all_;
+  parking* head_ = nullptr;
 };
 
 }  // namespace cnode::dist
