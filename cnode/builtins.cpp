@@ -72,59 +72,65 @@ std::chrono::milliseconds to_timeout(const term& t) {
   return std::chrono::milliseconds(5000);
 }
 
+// One message to the probe. A coroutine of its own, so that what the probe holds while it waits for the next
+// message is only probe()'s small frame (a coroutine frame keeps every local of every branch).
+asio::awaitable<void> probe_message(process& self, const term& owner, term msg) {
+  gen::incoming_call c;
+  if (!gen::is_call(msg, c)) {
+    self.send(owner, term::tuple({term(at().probe), self.pid(), std::move(msg)}));
+    co_return;
+  }
+  const term& r = c.request;
+  auto is = [&](atom tag, std::size_t arity) { return r.is_tuple(arity) && r.element(0).is_atom(tag); };
+  term reply(at().ok);
+  if (is(at().link, 2)) {
+    self.link(r.element(1));
+  } else if (is(at().unlink, 2)) {
+    self.unlink(r.element(1));
+  } else if (is(at().monitor, 2)) {
+    reply = self.monitor(r.element(1));
+  } else if (is(at().demonitor, 2)) {
+    self.demonitor(r.element(1));
+  } else if (is(at().trap_exit, 2)) {
+    reply = term(self.trap_exit(r.element(1).is_atom(atom::true_())));
+  } else if (is(at().exit, 2)) {
+    gen::reply(self, c.from, term(at().ok));
+    self.exit(r.element(1));
+  } else if (is(at().exit, 3)) {
+    self.exit(r.element(1), r.element(2));
+  } else if (is(at().send, 3)) {
+    self.send(r.element(1), r.element(2));
+  } else if (is(atom("cast"), 3)) {
+    gen::cast(self, r.element(1), r.element(2));
+  } else if (is(at().call, 4)) {
+    auto res = co_await gen::call(self, r.element(1), r.element(2), to_timeout(r.element(3)));
+    reply = res.ok ? term::tuple({term(at().ok), res.reply}) : term::tuple({term(at().error), res.reason});
+  } else if (is(at().register_, 2) && r.element(1).is_atom()) {
+    if (!self.register_name(r.element(1).atom_value())) reply = term(at().badarg);
+  } else if (is(at().sleep, 2) && r.element(1).is_small()) {
+    // For tests of callers' timeouts: the reply comes after Ms milliseconds.
+    // Named first: a lambda turned into a std::function inside a co_await expression is destroyed twice (GCC 12).
+    std::function<bool(const term&)> none = [](const term&) { return false; };
+    co_await self.receive(none, std::chrono::milliseconds(r.element(1).small()));
+  } else if (is(at().crash, 2)) {
+    self.exit(r.element(1));  // dies mid-call, without a reply
+  } else if (r.is_atom(at().alias)) {
+    reply = self.alias();
+  } else if (r.is_atom(at().stop)) {
+    gen::reply(self, c.from, term(at().ok));
+    self.exit(term(at().normal));
+  } else if (auto ext = self.node().probe_calls().find(r)) {
+    reply = co_await (*ext)(self, r);
+  } else {
+    reply = term::tuple({term(at().error), term(at().unknown_call)});
+  }
+  gen::reply(self, c.from, std::move(reply));
+}
+
 asio::awaitable<void> probe(process& self, term owner) {
   for (;;) {
     auto msg = co_await self.receive();
-    gen::incoming_call c;
-    if (!gen::is_call(*msg, c)) {
-      self.send(owner, term::tuple({term(at().probe), self.pid(), *msg}));
-      continue;
-    }
-    const term& r = c.request;
-    auto is = [&](atom tag, std::size_t arity) { return r.is_tuple(arity) && r.element(0).is_atom(tag); };
-    term reply(at().ok);
-    if (is(at().link, 2)) {
-      self.link(r.element(1));
-    } else if (is(at().unlink, 2)) {
-      self.unlink(r.element(1));
-    } else if (is(at().monitor, 2)) {
-      reply = self.monitor(r.element(1));
-    } else if (is(at().demonitor, 2)) {
-      self.demonitor(r.element(1));
-    } else if (is(at().trap_exit, 2)) {
-      reply = term(self.trap_exit(r.element(1).is_atom(atom::true_())));
-    } else if (is(at().exit, 2)) {
-      gen::reply(self, c.from, term(at().ok));
-      self.exit(r.element(1));
-    } else if (is(at().exit, 3)) {
-      self.exit(r.element(1), r.element(2));
-    } else if (is(at().send, 3)) {
-      self.send(r.element(1), r.element(2));
-    } else if (is(atom("cast"), 3)) {
-      gen::cast(self, r.element(1), r.element(2));
-    } else if (is(at().call, 4)) {
-      auto res = co_await gen::call(self, r.element(1), r.element(2), to_timeout(r.element(3)));
-      reply = res.ok ? term::tuple({term(at().ok), res.reply}) : term::tuple({term(at().error), res.reason});
-    } else if (is(at().register_, 2) && r.element(1).is_atom()) {
-      if (!self.register_name(r.element(1).atom_value())) reply = term(at().badarg);
-    } else if (is(at().sleep, 2) && r.element(1).is_small()) {
-      // For tests of callers' timeouts: the reply comes after Ms milliseconds.
-      // Named first: a lambda turned into a std::function inside a co_await expression is destroyed twice (GCC 12).
-      std::function<bool(const term&)> none = [](const term&) { return false; };
-      co_await self.receive(none, std::chrono::milliseconds(r.element(1).small()));
-    } else if (is(at().crash, 2)) {
-      self.exit(r.element(1));  // dies mid-call, without a reply
-    } else if (r.is_atom(at().alias)) {
-      reply = self.alias();
-    } else if (r.is_atom(at().stop)) {
-      gen::reply(self, c.from, term(at().ok));
-      self.exit(term(at().normal));
-    } else if (auto ext = self.node().probe_calls().find(r)) {
-      reply = co_await (*ext)(self, r);
-    } else {
-      reply = term::tuple({term(at().error), term(at().unknown_call)});
-    }
-    gen::reply(self, c.from, std::move(reply));
+    co_await probe_message(self, owner, std::move(*msg));
   }
 }
 
@@ -224,7 +230,8 @@ void add_builtin_functions(node& n, distribution& d, function_table& fns) {
 }  // namespace
 
 term spawn_probe(node& n, const term& owner) {
-  return n.spawn([owner](process& self) -> asio::awaitable<void> { co_await probe(self, owner); });
+  // Not a coroutine: the probe's frame is the only one (probe() keeps its own copy of owner).
+  return n.spawn([owner](process& self) { return probe(self, owner); });
 }
 
 void start_builtins(node& n, distribution& d, function_table& functions) {

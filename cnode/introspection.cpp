@@ -131,8 +131,7 @@ asio::awaitable<std::optional<process_snapshot>> snapshot(process& self, node& n
     process_snapshot s;
     s.message_queue_len = self.message_queue_len();
     s.trap_exit = self.trapping_exits();
-    for (const auto& [linked, id] : self.links())
-      if (id == 0) s.links.push_back(linked);
+    s.links = self.linked();
     co_return s;
   }
   oneshot<process_snapshot> done(co_await asio::this_coro::executor);

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include <boost/version.hpp>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -50,16 +52,19 @@ void process::end_batch() {
   for (auto& p : ready) {
     // As deliver's run_here branch: the drain runs here if the process is idle, and what it delivers is posted.
     run_here_off off;
-    asio::dispatch(p->strand_, [p] { p->drain(); });
+    asio::dispatch(*p->strand_, [p] { p->drain(); });
   }
   ready.clear();
   if (deferred_drains.empty()) deferred_drains.swap(ready);  // keep the capacity for the next read
 }
 
+// process::run and dist::parking use Asio's coroutine thread (detail::awaitable_handler) as co_spawn does; checked
+// against Boost 1.81's (Debian 12's).
+static_assert(BOOST_VERSION / 100 == 1081, "process::run follows Boost 1.81's co_spawn_entry_point: check it");
+
 process::process(class node& n, term pid, std::uint64_t number, body_type body)
     : node_(n), pid_(std::move(pid)), number_(number), body_(std::move(body)),
-      strand_(asio::make_strand(n.get_executor())), wake_(strand_),
-      parked_(strand_) {}
+      ex_(asio::make_strand(n.get_executor())), strand_(ex_.target<executor_type>()), parked_(ex_) {}
 
 process::~process() = default;
 
@@ -68,34 +73,53 @@ bool process::alive() const noexcept {
   return !dead_;
 }
 
+// The bottom of the process's coroutine stack, in place of co_spawn's entry point (co_spawn(ex, f, detached)):
+// the same steps (onto the strand, run the body, catch what it throws) without what a process does not use — a
+// completion handler, a lambda's frame around the body, and two work guards that each put another copy of the
+// strand in a heap block. `work` keeps the io_context's work count up while the process lives, as co_spawn's guard
+// does, on the node's own executor (small enough to sit inside the any_io_executor).
+process::entry_point process::run(std::shared_ptr<process> self, asio::any_io_executor work) {
+  (void)co_await asio::dispatch(asio::use_awaitable);
+  std::exception_ptr e;
+  try {
+    co_await self->body_(*self);
+  } catch (...) {
+    e = std::current_exception();
+  }
+  // The end of the body is handled here: a body that returns without suspending (an erpc call into a C++ function)
+  // sends its exit signals and monitors' 'DOWN' there and then, from the thread that started it.
+  try {
+    self->on_body_done(e);
+  } catch (...) {  // what co_spawn's detached completion did with it
+  }
+  work = {};
+}
+
 void process::start() {
-  auto self = shared_from_this();
-  // The end of the body is handled inside the coroutine: a body that returns without suspending (an erpc call into
-  // a C++ function) sends its exit signals and monitors' 'DOWN' there and then, from the thread that started it
-  // (co_spawn would post its completion handler once more).
-  asio::co_spawn(
-      strand_,
-      [self]() -> asio::awaitable<void> {
-        std::exception_ptr e;
-        try {
-          co_await self->body_(*self);
-        } catch (...) {
-          e = std::current_exception();
-        }
-        self->on_body_done(e);
-      },
-      asio::detached);
+  asio::cancellation_slot no_slot;
+  asio::detail::awaitable_handler<asio::any_io_executor, void>(
+      run(shared_from_this(), asio::prefer(node_.get_executor(), asio::execution::outstanding_work.tracked)), ex_,
+      no_slot, asio::cancellation_state(no_slot))
+      .launch();
+}
+
+std::vector<term> process::linked() const {
+  std::vector<term> out;
+  if (rel_)
+    for (const auto& [pid, id] : rel_->links)
+      if (id == 0) out.push_back(pid);
+  return out;
 }
 
 void process::inspect(std::function<void(process_snapshot)> done) {
-  asio::post(strand_, [self = shared_from_this(), done = std::move(done)] {
+  asio::post(*strand_, [self = shared_from_this(), done = std::move(done)] {
     process_snapshot snap;
     snap.message_queue_len = self->mailbox_.size();
-    snap.names = self->names_;
-    for (const auto& [pid, id] : self->links_)
-      if (id == 0) snap.links.push_back(pid);
-    for (const auto& [ref, m] : self->monitors_) snap.monitors.push_back(m.object);
-    for (const auto& [ref, m] : self->monitored_by_) snap.monitored_by.push_back(m.watcher);
+    snap.links = self->linked();
+    if (const auto* r = self->rel_.get()) {
+      for (const auto& [ref, m] : r->monitors) snap.monitors.push_back(m.object);
+      for (const auto& [ref, m] : r->monitored_by) snap.monitored_by.push_back(m.watcher);
+    }
     snap.trap_exit = self->trap_exit_;
     done(std::move(snap));
   });
@@ -117,9 +141,9 @@ void process::deliver(signal s) {
         // Idle: drain (and the body it resumes) runs here now; busy elsewhere: queued behind what runs there.
         // What the process delivers meanwhile is posted (no chain of processes grows this thread's stack).
         run_here_off off;
-        asio::dispatch(strand_, [self = shared_from_this()] { self->drain(); });
+        asio::dispatch(*strand_, [self = shared_from_this()] { self->drain(); });
       } else {
-        asio::post(strand_, [self = shared_from_this()] { self->drain(); });
+        asio::post(*strand_, [self = shared_from_this()] { self->drain(); });
       }
       return;
     }
@@ -148,76 +172,88 @@ void process::drain() {
 
 void process::wake() {
   if (!waiting_) return;
-  if (!parked_.resume()) wake_.cancel();  // a receive with a timeout: its timer
+  if (!parked_.resume() && timer_) timer_->cancel();  // a receive with a timeout: its timer
 }
 
 void process::handle(signal& s) {
   switch (s.kind) {
     case signal_kind::message:
-      if (!s.ref.is_nil() && !aliases_.count(s.ref)) return;  // sent to an alias no longer active
+      if (!s.ref.is_nil() && !(rel_ && rel_->aliases.count(s.ref))) return;  // to an alias no longer active
       mailbox_.push_back(std::move(s.data));
       check_mailbox();
       return;
     case signal_kind::link:
-      if (s.from != pid_) links_[s.from] = 0;
+      if (s.from != pid_) rel().links[s.from] = 0;
       return;
     case signal_kind::unlink: {
-      auto it = links_.find(s.from);
-      if (it != links_.end() && (s.id == 0 || it->second == 0)) links_.erase(it);
+      if (rel_) {
+        auto& links = rel_->links;
+        auto it = links.find(s.from);
+        if (it != links.end() && (s.id == 0 || it->second == 0)) links.erase(it);
+      }
       // The ack goes out before any other signal from us to that process (we are on our strand).
       if (s.id != 0) node_.route(s.from, signal{signal_kind::unlink_ack, pid_, {}, {}, {}, s.id});
       return;
     }
     case signal_kind::unlink_ack: {
-      auto it = links_.find(s.from);
-      if (it != links_.end() && it->second == s.id) links_.erase(it);
+      if (!rel_) return;
+      auto it = rel_->links.find(s.from);
+      if (it != rel_->links.end() && it->second == s.id) rel_->links.erase(it);
       return;
     }
     case signal_kind::link_exit: {
-      auto it = links_.find(s.from);
-      if (it == links_.end() || it->second != 0) return;  // not linked, or unlinking: no exit through it
-      links_.erase(it);
+      if (!rel_) return;
+      auto it = rel_->links.find(s.from);
+      if (it == rel_->links.end() || it->second != 0) return;  // not linked, or unlinking: no exit through it
+      rel_->links.erase(it);
       handle_exit_signal(s.from, s.data, true);
       return;
     }
     case signal_kind::exit: handle_exit_signal(s.from, s.data, false); return;
     case signal_kind::monitor:
-      monitored_by_[s.ref] = monitor_in{s.from, s.extra.is_nil() ? pid_ : s.extra};
+      rel().monitored_by[s.ref] = monitor_in{s.from, s.extra.is_nil() ? pid_ : s.extra};
       return;
-    case signal_kind::demonitor: monitored_by_.erase(s.ref); return;
+    case signal_kind::demonitor:
+      if (rel_) rel_->monitored_by.erase(s.ref);
+      return;
     case signal_kind::down: {
-      auto it = monitors_.find(s.ref);
-      if (it == monitors_.end()) return;  // demonitored meanwhile
+      if (!rel_) return;
+      auto it = rel_->monitors.find(s.ref);
+      if (it == rel_->monitors.end()) return;  // demonitored meanwhile
       term object = it->second.object;
-      monitors_.erase(it);
+      rel_->monitors.erase(it);
       mailbox_.push_back(term::tuple({term(at().down_tag), s.ref, term(at().process), object, s.data}));
       return;
     }
     case signal_kind::node_down: {
+      if (!rel_) return;
+      auto& links = rel_->links;
+      auto& monitors = rel_->monitors;
+      auto& monitored_by = rel_->monitored_by;
       const atom lost = s.extra.atom_value();
       std::vector<term> dead_links;
-      for (auto it = links_.begin(); it != links_.end();) {
+      for (auto it = links.begin(); it != links.end();) {
         if (it->first.node_of() == lost) {
           if (it->second == 0) dead_links.push_back(it->first);
-          it = links_.erase(it);
+          it = links.erase(it);
         } else {
           ++it;
         }
       }
-      for (auto it = monitors_.begin(); it != monitors_.end();) {
+      for (auto it = monitors.begin(); it != monitors.end();) {
         const term& t = it->second.target;
         const bool on_lost = t.is_pid() ? t.node_of() == lost
                                         : (t.is_tuple(2) && t.element(1).is_atom(lost));
         if (on_lost) {
           mailbox_.push_back(term::tuple({term(at().down_tag), it->first, term(at().process), it->second.object,
                                           term(at().noconnection)}));
-          it = monitors_.erase(it);
+          it = monitors.erase(it);
         } else {
           ++it;
         }
       }
-      for (auto it = monitored_by_.begin(); it != monitored_by_.end();) {
-        if (it->second.watcher.node_of() == lost) it = monitored_by_.erase(it);
+      for (auto it = monitored_by.begin(); it != monitored_by.end();) {
+        if (it->second.watcher.node_of() == lost) it = monitored_by.erase(it);
         else ++it;
       }
       for (const auto& pid : dead_links) handle_exit_signal(pid, term(at().noconnection), true);
@@ -268,16 +304,37 @@ void process::die(term reason) {
   if (!kill_reason_) kill_reason_ = std::move(reason);  // drain() wakes the body once the batch is handled
 }
 
+// Not coroutines themselves: the waiting body holds one frame for its receive, not two.
 asio::awaitable<std::optional<term>> process::receive(std::chrono::milliseconds timeout) {
-  co_return co_await receive_impl(nullptr, timeout);
+  if (timeout == infinity) return receive_first();
+  return receive_impl(nullptr, timeout);
+}
+
+// receive() without a predicate or a timeout, what an idle process usually waits in: receive_impl's steps for that
+// case, in a frame that holds no predicate, deadline or timer wait (a frame keeps room for every local).
+asio::awaitable<std::optional<term>> process::receive_first() {
+  for (;;) {
+    drain();
+    if (kill_reason_) throw process_exit(*kill_reason_);
+    if (busy_sends_.load(std::memory_order_acquire) == 0 && !mailbox_.empty()) co_return take_first();
+    waiting_ = true;
+    co_await parked_.wait();  // for a message, or for a busy connection (not counted against a timeout)
+    waiting_ = false;
+  }
+}
+
+term process::take_first() {
+  term m = mailbox_.take(0);
+  count_mailbox();
+  return m;
 }
 
 asio::awaitable<std::optional<term>> process::receive(std::function<bool(const term&)> pred,
                                                       std::chrono::milliseconds timeout) {
-  co_return co_await receive_impl(&pred, timeout);
+  return receive_impl(std::move(pred), timeout);
 }
 
-asio::awaitable<std::optional<term>> process::receive_impl(const std::function<bool(const term&)>* pred,
+asio::awaitable<std::optional<term>> process::receive_impl(std::function<bool(const term&)> pred,
                                                            std::chrono::milliseconds timeout) {
   const bool forever = timeout == infinity;
   const auto deadline = forever ? clock::time_point::max() : clock::now() + timeout;
@@ -293,9 +350,8 @@ asio::awaitable<std::optional<term>> process::receive_impl(const std::function<b
       continue;
     }
     for (; scanned < mailbox_.size(); ++scanned) {
-      if (!pred || (*pred)(mailbox_[scanned])) {
-        term m = std::move(mailbox_[scanned]);
-        mailbox_.erase(mailbox_.begin() + static_cast<std::ptrdiff_t>(scanned));
+      if (!pred || pred(mailbox_[scanned])) {
+        term m = mailbox_.take(scanned);
         count_mailbox();
         co_return m;
       }
@@ -308,8 +364,9 @@ asio::awaitable<std::optional<term>> process::receive_impl(const std::function<b
         waiting_ = false;
         co_return std::nullopt;
       }
-      wake_.expires_at(deadline);
-      co_await wake_.async_wait(asio::as_tuple(asio::use_awaitable));
+      if (!timer_) timer_ = std::make_unique<asio::steady_timer>(ex_);
+      timer_->expires_at(deadline);
+      co_await timer_->async_wait(asio::as_tuple(asio::use_awaitable));
     }
     waiting_ = false;
   }
@@ -320,22 +377,24 @@ void process::send_noconnect(const term& dest, term msg) { node_.send(pid_, dest
 
 void process::busy_send_finished() {
   if (busy_sends_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  asio::post(strand_, [self = shared_from_this()] { self->wake(); });
+  asio::post(*strand_, [self = shared_from_this()] { self->wake(); });
 }
 
 void process::link(const term& pid) {
   if (!pid.is_pid() || pid == pid_) return;
-  auto it = links_.find(pid);
-  if (it != links_.end() && it->second == 0) return;
-  links_[pid] = 0;
+  auto& links = rel().links;
+  auto it = links.find(pid);
+  if (it != links.end() && it->second == 0) return;
+  links[pid] = 0;
   node_.route(pid, signal{signal_kind::link, pid_, {}, {}, {}, 0});
 }
 
 void process::unlink(const term& pid) {
-  auto it = links_.find(pid);
-  if (it == links_.end() || it->second != 0) return;
+  if (!rel_) return;
+  auto it = rel_->links.find(pid);
+  if (it == rel_->links.end() || it->second != 0) return;
   // Until the ack, exit signals through this link are ignored (the UNLINK_ID protocol).
-  it->second = next_unlink_id_++;
+  it->second = rel_->next_unlink_id++;
   node_.route(pid, signal{signal_kind::unlink, pid_, {}, {}, {}, it->second});
 }
 
@@ -356,7 +415,7 @@ term process::make_ref() { return node_.make_ref(); }
 term process::monitor(const term& target) {
   term ref = node_.make_ref();
   if (target.is_pid()) {
-    monitors_[ref] = monitor_out{target, target};
+    rel().monitors[ref] = monitor_out{target, target};
     node_.route(target, signal{signal_kind::monitor, pid_, {}, ref, target, 0});
     return ref;
   }
@@ -370,7 +429,7 @@ term process::monitor(const term& target) {
     throw std::invalid_argument("monitor: target must be a pid, a name or {Name, Node}");
   }
   term object = term::tuple({term(name), term(where)});
-  monitors_[ref] = monitor_out{object, object};
+  rel().monitors[ref] = monitor_out{object, object};
   signal s{signal_kind::monitor, pid_, {}, ref, term(name), 0};
   if (where == node_.name_atom()) node_.deliver_to_name(name, std::move(s));
   else node_.send_named_signal(name, where, std::move(s));
@@ -378,11 +437,11 @@ term process::monitor(const term& target) {
 }
 
 bool process::demonitor(const term& ref, bool flush) {
-  auto it = monitors_.find(ref);
-  bool active = it != monitors_.end();
+  auto it = rel_ ? rel_->monitors.find(ref) : decltype(rel_->monitors.end()){};
+  const bool active = rel_ && it != rel_->monitors.end();
   if (active) {
     const term target = it->second.target;
-    monitors_.erase(it);
+    rel_->monitors.erase(it);
     signal s{signal_kind::demonitor, pid_, {}, ref, {}, 0};
     if (target.is_pid()) {
       node_.route(target, std::move(s));
@@ -394,28 +453,27 @@ bool process::demonitor(const term& ref, bool flush) {
   }
   if (flush) {
     drain();
-    for (auto m = mailbox_.begin(); m != mailbox_.end();) {
-      if (m->is_tuple(5) && m->element(0).is_atom(at().down_tag) && m->element(1) == ref) m = mailbox_.erase(m);
-      else ++m;
-    }
+    mailbox_.remove_if(
+        [&](const term& m) { return m.is_tuple(5) && m.element(0).is_atom(at().down_tag) && m.element(1) == ref; });
+    count_mailbox();
   }
   return active;
 }
 
 term process::alias() {
   term ref = node_.make_ref();
-  aliases_.insert(ref);
+  rel().aliases.insert(ref);
   node_.add_alias(ref, number_);
   return ref;
 }
 
 bool process::unalias(const term& ref) {
-  if (!aliases_.erase(ref)) return false;
+  if (!rel_ || !rel_->aliases.erase(ref)) return false;
   node_.remove_alias(ref);
   return true;
 }
 
-bool process::has_alias(const term& ref) const { return aliases_.count(ref) > 0; }
+bool process::has_alias(const term& ref) const { return rel_ && rel_->aliases.count(ref) > 0; }
 
 bool process::register_name(atom name) { return node_.register_name(name, pid_); }
 bool process::unregister_name(atom name) {
@@ -449,20 +507,22 @@ void process::finish(term reason) {
   }
   node_.remove_process(number_, {});
   for (auto& s : rest) handle_after_death(s);
-  for (const auto& [pid, state] : links_) {
-    if (state == 0) node_.route(pid, signal{signal_kind::link_exit, pid_, reason, {}, {}, 0});
+  if (rel_) {
+    for (const auto& [pid, state] : rel_->links) {
+      if (state == 0) node_.route(pid, signal{signal_kind::link_exit, pid_, reason, {}, {}, 0});
+    }
+    rel_->links.clear();
+    for (const auto& [ref, m] : rel_->monitored_by) {
+      node_.route(m.watcher, signal{signal_kind::down, pid_, reason, ref, m.object, 0});
+    }
+    rel_->monitored_by.clear();
+    for (auto it = rel_->monitors.begin(); it != rel_->monitors.end();) {
+      const term ref = it->first;
+      ++it;
+      demonitor(ref, false);
+    }
+    rel_->aliases.clear();
   }
-  links_.clear();
-  for (const auto& [ref, m] : monitored_by_) {
-    node_.route(m.watcher, signal{signal_kind::down, pid_, reason, ref, m.object, 0});
-  }
-  monitored_by_.clear();
-  for (auto it = monitors_.begin(); it != monitors_.end();) {
-    const term ref = it->first;
-    ++it;
-    demonitor(ref, false);
-  }
-  aliases_.clear();
   mailbox_.clear();
   count_mailbox();
   body_ = nullptr;  // the body's captures may hold references to us

@@ -16,7 +16,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -32,6 +31,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include "cnode/mailbox.hpp"
 #include "cnode/signal.hpp"
 #include "dist/parking.hpp"
 
@@ -73,7 +73,7 @@ class process : public std::enable_shared_from_this<process> {
   const term& pid() const noexcept { return pid_; }
   std::uint64_t number() const noexcept { return number_; }
   class node& node() const noexcept { return node_; }
-  executor_type get_executor() const noexcept { return strand_; }
+  executor_type get_executor() const noexcept { return *strand_; }
   bool alive() const noexcept;
 
   // ---- messages (from the process's own coroutine) ----
@@ -140,15 +140,21 @@ class process : public std::enable_shared_from_this<process> {
   void start();
   // spawn's options, applied by the spawner before the process is published (in the process table) and started:
   // nothing else can reach it yet, so no signal (and no hop through the scheduler) is needed.
-  void prime_link(const term& pid) { links_[pid] = 0; }
-  void prime_monitored_by(const term& watcher, const term& ref) { monitored_by_[ref] = monitor_in{watcher, pid_}; }
+  void prime_link(const term& pid) { rel().links[pid] = 0; }
+  void prime_monitored_by(const term& watcher, const term& ref) {
+    rel().monitored_by[ref] = monitor_in{watcher, pid_};
+  }
   // Calls done(snapshot) from the process's strand, between two steps of its body; from any thread.
   void inspect(std::function<void(process_snapshot)> done);
-  // Run on the strand for the body's life (gen_server-like bases use it to stash state).
-  const std::unordered_map<term, std::uint64_t>& links() const noexcept { return links_; }
+  // The pids this process is linked with (not those being unlinked); on the process's strand.
+  std::vector<term> linked() const;
 
  private:
-  asio::awaitable<std::optional<term>> receive_impl(const std::function<bool(const term&)>* pred,
+  using entry_point = asio::awaitable<asio::detail::awaitable_thread_entry_point, asio::any_io_executor>;
+  static entry_point run(std::shared_ptr<process> self, asio::any_io_executor work);
+  asio::awaitable<std::optional<term>> receive_first();
+  term take_first();
+  asio::awaitable<std::optional<term>> receive_impl(std::function<bool(const term&)> pred,
                                                     std::chrono::milliseconds timeout);
   void drain();
   void wake();  // on the strand: resumes the body if it waits in receive
@@ -164,41 +170,52 @@ class process : public std::enable_shared_from_this<process> {
   term pid_;
   std::uint64_t number_;
   body_type body_;
-  executor_type strand_;
-  asio::steady_timer wake_;   // a receive with a timeout waits on it
-  dist::parking parked_;      // a receive without one (and a busy-send suspension) parks here
+  // The strand, made an any_io_executor once (that puts it in a heap block; the timer, the parking and the
+  // coroutine's thread share it rather than each converting it again), and the strand itself inside it, which
+  // post and dispatch use directly (through the any_io_executor each would allocate).
+  asio::any_io_executor ex_;
+  executor_type* strand_;
+  std::unique_ptr<asio::steady_timer> timer_;  // made by the first receive with a timeout, which waits on it
+  dist::parking parked_;                       // a receive without one (and a busy-send suspension) parks here
 
   // Shared with other threads.
   mutable std::mutex inbox_mu_;
   std::vector<signal> inbox_;
   bool drain_posted_ = false;
-  std::atomic<int> busy_sends_{0};
   bool dead_ = false;  // under inbox_mu_: signals arriving now are answered as for a dead process
+  std::atomic<int> busy_sends_{0};
 
   // Strand-only.
-  std::vector<signal> batch_;  // drain's: swapped with inbox_, so neither allocates per message
-  std::deque<term> mailbox_;
   bool waiting_ = false;
   bool mailbox_warned_ = false;
+  bool trap_exit_ = false;
+  std::vector<signal> batch_;  // drain's: swapped with inbox_, so neither allocates per message
+  cnode::mailbox mailbox_;
   std::atomic<std::size_t> queue_len_{0};
   void count_mailbox() noexcept { queue_len_.store(mailbox_.size(), std::memory_order_relaxed); }
-  bool trap_exit_ = false;
   std::optional<term> kill_reason_;
   std::optional<term> exit_reason_;  // set_exit_reason
-  std::unordered_map<term, std::uint64_t> links_;      // linked pid -> 0, or the id of an unlink in progress
   struct monitor_out {
     term target;  // pid we monitor (or the remote pid/name target)
     term object;  // what a 'DOWN' names: the pid, or {Name, Node}
   };
-  std::unordered_map<term, monitor_out> monitors_;     // ref -> a monitor this process holds
   struct monitor_in {
     term watcher;
     term object;  // what the watcher monitored: our pid, or the name atom
   };
-  std::unordered_map<term, monitor_in> monitored_by_;  // ref -> a monitor held on this process
-  std::unordered_set<term> aliases_;
-  std::vector<atom> names_;
-  std::uint64_t next_unlink_id_ = 1;
+  // Links, monitors and aliases: most processes have none, so they live in a block made on the first one.
+  struct relations {
+    std::unordered_map<term, std::uint64_t> links;      // linked pid -> 0, or the id of an unlink in progress
+    std::unordered_map<term, monitor_out> monitors;     // ref -> a monitor this process holds
+    std::unordered_map<term, monitor_in> monitored_by;  // ref -> a monitor held on this process
+    std::unordered_set<term> aliases;
+    std::uint64_t next_unlink_id = 1;
+  };
+  std::unique_ptr<relations> rel_;
+  relations& rel() {
+    if (!rel_) rel_ = std::make_unique<relations>();
+    return *rel_;
+  }
 };
 
 }  // namespace cnode
