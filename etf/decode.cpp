@@ -130,8 +130,9 @@ inline bool same_bytes(const char* a, const char* b, std::size_t n) noexcept {
 
 class decoder {
  public:
-  decoder(std::span<const std::uint8_t> in, std::size_t pos, const decode_options& o, const shared_bytes* owner)
-      : p_(in.data()), size_(in.size()), pos_(pos), o_(o), owner_(owner), stack_(frames()) {}
+  decoder(std::span<const std::uint8_t> in, std::size_t pos, const decode_options& o, const shared_bytes* owner,
+          detail::node_arena& arena)
+      : p_(in.data()), size_(in.size()), pos_(pos), o_(o), owner_(owner), arena_(arena), stack_(frames()) {}
   // A nested decoder (COMPRESSED_EXT) ends while the outer one has no frame pushed: giving the stack back is safe.
   ~decoder() { detail::trim_scratch(stack_); }
   decoder(const decoder&) = delete;
@@ -202,12 +203,43 @@ class decoder {
   bool read_compressed(term& out, std::size_t at);
   bool finish_map(frame& f);
   term* slot(frame& f) noexcept;
+  // Nodes from the decoder's own arena with its fast path inline (no call, no thread-local lookup): what
+  // detail::allocate_node and new_*_node do while the arena is open, elements constructed as [].
+  [[gnu::always_inline]] void* node_mem(std::size_t header, std::size_t trailing_bytes) {
+    const std::size_t bytes = (8 + header + trailing_bytes + 15) & ~std::size_t{15};
+    if (void* m = arena_.try_allocate(bytes)) [[likely]]
+      return m;
+    return arena_.allocate(bytes);
+  }
+  [[gnu::always_inline]] detail::tuple_node* new_tuple(std::uint32_t n) {
+    auto* t = new (node_mem(sizeof(detail::tuple_node), sizeof(term) * n)) detail::tuple_node(n);
+    term* e = t->elems();
+    for (std::uint32_t i = 0; i < n; ++i) new (e + i) term();
+    return t;
+  }
+  // A list node whose n elements the caller constructs at once (nothing can fail in between).
+  [[gnu::always_inline]] detail::list_node* new_list_unfilled(std::uint32_t n) {
+    return new (node_mem(sizeof(detail::list_node), sizeof(term) * n)) detail::list_node(n, term());
+  }
+  [[gnu::always_inline]] detail::list_node* new_list(std::uint32_t n) {
+    auto* l = new_list_unfilled(n);
+    term* e = l->elems();
+    for (std::uint32_t i = 0; i < n; ++i) new (e + i) term();
+    return l;
+  }
+  [[gnu::always_inline]] detail::map_node* new_map(std::uint32_t n) {
+    auto* m = new (node_mem(sizeof(detail::map_node), sizeof(term) * 2 * std::size_t{n})) detail::map_node(n);
+    term* e = m->keys();
+    for (std::size_t i = 0; i < 2 * std::size_t{n}; ++i) new (e + i) term();
+    return m;
+  }
 
   const std::uint8_t* p_;
   std::size_t size_;
   std::size_t pos_;
   const decode_options& o_;
   const shared_bytes* owner_;
+  detail::node_arena& arena_;
   // The frame stack is reused across decodes on a thread (no allocation per call). A nested decode (the inner term
   // of COMPRESSED_EXT) only happens before the outer one has pushed a frame, so sharing it is safe.
   static std::vector<frame>& frames() {
@@ -544,7 +576,7 @@ void decoder::whole_binary(std::size_t n, term& out) {
     put(out, term::binary_ref(*owner_, pos_, n));
     return;
   }
-  void* mem = detail::allocate_node(sizeof(detail::binary_node), n);
+  void* mem = node_mem(sizeof(detail::binary_node), n);
   auto* b = new (mem) detail::binary_node(n, nullptr, nullptr, 8);
   copy_small(b->inline_bytes(), p_ + pos_, n);
   b->data = b->inline_bytes();
@@ -741,9 +773,9 @@ bool decoder::read_one(term*& dest) {
         if (n == 0) {
           put(*dest, term());
         } else {
-          auto* l = detail::new_list_node(static_cast<std::uint32_t>(n), term());
+          auto* l = new_list_unfilled(static_cast<std::uint32_t>(n));
           term* e = l->elems();
-          for (std::size_t i = 0; i < n; ++i) put(e[i], term(std::int64_t{p_[pos_ + i]}));
+          for (std::size_t i = 0; i < n; ++i) new (e + i) term(std::int64_t{p_[pos_ + i]});
           put(*dest, term_access::make(term_type::list, 0, l));
         }
         pos_ += n;
@@ -834,7 +866,7 @@ bool decoder::read_one(term*& dest) {
         if (!need(t == tag::small_tuple ? 1 : 4)) return false;
         std::size_t n = t == tag::small_tuple ? u8() : u32();
         if (n > left()) return too_long(n, at + 1);
-        auto* tn = detail::new_tuple_node(static_cast<std::uint32_t>(n));
+        auto* tn = new_tuple(static_cast<std::uint32_t>(n));
         put(*dest, term_access::make(term_type::tuple, 0, tn));
         if (n == 0) {
           dest = nullptr;
@@ -858,7 +890,7 @@ bool decoder::read_one(term*& dest) {
         std::size_t n = u32();
         if (n >= left()) return too_long(n, at + 1);
         if (n == 0) continue;  // a LIST_EXT of no elements is just its tail
-        auto* ln = detail::new_list_node(static_cast<std::uint32_t>(n), term());
+        auto* ln = new_list(static_cast<std::uint32_t>(n));
         put(*dest, term_access::make(term_type::list, 0, ln));
         if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
         term* e = ln->elems();
@@ -879,7 +911,7 @@ bool decoder::read_one(term*& dest) {
         if (!need(4)) return false;
         std::size_t n = u32();
         if (n > left() / 2) return too_long(n, at + 1);
-        auto* mn = detail::new_map_node(static_cast<std::uint32_t>(n));
+        auto* mn = new_map(static_cast<std::uint32_t>(n));
         put(*dest, term_access::make(term_type::map, 0, mn));
         if (n == 0) {
           dest = nullptr;
@@ -958,7 +990,7 @@ decode_result run_decoder(std::span<const std::uint8_t> in, std::size_t start, c
   // The nodes of the term come from one arena: typically a single allocation for the whole term. Binaries cost
   // about 48 bytes a node and elements 16 bytes each, so a few times the input size is the usual need.
   detail::node_arena arena((in.size() - pos) * 8);
-  decoder d(in, pos, opts, owner);
+  decoder d(in, pos, opts, owner, arena);
   if (!d.run(r.value)) {
     r.value = term();
     r.ec = d.err();
