@@ -9,6 +9,7 @@
 
 #include "etf/buffer_pool.hpp"
 #include "etf/codec.hpp"
+#include "test_funs.hpp"
 
 using namespace cnode::etf;
 using bytes = std::vector<std::uint8_t>;
@@ -77,14 +78,7 @@ TEST_CASE("externals: the output with the binaries put back is the plain encodin
 
 TEST_CASE("externals: none inside a fun (its Size field counts them) or when compressing") {
   const term big = filled_binary(100'000, 7);
-  fun_value f;
-  f.arity = 1;
-  f.module = atom("m");
-  f.old_index = term(0);
-  f.old_uniq = term(0);
-  f.pid = term::pid({atom("a@b"), 1, 2, 3});
-  f.free_vars = {big, term(1)};
-  const term fun = term::fun(std::move(f));
+  const term fun = test::fun_with({big, term(1)});
   check_same(fun, 64 * 1024, 0);
   check_same(term::tuple({fun, big}), 64 * 1024, 1);  // after the fun is done, they are left out again
   check_same(term::tuple({big, fun}), 64 * 1024, 1);

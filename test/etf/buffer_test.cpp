@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "etf/codec.hpp"
+#include "test_funs.hpp"
 
 using namespace cnode::etf;
 using bytes = std::vector<std::uint8_t>;
@@ -21,16 +22,7 @@ term big_binary(std::size_t n) {
   return term::binary(std::string_view(s));
 }
 
-term fun_with(std::vector<term> free) {
-  fun_value f;
-  f.arity = 1;
-  f.module = atom("m");
-  f.old_index = term(0);
-  f.old_uniq = term(0);
-  f.pid = term::pid({atom("a@b"), 1, 2, 3});
-  f.free_vars = std::move(free);
-  return term::fun(std::move(f));
-}
+using cnode::etf::test::fun_with;
 
 // encode(t, out) after `prefix` must leave the prefix and append exactly encode(t).
 void appends_exactly(const term& t, const bytes& prefix) {

@@ -10,6 +10,7 @@
 #include <zlib.h>
 
 #include "etf/codec.hpp"
+#include "test_funs.hpp"
 
 using namespace cnode::etf;
 using bytes = std::vector<std::uint8_t>;
@@ -192,14 +193,7 @@ TEST_CASE("length fields that the input cannot hold") {
 }
 
 TEST_CASE("NEW_FUN_EXT whose size field or free variable count is wrong") {
-  fun_value f;
-  f.arity = 1;
-  f.module = atom("m");
-  f.old_index = term(0);
-  f.old_uniq = term(0);
-  f.pid = term::pid({atom("a@b"), 1, 2, 3});
-  f.free_vars = {term(atom("x"))};
-  const bytes good = encode(term::fun(std::move(f)));
+  const bytes good = encode(test::fun_with({term(atom("x"))}));
   REQUIRE(decode(good));
   bytes bigger = good, smaller = good, huge = good, many = good;
   bigger[5] = static_cast<std::uint8_t>(bigger[5] + 1);
