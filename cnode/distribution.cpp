@@ -23,6 +23,10 @@ namespace cnode {
 
 namespace {
 
+// A message up to this size is decoded straight from the read buffer (distribution::on_message): copying it into a
+// shared buffer would cost a malloc and a free per message, more than copying the few small binaries it can hold.
+constexpr std::size_t small_packet_bytes = 256;
+
 struct atoms {
   atom noconnection{"noconnection"}, nodeup{"nodeup"}, nodedown{"nodedown"}, notsup{"notsup"};
 };
@@ -597,14 +601,18 @@ void distribution::on_message(atom node, dist::connection& c, dist::inbound_mess
     on_packet(node, c, m.bytes);
     return;
   }
-  // A reassembled message comes in its own buffer, which the decoded binaries refer into; else a copy of the
-  // packet (the read buffer is reused).
-  etf::shared_bytes buf =
-      m.shared.node() ? m.shared
-                      : etf::shared_bytes::copy({reinterpret_cast<const std::uint8_t*>(m.bytes.data()), m.bytes.size()});
-  const std::size_t start =
-      m.shared.node() ? static_cast<std::size_t>(reinterpret_cast<const std::uint8_t*>(m.bytes.data()) - buf.data()) : 0;
-  auto out = dist::decode_control_body(buf, start, m.bytes.size(), m.refs);
+  // A reassembled message comes in its own buffer, which the decoded binaries refer into; a small one is decoded
+  // from the read buffer (its binaries, all small, copied); else a copy of the packet (the read buffer is reused).
+  const std::span<const std::uint8_t> body{reinterpret_cast<const std::uint8_t*>(m.bytes.data()), m.bytes.size()};
+  dist::decode_outcome out;
+  if (m.shared.node()) {
+    out = dist::decode_control_body(m.shared, static_cast<std::size_t>(body.data() - m.shared.data()), body.size(),
+                                    m.refs);
+  } else if (body.size() <= small_packet_bytes) {
+    out = dist::decode_control_body(body, m.refs);
+  } else {
+    out = dist::decode_control_body(etf::shared_bytes::copy(body), 0, body.size(), m.refs);
+  }
   if (!out) {
     log::error("bad control message from {} ({} at byte {} after the distribution header): closing the connection",
                node.text(), out.ec.message(), out.offset);
@@ -643,15 +651,18 @@ void distribution::dispatch(atom node, dist::control_message& m) {
   }
   std::visit(
       overloaded{
-          [&](dist::send_msg& x) { node_.deliver_local(x.to, signal{signal_kind::message, {}, payload, {}, {}, 0}); },
+          [&](dist::send_msg& x) {
+            node_.deliver_local(x.to, signal{signal_kind::message, {}, std::move(payload), {}, {}, 0});
+          },
           [&](dist::send_sender_msg& x) {
-            node_.deliver_local(x.to, signal{signal_kind::message, x.from, payload, {}, {}, 0});
+            node_.deliver_local(x.to, signal{signal_kind::message, std::move(x.from), std::move(payload), {}, {}, 0});
           },
           [&](dist::reg_send_msg& x) {
-            node_.deliver_to_name(x.to_name, signal{signal_kind::message, x.from, payload, {}, {}, 0});
+            node_.deliver_to_name(x.to_name,
+                                  signal{signal_kind::message, std::move(x.from), std::move(payload), {}, {}, 0});
           },
           [&](dist::alias_send_msg& x) {
-            node_.deliver_local(x.alias, signal{signal_kind::message, x.from, payload, {}, {}, 0});
+            node_.deliver_local(x.alias, signal{signal_kind::message, std::move(x.from), std::move(payload), {}, {}, 0});
           },
           [&](dist::link_msg& x) { node_.deliver_local(x.to, signal{signal_kind::link, x.from, {}, {}, {}, 0}); },
           [&](dist::unlink_msg& x) { node_.deliver_local(x.to, signal{signal_kind::unlink, x.from, {}, {}, {}, 0}); },

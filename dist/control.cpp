@@ -3,6 +3,8 @@
 // dist.c:erts_net_message.
 #include "dist/control.hpp"
 
+#include <array>
+#include <cstring>
 #include <vector>
 
 #include "dist/fragment.hpp"
@@ -166,10 +168,23 @@ control_body make_body(op o, const etf::term* e) {
   return node_link_msg{};
 }
 
+// The pids of the last control messages this thread decoded, by their bytes (packet_decoder::element_at).
+constexpr std::size_t pid_key_max = 64;
+struct pid_cache_entry {
+  std::array<std::uint8_t, pid_key_max> key;
+  std::uint8_t len = 0;
+  etf::term value;
+};
+thread_local std::array<pid_cache_entry, 4> pid_cache;
+thread_local unsigned pid_cache_next = 0;
+
 class packet_decoder {
  public:
   packet_decoder(const etf::shared_bytes& buf, std::size_t start, std::size_t end, atom_cache* cache)
-      : buf_(buf), p_(buf.data()), end_(end), pos_(start), cache_(cache) {}
+      : shared_(&buf), p_(buf.data()), end_(end), pos_(start), cache_(cache) {}
+  // Over bytes nobody keeps: every binary is copied out of them.
+  packet_decoder(const std::uint8_t* p, std::size_t start, std::size_t end, atom_cache* cache)
+      : shared_(nullptr), p_(p), end_(end), pos_(start), cache_(cache) {}
 
   bool run(control_message& out) {
     if (pos_ >= end_) return fail(control_error::empty_packet, pos_);
@@ -236,7 +251,15 @@ class packet_decoder {
  private:
   // One term at pos_, which must end by end_ (the buffer may hold more than this packet).
   bool term_at(etf::term& out) {
-    etf::decode_result r = etf::decode_prefix(buf_, pos_, opts_);
+    if (!shared_) {
+      // The view ends with the packet: a term running past it is cut short there.
+      etf::decode_result r = etf::decode_prefix(std::span<const std::uint8_t>(p_ + pos_, end_ - pos_), opts_);
+      if (!r) return fail(r.ec, pos_ + r.offset);
+      pos_ += r.offset;
+      out = std::move(r.value);
+      return true;
+    }
+    etf::decode_result r = etf::decode_prefix(*shared_, pos_, opts_);
     if (!r) {
       // Whatever went wrong past end_ happened in bytes that are not this packet's: the term is cut short.
       if (r.offset >= end_) return fail(etf::error::truncated, end_);
@@ -245,6 +268,49 @@ class packet_decoder {
     if (r.offset > end_ - pos_) return fail(etf::error::truncated, end_);
     pos_ += r.offset;
     out = std::move(r.value);
+    return true;
+  }
+
+  // A control tuple's element. Its op (a small integer) and its pids are read without the term decoder: a pid is
+  // looked up by its bytes among the last few this thread decoded (a connection's messages come mostly from a few
+  // senders to a few receivers), and only a miss goes through decode_prefix. The bytes are compared whole, so a hit
+  // is exactly what decoding them gives; only pids whose node is written out (not an ATOM_CACHE_REF) are kept.
+  bool element_at(etf::term& out) {
+    const std::size_t n = end_ - pos_;
+    if (n >= 2 && p_[pos_] == etf::tag::small_integer) {
+      out = etf::term(static_cast<int>(p_[pos_ + 1]));
+      pos_ += 2;
+      return true;
+    }
+    if (n < 3 || p_[pos_] != etf::tag::new_pid) return term_at(out);
+    std::size_t atom_len;
+    switch (p_[pos_ + 1]) {
+      case etf::tag::small_atom_utf8:
+      case etf::tag::small_atom: atom_len = 2 + std::size_t{p_[pos_ + 2]}; break;
+      case etf::tag::atom_utf8:
+      case etf::tag::atom:
+        if (n < 4) return term_at(out);
+        atom_len = 3 + ((std::size_t{p_[pos_ + 2]} << 8) | p_[pos_ + 3]);
+        break;
+      default: return term_at(out);
+    }
+    const std::size_t len = 1 + atom_len + 12;  // tag, node, ID, Serial, Creation
+    if (len > n || len > pid_key_max) return term_at(out);
+    for (auto& c : pid_cache) {
+      if (c.len == len && std::memcmp(c.key.data(), p_ + pos_, len) == 0) {
+        out = c.value;
+        pos_ += len;
+        return true;
+      }
+    }
+    const std::size_t from = pos_;
+    if (!term_at(out)) return false;
+    if (pos_ - from == len && out.is_pid()) {
+      auto& c = pid_cache[pid_cache_next++ % pid_cache.size()];
+      std::memcpy(c.key.data(), p_ + from, len);
+      c.len = static_cast<std::uint8_t>(len);
+      c.value = out;
+    }
     return true;
   }
 
@@ -271,7 +337,7 @@ class packet_decoder {
       }
       if (arity == 0) return fail(control_error::bad_op, tuple_at);
       at[0] = pos_;
-      if (!term_at(e[0])) return false;
+      if (!element_at(e[0])) return false;
     } else {
       // Not how erts writes it (e.g. a compressed control term), but still a term.
       if (!term_at(whole)) return false;
@@ -290,7 +356,7 @@ class packet_decoder {
     for (std::size_t i = 1; i < arity; ++i) {
       if (elementwise) {
         at[i] = pos_;
-        if (!term_at(e[i])) return false;
+        if (!element_at(e[i])) return false;
       } else {
         e[i] = whole.element(i);
       }
@@ -320,7 +386,7 @@ class packet_decoder {
     return true;
   }
 
-  const etf::shared_bytes& buf_;
+  const etf::shared_bytes* shared_;  // null: decoding a view (binaries copied)
   const std::uint8_t* p_;
   std::size_t end_, pos_;
   atom_cache* cache_;
@@ -349,6 +415,19 @@ decode_outcome decode_control_body(const etf::shared_bytes& packet, std::size_t 
     return r;
   }
   r.offset = d.pos() - start;
+  return r;
+}
+
+decode_outcome decode_control_body(std::span<const std::uint8_t> body, std::span<const etf::atom> refs) {
+  decode_outcome r;
+  packet_decoder d(body.data(), 0, body.size(), nullptr);
+  if (!d.run_body(r.msg, refs)) {
+    r.msg = control_message{};
+    r.ec = d.error().ec;
+    r.offset = d.error().at;
+    return r;
+  }
+  r.offset = d.pos();
   return r;
 }
 

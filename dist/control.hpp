@@ -201,6 +201,9 @@ decode_outcome decode_control(const etf::shared_bytes& packet, std::size_t start
 // without 131 prefixes, ATOM_CACHE_REF indices resolving through `refs` (inbound_message from inbound_reader).
 decode_outcome decode_control_body(const etf::shared_bytes& packet, std::size_t start, std::size_t len,
                                    std::span<const etf::atom> refs);
+// The same over bytes that are not kept (a read buffer): every binary of the result is a copy. For small packets,
+// where copying the packet into a shared buffer would cost more than copying their binaries.
+decode_outcome decode_control_body(std::span<const std::uint8_t> body, std::span<const etf::atom> refs);
 
 // Appends the pass-through encoding (112, 131, Control, [131, Payload]) with UTF-8 atoms: what OTP 25 sends to a
 // peer without DIST_HDR_ATOM_CACHE. The message must be well formed: a payload exactly for the ops that take one

@@ -438,3 +438,59 @@ TEST_CASE("control_error has its own category and messages") {
   CHECK(ec.message().find("arity") != std::string::npos);
   CHECK(ec != std::error_code(etf::error::truncated));
 }
+
+TEST_CASE("a header-form body decoded from a view: every op, truncation, binaries copied, pids by their bytes") {
+  // distribution::on_message decodes small messages from the read buffer (decode_control_body over a span).
+  for (const control_message& m : samples()) {
+    CAPTURE(to_string(body_op(m.body)));
+    std::vector<std::uint8_t> full = encode_control(m, packet_form::header);
+    REQUIRE(full.size() > 3);
+    std::span<const std::uint8_t> body(full.data() + 3, full.size() - 3);  // after 131, 68, 0
+    decode_outcome v = decode_control_body(body, {});
+    REQUIRE(v);
+    CHECK(v.offset == body.size());
+    CHECK(v.msg == m);
+    decode_outcome again = decode_control_body(body, {});  // the second time its pids come from the cache
+    REQUIRE(again);
+    CHECK(again.msg == m);
+    for (std::size_t n = 0; n < body.size(); ++n) {
+      CAPTURE(n);
+      std::vector<std::uint8_t> cut(body.begin(), body.begin() + static_cast<std::ptrdiff_t>(n));
+      decode_outcome c = decode_control_body(std::span<const std::uint8_t>(cut), {});
+      CHECK_FALSE(c);
+      CHECK(c.offset <= n);
+    }
+  }
+  // Pids that differ in one byte (id, serial, creation, node) stay apart however often each is seen.
+  std::vector<term> pids{pid(1), pid(2), term::pid({atom("b@localhost"), 1, 1, 1700000000}), pid(1, "b@localhost", 7),
+                         pid(1, "c@localhost"), pid(1, "b@localhosu")};
+  for (int round = 0; round < 3; ++round) {
+    for (const term& from : pids) {
+      for (const term& to : pids) {
+        control_message m{send_sender_msg{from, to}, std::nullopt, term(atom("x"))};
+        std::vector<std::uint8_t> full = encode_control(m, packet_form::header);
+        decode_outcome d = decode_control_body(std::span<const std::uint8_t>(full).subspan(3), {});
+        REQUIRE(d);
+        CHECK(d.msg == m);
+      }
+    }
+  }
+  // A bad pid after a good one with the same node is still refused (the cache only holds what decoded).
+  {
+    control_message m{send_sender_msg{pid(1), pid(2)}, std::nullopt, term(atom("x"))};
+    std::vector<std::uint8_t> full = encode_control(m, packet_form::header);
+    REQUIRE(decode_control_body(std::span<const std::uint8_t>(full).subspan(3), {}));
+    std::vector<std::uint8_t> bad = full;
+    bad[3 + 4 + 1] = 200;  // the first pid's node: no atom tag
+    CHECK_FALSE(decode_control_body(std::span<const std::uint8_t>(bad).subspan(3), {}));
+  }
+  // Binaries of a view are copies: nothing refers into bytes that are not kept.
+  std::vector<std::uint8_t> big(1000, 0xab);
+  control_message m{send_sender_msg{pid(1), pid(2)}, std::nullopt, term::binary(std::span<const std::uint8_t>(big))};
+  std::vector<std::uint8_t> full = encode_control(m, packet_form::header);
+  decode_outcome d = decode_control_body(std::span<const std::uint8_t>(full).subspan(3), {});
+  REQUIRE(d);
+  CHECK(d.msg == m);
+  const std::uint8_t* p = d.msg.payload->bytes().data();
+  CHECK((p < full.data() || p >= full.data() + full.size()));
+}
