@@ -1,5 +1,6 @@
 #include "cnode/process.hpp"
 
+#include <stdexcept>
 #include <utility>
 
 #include <boost/version.hpp>
@@ -58,13 +59,22 @@ void process::end_batch() {
   if (deferred_drains.empty()) deferred_drains.swap(ready);  // keep the capacity for the next read
 }
 
-// process::run and dist::parking use Asio's coroutine thread (detail::awaitable_handler) as co_spawn does; checked
+// process::run and dist::parking use Asio's coroutine thread (detail::awaitable_handler, awaitable_async_op_handler) as
+// co_spawn and co_await of an async operation do; checked
 // against Boost 1.81's (Debian 12's).
 static_assert(BOOST_VERSION / 100 == 1081, "process::run follows Boost 1.81's co_spawn_entry_point: check it");
 
+namespace {
+asio::io_context::executor_type io_executor_of(const asio::any_io_executor& ex) {
+  const auto* io = ex.target<asio::io_context::executor_type>();
+  if (!io) throw std::invalid_argument("cnode::node: the executor must be an io_context's (io_context::get_executor())");
+  return *io;
+}
+}  // namespace
+
 process::process(class node& n, term pid, std::uint64_t number, body_type body)
     : node_(n), pid_(std::move(pid)), number_(number), body_(std::move(body)),
-      ex_(asio::make_strand(n.get_executor())), strand_(ex_.target<executor_type>()), parked_(ex_) {}
+      ex_(strand_type(io_executor_of(n.get_executor()))), strand_(ex_.target<strand_type>()), parked_(ex_) {}
 
 process::~process() = default;
 
@@ -74,12 +84,12 @@ bool process::alive() const noexcept {
 }
 
 // The bottom of the process's coroutine stack, in place of co_spawn's entry point (co_spawn(ex, f, detached)):
-// the same steps (onto the strand, run the body, catch what it throws) without what a process does not use — a
+// the same steps (run the body on the strand, catch what it throws) without what a process does not use — a
 // completion handler, a lambda's frame around the body, and two work guards that each put another copy of the
 // strand in a heap block. `work` keeps the io_context's work count up while the process lives, as co_spawn's guard
-// does, on the node's own executor (small enough to sit inside the any_io_executor).
-process::entry_point process::run(std::shared_ptr<process> self, asio::any_io_executor work) {
-  (void)co_await asio::dispatch(asio::use_awaitable);
+// does. start() launches it from a handler on the strand, so it needs no co_await to get there (co_spawn's
+// dispatch, whose temporaries would stay in the frame).
+process::entry_point process::run(std::shared_ptr<process> self, work_executor work) {
   std::exception_ptr e;
   try {
     co_await self->body_(*self);
@@ -92,15 +102,16 @@ process::entry_point process::run(std::shared_ptr<process> self, asio::any_io_ex
     self->on_body_done(e);
   } catch (...) {  // what co_spawn's detached completion did with it
   }
-  work = {};
+  { auto done = std::move(work); }
 }
 
 void process::start() {
   asio::cancellation_slot no_slot;
-  asio::detail::awaitable_handler<asio::any_io_executor, void>(
-      run(shared_from_this(), asio::prefer(node_.get_executor(), asio::execution::outstanding_work.tracked)), ex_,
-      no_slot, asio::cancellation_state(no_slot))
-      .launch();
+  asio::detail::awaitable_handler<asio::any_io_executor, void> thread(
+      run(shared_from_this(), asio::require(strand_->get_inner_executor(), asio::execution::outstanding_work.tracked)),
+      ex_, no_slot, asio::cancellation_state(no_slot));
+  // On the strand: here and now if it can run on this thread (as co_spawn's dispatch), else queued.
+  asio::dispatch(*strand_, [thread = std::move(thread)]() mutable { thread.launch(); });
 }
 
 std::vector<term> process::linked() const {

@@ -28,6 +28,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
@@ -61,7 +62,8 @@ struct process_snapshot {
 
 class process : public std::enable_shared_from_this<process> {
  public:
-  using executor_type = asio::strand<asio::any_io_executor>;
+  // The coroutine's executor: the process's strand (on the node's io_context), as an any_io_executor.
+  using executor_type = asio::any_io_executor;
   using body_type = std::function<asio::awaitable<void>(process&)>;
   using clock = std::chrono::steady_clock;
 
@@ -73,7 +75,7 @@ class process : public std::enable_shared_from_this<process> {
   const term& pid() const noexcept { return pid_; }
   std::uint64_t number() const noexcept { return number_; }
   class node& node() const noexcept { return node_; }
-  executor_type get_executor() const noexcept { return *strand_; }
+  const executor_type& get_executor() const noexcept { return ex_; }
   bool alive() const noexcept;
 
   // ---- messages (from the process's own coroutine) ----
@@ -151,7 +153,11 @@ class process : public std::enable_shared_from_this<process> {
 
  private:
   using entry_point = asio::awaitable<asio::detail::awaitable_thread_entry_point, asio::any_io_executor>;
-  static entry_point run(std::shared_ptr<process> self, asio::any_io_executor work);
+  // The io_context's executor that counts as outstanding work while a copy lives (8 bytes, where the node's
+  // any_io_executor preferred to tracked is 56).
+  using work_executor = decltype(asio::require(std::declval<asio::io_context::executor_type>(),
+                                               asio::execution::outstanding_work.tracked));
+  static entry_point run(std::shared_ptr<process> self, work_executor work);
   asio::awaitable<std::optional<term>> receive_first();
   term take_first();
   asio::awaitable<std::optional<term>> receive_impl(std::function<bool(const term&)> pred,
@@ -170,11 +176,13 @@ class process : public std::enable_shared_from_this<process> {
   term pid_;
   std::uint64_t number_;
   body_type body_;
-  // The strand, made an any_io_executor once (that puts it in a heap block; the timer, the parking and the
-  // coroutine's thread share it rather than each converting it again), and the strand itself inside it, which
-  // post and dispatch use directly (through the any_io_executor each would allocate).
+  // The strand on the node's io_context, made an any_io_executor once (the timer, the parking and the coroutine's
+  // thread share it), and the strand itself inside it, which post and dispatch use directly (through the
+  // any_io_executor each would allocate). A strand of the io_context's own executor (24 bytes) fits inside the
+  // any_io_executor; a strand of an any_io_executor (72) would be put in a heap block of its own.
+  using strand_type = asio::strand<asio::io_context::executor_type>;
   asio::any_io_executor ex_;
-  executor_type* strand_;
+  strand_type* strand_;
   std::unique_ptr<asio::steady_timer> timer_;  // made by the first receive with a timeout, which waits on it
   dist::parking parked_;                       // a receive without one (and a busy-send suspension) parks here
 

@@ -25,11 +25,19 @@ class parking {
   parking(const parking&) = delete;
   parking& operator=(const parking&) = delete;
 
-  // Suspends the calling coroutine until resume() (or the io_context's shutdown, which destroys it).
-  auto wait() {
-    return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void()>(
-        [this](handler_type handler) { handler_.emplace(std::move(handler)); }, boost::asio::use_awaitable);
-  }
+  // Suspends the calling coroutine until resume() (or the io_context's shutdown, which destroys it). What wait()
+  // returns is an async operation (Asio's `co_await op` of an awaitable frame): co_await hands it the coroutine's
+  // thread once the frame is suspended, and it is kept here as it is. No frame is made for the wait (through
+  // use_awaitable, async_initiate's own coroutine frame, 144 bytes, lived as long as the wait).
+  struct wait_op {
+    parking* self;
+    template <boost::asio::completion_token_for<void()> Token>
+    auto operator()(Token&& token) {
+      return boost::asio::async_initiate<Token, void()>(
+          [p = self](auto handler) { p->handler_.emplace(std::move(handler)); }, token);
+    }
+  };
+  wait_op wait() noexcept { return wait_op{this}; }
   // Runs the parked coroutine until its next suspension; false if none is parked.
   bool resume() {
     if (!handler_) return false;
@@ -42,9 +50,9 @@ class parking {
 
  private:
   friend class parking_service;
-  // What use_awaitable hands the initiation: the waiting coroutine's thread (a pointer to its stack), kept as it
-  // is rather than type-erased (an any_completion_handler allocates a block per wait, held as long as the wait).
-  using handler_type = boost::asio::detail::awaitable_handler<boost::asio::any_io_executor>;
+  // What co_await hands the operation: the waiting coroutine's thread (a pointer to its stack), kept as it is
+  // rather than type-erased (an any_completion_handler allocates a block per wait, held as long as the wait).
+  using handler_type = boost::asio::detail::awaitable_async_op_handler<void(), boost::asio::any_io_executor>;
   std::optional<handler_type> handler_;
   class parking_service* service_;
   // The service's list of its parkings, threaded through them (one per process: no node allocated for it).
