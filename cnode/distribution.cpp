@@ -46,11 +46,18 @@ constexpr std::size_t external_binary_min = 64 * 1024;
 
 // Encodes into this thread's scratch buffer (no allocation once it has grown), then one exact-size packet; big
 // binaries stay out of it (sent from where they are).
-dist::out_packet encode_packet(const dist::control_message& m, dist::packet_form form) {
+// With atom_refs (the peer, or our own offer before the connection exists, has DIST_HDR_ATOM_CACHE): the atoms as
+// atom cache references, the header left to the connection (out_packet::deferred_header).
+dist::out_packet encode_packet(const dist::control_message& m, dist::packet_form form, bool atom_refs = false) {
   thread_local std::vector<std::uint8_t> scratch;
+  thread_local etf::atom_ref_table refs;
   scratch.clear();
   dist::out_packet out;
-  dist::encode_control(m, scratch, form, &out.externals, external_binary_min);
+  dist::encode_control(m, scratch, form, &out.externals, external_binary_min, atom_refs ? &refs : nullptr);
+  if (atom_refs) {
+    out.refs = refs.take();
+    out.deferred_header = true;
+  }
   out.bytes = as_bytes(scratch);
   if (scratch.capacity() > 256 * 1024) std::vector<std::uint8_t>().swap(scratch);  // a big message's buffer goes
   return out;
@@ -774,8 +781,10 @@ void distribution::route_remote(atom node, const term& to, signal s) {
   // The header form when the peer (or, not yet connected, our own offer) has FRAGMENTS or the atom cache; the
   // connection converts a packet whose form turns out wrong.
   const bool headered = (flags & (dist::dflag::fragments | dist::dflag::dist_hdr_atom_cache)) != 0;
-  send_packet(node, encode_packet(*m, headered ? dist::packet_form::header : dist::packet_form::pass_through), &to,
-              &copy, &sender, s.noconnect, std::move(conn));
+  send_packet(node,
+              encode_packet(*m, headered ? dist::packet_form::header : dist::packet_form::pass_through,
+                            (flags & dist::dflag::dist_hdr_atom_cache) != 0),
+              &to, &copy, &sender, s.noconnect, std::move(conn));
 }
 
 void distribution::send_control(atom node, dist::control_message m) {

@@ -46,6 +46,7 @@ connection::connection(transport stream, peer_info peer, std::string this_node, 
       ticker_(options.tick_intensity == 0 ? 1 : options.tick_intensity, !peer_.published()),
       headered_(inbound_.headered()),
       fragments_(inbound_.fragments()),
+      atom_cache_((peer_.effective & dflag::dist_hdr_atom_cache) != 0),
       tls_(stream_.is_tls()) {
   if (options_.tick_intensity == 0) options_.tick_intensity = 1;
   inbound_.append(leftover);
@@ -344,18 +345,26 @@ void connection::place(queued q, std::vector<piece>& pieces) {
   // (A packet with externals is flattened first: conversions read its terms; only packets queued before the
   // connection existed may need one.)
   auto& bytes = q.packet.bytes;
-  if (!q.packet.externals.empty() && !bytes.empty() && headered_ != (bytes[0] == std::byte{131}))
-    q.packet.flatten();
-  std::vector<std::byte> converted;
-  if (headered_ ? to_header_form(bytes, converted) : to_pass_through(bytes, converted)) bytes = std::move(converted);
-  const std::size_t hl = fragments_ ? header_length(bytes) : 0;
-  if (hl != 0 && q.packet.size() - hl > options_.fragment_size) {
-    auto st = std::make_unique<stream>(stream{std::move(q.packet), fragment_stream(std::span<const std::byte>(), 0, 0), q.key, {}});
-    std::vector<std::span<const std::byte>> segs;
-    st->packet.segments(segs);
-    st->frags = fragment_stream(std::move(segs), hl, ++next_seq_, options_.fragment_size);
-    streams_.push_back(std::move(st));
+  if (q.packet.deferred_header) {
+    // Atom cache references for a peer that reads none: the terms are written again with the atoms inline.
+    if (!atom_cache_ && !drop_atom_refs(q.packet, headered_)) return;  // our own encoding: cannot fail
+  } else {
+    if (!q.packet.externals.empty() && !bytes.empty() && headered_ != (bytes[0] == std::byte{131}))
+      q.packet.flatten();
+    std::vector<std::byte> converted;
+    if (headered_ ? to_header_form(bytes, converted) : to_pass_through(bytes, converted))
+      bytes = std::move(converted);
+  }
+  const bool deferred = q.packet.deferred_header;
+  const std::size_t hl = !fragments_ ? 0 : deferred ? 1 : header_length(bytes);
+  if (hl != 0 && q.packet.size() - (deferred ? 0 : hl) > options_.fragment_size) {
+    streams_.push_back(std::make_unique<stream>(stream{std::move(q.packet), q.key, q.accounted, q.large, {}, {}}));
     return;
+  }
+  if (deferred) {
+    // Its header now, in wire order: what it sets in the cache, the packets after it may count on.
+    write_header(q.packet.refs, out_cache_, q.packet.head);
+    q.packet.deferred_header = false;
   }
   piece pc;
   pc.whole = std::move(q.packet);
@@ -366,12 +375,29 @@ void connection::place(queued q, std::vector<piece>& pieces) {
 
 void connection::take_fragment(std::size_t i, std::vector<piece>& pieces) {
   stream& st = *streams_[i];
+  if (!st.frags) {
+    // The first fragment: its header (with a deferred one's cache references) is written now, in wire order.
+    std::size_t hl;
+    if (st.packet.deferred_header) {
+      write_header(st.packet.refs, out_cache_, st.packet.head);
+      st.packet.deferred_header = false;
+      hl = st.packet.head.size();
+    } else {
+      hl = header_length(st.packet.bytes);
+    }
+    std::vector<std::span<const std::byte>> segs;
+    st.packet.segments(segs);
+    st.frags.emplace(std::move(segs), hl, ++next_seq_, options_.fragment_size);
+  }
   piece pc;
-  pc.large = true;
-  pc.accounted = st.frags.next(pc.head, pc.tail);
+  pc.large = st.large;
+  // What the queue counted it with, given back as its fragments go (the header written since is not counted).
+  const std::size_t covered = st.frags->next(pc.head, pc.tail);
+  pc.accounted = st.frags->done() ? st.accounted : std::min(covered, st.accounted);
+  st.accounted -= pc.accounted;
   pieces.push_back(std::move(pc));
   fragments_out_.fetch_add(1, std::memory_order_relaxed);
-  if (!st.frags.done()) return;
+  if (!st.frags->done()) return;
   // Its last fragment: the stream's packet must live until the write completes; what waited behind it goes next.
   std::deque<queued> behind = std::move(st.behind);
   retired_.push_back(std::move(streams_[i]));
@@ -451,7 +477,7 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
       buffers.push_back(asio::buffer(headers[i]));
       if (pc.tick) ++ticks;
       std::size_t len = 0;
-      if (!pc.whole.externals.empty()) {
+      if (!pc.whole.externals.empty() || !pc.whole.head.empty()) {
         segs.clear();
         pc.whole.segments(segs);
         for (auto s : segs) buffers.push_back(asio::buffer(s.data(), s.size()));

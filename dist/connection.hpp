@@ -12,6 +12,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <system_error>
@@ -162,9 +163,12 @@ class connection : public std::enable_shared_from_this<connection> {
   // One outbound message being sent in fragments (writer only).
   struct stream {
     out_packet packet;
-    fragment_stream frags;
     std::uint64_t key;
+    std::size_t accounted;      // what the packet was counted with: given back fragment by fragment
+    bool large;
     std::deque<queued> behind;  // later packets of the same key
+    // Made when its first fragment is taken: a deferred header is written then, in wire order.
+    std::optional<fragment_stream> frags;
   };
   // One gathered piece of a write: a whole packet (kept until written), or a fragment: its header (head), then its
   // data (tail: spans into the stream's packet and its binaries).
@@ -210,6 +214,8 @@ class connection : public std::enable_shared_from_this<connection> {
   inbound_path inbound_;  // framing, ticks, headers, fragments (sans-I/O)
   ticker ticker_;
   const bool headered_, fragments_;
+  const bool atom_cache_;     // the peer reads atom cache references (DIST_HDR_ATOM_CACHE in effect)
+  atom_out_cache out_cache_;  // writer only: the entries our headers have set at the peer
   std::atomic<std::size_t> partial_bytes_{0};
   std::deque<std::unique_ptr<stream>> streams_;    // writer only
   std::vector<std::unique_ptr<stream>> retired_;   // finished streams whose last fragment is being written

@@ -220,6 +220,12 @@ std::vector<std::uint8_t> encode_control(const control_message& m, packet_form f
 // (etf::encode_options::externals: out with their bytes inserted is the packet encode_control writes).
 void encode_control(const control_message& m, std::vector<std::uint8_t>& out, packet_form form,
                     std::vector<etf::external_binary>* externals, std::size_t external_min);
+// With atom_refs (cleared by the caller before): the control term and payload only, no header and no 131 prefixes,
+// their atoms as ATOM_CACHE_REF into atom_refs->atoms() where the table allows (etf::atom_ref_table). The header
+// is written by the connection when it orders the packet (out_packet::refs, atom_out_cache).
+void encode_control(const control_message& m, std::vector<std::uint8_t>& out, packet_form form,
+                    std::vector<etf::external_binary>* externals, std::size_t external_min,
+                    etf::atom_ref_table* atom_refs);
 
 }  // namespace cnode::dist
 

@@ -89,6 +89,12 @@ void encode_control(const control_message& m, std::vector<std::uint8_t>& out, pa
 
 void encode_control(const control_message& m, std::vector<std::uint8_t>& out, packet_form form,
                     std::vector<etf::external_binary>* externals, std::size_t external_min) {
+  encode_control(m, out, form, externals, external_min, nullptr);
+}
+
+void encode_control(const control_message& m, std::vector<std::uint8_t>& out, packet_form form,
+                    std::vector<etf::external_binary>* externals, std::size_t external_min,
+                    etf::atom_ref_table* atom_refs) {
   op base = body_op(m.body);
   op wire = m.wire_op();
   if (m.trace_token && wire == base)
@@ -103,12 +109,16 @@ void encode_control(const control_message& m, std::vector<std::uint8_t>& out, pa
   // EXIT_TT and EXIT2_TT put the token before the reason; every other _TT form puts it last.
   bool token_before_last = wire == op::exit_tt || wire == op::exit2_tt;
 
-  const etf::encode_options inner{.utf8_atoms = true, .compression_level = -1, .version = false};
+  if (atom_refs) form = packet_form::header;
+  const etf::encode_options inner{.utf8_atoms = true, .compression_level = -1, .version = false,
+                                  .atom_refs = atom_refs};
   std::size_t mark = out.size();
   const std::size_t ext_mark = externals ? externals->size() : 0;
   try {
     const bool headered = form == packet_form::header;
-    if (headered) {
+    if (atom_refs) {
+      // No header: the connection writes it when it orders the packet (its output cache decides new or cached).
+    } else if (headered) {
       // 131, 68, 0: a normal distribution header without atom cache references.
       out.insert(out.end(), {etf::version_magic, 68, 0});
     } else {
@@ -132,6 +142,7 @@ void encode_control(const control_message& m, std::vector<std::uint8_t>& out, pa
     }
   } catch (...) {
     out.resize(mark);  // no half-written packet left behind
+    if (atom_refs) atom_refs->clear();
     if (externals) externals->erase(externals->begin() + static_cast<std::ptrdiff_t>(ext_mark), externals->end());
     throw;
   }

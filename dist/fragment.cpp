@@ -386,6 +386,51 @@ std::size_t header_length(std::span<const std::byte> packet) noexcept {
 
 // ---- outbound ----
 
+void write_header(std::span<const etf::atom> refs, atom_out_cache& cache, std::vector<std::byte>& head) {
+  const std::size_t n = std::min(refs.size(), etf::atom_ref_table::max_refs);
+  head.insert(head.end(), {version, hdr_normal, std::byte(n)});
+  if (n == 0) return;
+  bool long_atoms = false;
+  for (std::size_t i = 0; i < n; ++i) long_atoms = long_atoms || refs[i].size() > 255;
+  const std::size_t flags_at = head.size();
+  head.resize(flags_at + n / 2 + 1, std::byte{0});
+  auto set_nibble = [&](std::size_t i, unsigned v) { head[flags_at + i / 2] |= std::byte(v << ((i & 1) * 4)); };
+  set_nibble(n, long_atoms ? 1 : 0);
+  for (std::size_t i = 0; i < n; ++i) {
+    const etf::atom& a = refs[i];
+    const std::size_t slot = etf::atom_ref_table::slot_of(a);
+    const etf::atom* held = cache.find(slot);
+    if (held && *held == a) {
+      set_nibble(i, static_cast<unsigned>((slot >> 8) & 7));
+      head.push_back(std::byte(slot & 0xff));
+      continue;
+    }
+    cache.set(slot, a);
+    set_nibble(i, static_cast<unsigned>(8 | ((slot >> 8) & 7)));
+    head.push_back(std::byte(slot & 0xff));
+    const std::string_view text = a.text();
+    if (long_atoms) head.push_back(std::byte(text.size() >> 8));
+    head.push_back(std::byte(text.size() & 0xff));
+    const auto* t = reinterpret_cast<const std::byte*>(text.data());
+    head.insert(head.end(), t, t + text.size());
+  }
+}
+
+bool drop_atom_refs(out_packet& p, bool header) {
+  if (!p.deferred_header) return true;
+  p.flatten();
+  auto body = etf::shared_bytes::copy({reinterpret_cast<const std::uint8_t*>(p.bytes.data()), p.bytes.size()});
+  auto d = decode_control_body(body, 0, body.size(), p.refs);
+  if (!d) return false;
+  std::vector<std::uint8_t> out;
+  encode_control(d.msg, out, header ? packet_form::header : packet_form::pass_through);
+  p.bytes.assign(reinterpret_cast<const std::byte*>(out.data()), reinterpret_cast<const std::byte*>(out.data()) + out.size());
+  p.refs.clear();
+  p.head.clear();
+  p.deferred_header = false;
+  return true;
+}
+
 std::size_t out_packet::size() const noexcept {
   std::size_t n = bytes.size();
   for (const auto& e : externals) n += e.binary.byte_size();
@@ -393,6 +438,7 @@ std::size_t out_packet::size() const noexcept {
 }
 
 void out_packet::segments(std::vector<std::span<const std::byte>>& out) const {
+  if (!head.empty()) out.push_back(head);
   std::size_t pos = 0;
   std::span<const std::byte> all(bytes);
   for (const auto& e : externals) {
@@ -407,7 +453,10 @@ void out_packet::segments(std::vector<std::span<const std::byte>>& out) const {
 void out_packet::flatten() {
   if (externals.empty()) return;
   std::vector<std::span<const std::byte>> segs;
+  std::vector<std::byte> h = std::move(head);
+  head.clear();
   segments(segs);
+  head = std::move(h);
   std::vector<std::byte> flat;
   flat.reserve(size());
   for (auto s : segs) flat.insert(flat.end(), s.begin(), s.end());

@@ -157,18 +157,41 @@ std::size_t header_length(std::span<const std::byte> packet) noexcept;
 // A packet to send whose big binaries may have been left out of its bytes (etf::encode_options::externals): on the
 // wire it is `bytes` with each external's bytes inserted at its position (positions in bytes, in order). The
 // binaries' terms keep their bytes alive until the packet is written, so a payload is never copied into a packet.
+//
+// With deferred_header (encode_control with an etf::atom_ref_table): bytes hold the control term and payload only,
+// whose atoms refer by ATOM_CACHE_REF index into refs, and the connection writes the distribution header into head
+// when it orders the packet on the wire (write_header): the connection's output cache decides there which
+// references are new cache entries and which cached, in the order the peer reads them.
 struct out_packet {
   std::vector<std::byte> bytes;
   std::vector<etf::external_binary> externals;
+  std::vector<etf::atom> refs;   // deferred_header: the atoms by reference index
+  std::vector<std::byte> head;   // the header written at ordering time, sent before bytes
+  bool deferred_header = false;
   out_packet() = default;
   out_packet(std::vector<std::byte> b) noexcept : bytes(std::move(b)) {}  // NOLINT: a plain packet converts
-  bool empty() const noexcept { return bytes.empty() && externals.empty(); }
+  bool empty() const noexcept { return bytes.empty() && externals.empty() && !deferred_header; }
+  // bytes and externals (not head: what a packet is counted with when it is queued).
   std::size_t size() const noexcept;
-  // The pieces in wire order (empty ones left out); they point into bytes and the binaries.
+  // The pieces in wire order (empty ones left out), head first; they point into head, bytes and the binaries.
   void segments(std::vector<std::span<const std::byte>>& out) const;
-  // Copies every external into bytes (a packet whose form must be converted).
+  // Copies every external into bytes (a packet whose form must be converted); head, if any, stays apart.
   void flatten();
 };
+
+// The sending side of a connection's atom cache: the atom erts' out_arr holds per slot, the receiver's entries as
+// our headers set them. One per connection, used by the writer only, in wire order.
+using atom_out_cache = atom_cache;
+
+// Appends the normal distribution header (131,68,N,Flags,AtomCacheRefs) for a message whose terms refer to refs
+// (at most 255) by index, updating cache: an atom the cache holds at its slot is a CachedAtomRef, any other a
+// NewCacheEntry (index, length, text) that takes the slot; LongAtoms when a text is longer than 255 bytes
+// (erts_encode_ext_dist_header_finalize).
+void write_header(std::span<const etf::atom> refs, atom_out_cache& cache, std::vector<std::byte>& head);
+// A deferred_header packet re-encoded without atom cache references, in the 131,68,0 form (header) or the
+// pass-through form: for a connection whose peer lacks DIST_HDR_ATOM_CACHE (a reconnect to another node of the same
+// name, or a packet encoded before the peer's flags were known). False, packet untouched, if its bytes do not decode.
+bool drop_atom_refs(out_packet& p, bool header);
 
 // Splits one message in the 131,68 form into fragments: the first carries 131,69,SeqId,FragId and the header's
 // N, Flags and refs; the rest 131,70,SeqId,FragId. FragId counts down to 1. The packet must outlive the stream's

@@ -5,6 +5,7 @@
 // an etf::error and the byte offset at which the problem was found. Encoding appends to one growable buffer.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -54,6 +55,40 @@ struct external_binary {
   term binary;
 };
 
+// The atom cache references of one distribution message (erl_ext_dist "Distribution Header", ATOM_CACHE_REF): the
+// encoder gives the first atom of each cache slot a reference index (its place in `atoms`) and writes ATOM_CACHE_REF
+// with it; an atom whose slot another atom of the message took, or past the 255th reference, is written inline (as
+// erts' insert_acache_map / get_iix_acache_map do). Which references become new cache entries and which are cached
+// is decided later, when the message is ordered on its connection (dist::atom_out_cache): the indices in the terms
+// do not depend on it. Reuse one table per thread: clear() costs only the slots used.
+class atom_ref_table {
+ public:
+  static constexpr std::size_t max_refs = 255;  // erts ERTS_MAX_INTERNAL_ATOM_CACHE_ENTRIES
+  static constexpr std::size_t cache_size = 2048;
+  // Slots used: erts' ERTS_USE_ATOM_CACHE_SIZE (2039, a prime). erts takes the atom's index in its own atom table
+  // modulo that; we take the hash of the text (a node's slots are its own choice: the receiver stores what it is told).
+  static constexpr std::size_t used_slots = 2039;
+  static std::size_t slot_of(const atom& a) noexcept { return a.hash() % used_slots; }
+
+  atom_ref_table() noexcept { index_.fill(-1); }
+  // The reference index for a (adding it when its slot is free and there is room), or -1: write it inline.
+  int ref_for(const atom& a);
+  void clear() noexcept;
+  // The atoms by reference index, moved out; the table is cleared.
+  std::vector<atom> take() noexcept {
+    std::vector<atom> out = std::move(atoms_);
+    clear();
+    return out;
+  }
+  std::vector<atom>& atoms() noexcept { return atoms_; }
+  const std::vector<atom>& atoms() const noexcept { return atoms_; }
+
+ private:
+  std::array<std::int16_t, cache_size> index_;  // slot -> reference index, -1 when free
+  std::vector<atom> atoms_;
+  std::vector<std::uint16_t> slots_;  // the slots set, by reference index
+};
+
 struct encode_options {
   // false: atoms as OTP 25's term_to_binary writes them (ATOM_EXT for Latin-1 atoms, SMALL_ATOM_UTF8_EXT/ATOM_UTF8_EXT
   // otherwise); true: always SMALL_ATOM_UTF8_EXT/ATOM_UTF8_EXT, as OTP 25 sends on a connection with UTF8_ATOMS.
@@ -68,6 +103,9 @@ struct encode_options {
   // at its `at` is exactly the plain encoding. Not inside a fun (its Size field counts them), not when compressing.
   std::size_t external_min = 0;
   std::vector<external_binary>* externals = nullptr;
+  // With atom_refs set: atoms as ATOM_CACHE_REF where the table gives them an index (see atom_ref_table); the output
+  // is then only valid after a distribution header listing atom_refs->atoms(). Not used while compressing.
+  atom_ref_table* atom_refs = nullptr;
 };
 
 // Appends the encoding of t to out. Throws std::system_error(error::not_encodable) for unrepresentable terms.

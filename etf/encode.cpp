@@ -130,6 +130,7 @@ class encoder {
   std::vector<external_binary>* ext_ =
       o_.external_min > 0 && o_.compression_level < 0 ? o_.externals : nullptr;
   std::size_t open_funs_ = 0;
+  atom_ref_table* refs_ = o_.compression_level < 0 ? o_.atom_refs : nullptr;
 };
 
 inline void encoder::write_small(std::int64_t v) {
@@ -199,6 +200,15 @@ void encoder::write_big(const big_int& v) {
 }
 
 void encoder::write_atom(const atom& a) {
+  if (refs_) {
+    const int ix = refs_->ref_for(a);
+    if (ix >= 0) {
+      std::uint8_t* p = take(2);
+      p[0] = tag::atom_cache_ref;
+      p[1] = static_cast<std::uint8_t>(ix);
+      return;
+    }
+  }
   const std::string_view s = a.text();
   if (!o_.utf8_atoms && a.latin1()) {
     std::uint8_t* p = take(3 + a.length());
@@ -446,6 +456,24 @@ void compress_in_place(std::vector<std::uint8_t>& out, std::size_t body_at, int 
 }
 
 }  // namespace
+
+int atom_ref_table::ref_for(const atom& a) {
+  const std::size_t slot = slot_of(a);
+  const int ix = index_[slot];
+  if (ix >= 0) return atoms_[static_cast<std::size_t>(ix)] == a ? ix : -1;  // the slot's first atom only
+  if (atoms_.size() >= max_refs) return -1;
+  const int n = static_cast<int>(atoms_.size());
+  index_[slot] = static_cast<std::int16_t>(n);
+  slots_.push_back(static_cast<std::uint16_t>(slot));
+  atoms_.push_back(a);
+  return n;
+}
+
+void atom_ref_table::clear() noexcept {
+  for (auto s : slots_) index_[s] = -1;
+  slots_.clear();
+  atoms_.clear();
+}
 
 void encode(const term& t, std::vector<std::uint8_t>& out, const encode_options& opts) {
   if (opts.version) out.push_back(version_magic);

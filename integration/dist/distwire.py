@@ -1,8 +1,9 @@
 """Small wire helpers for the dist live tests: EPMD registration and lookup by hand (the epmd/ client is someone
-else's work in progress), and starting dist-probe."""
+else's work in progress), starting dist-probe, and Recorder (a recording proxy for one distribution connection)."""
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 import harness
@@ -118,3 +119,86 @@ def elapsed_until(cond, timeout, what):
     t0 = time.monotonic()
     harness.wait_until(cond, timeout, what)
     return time.monotonic() - t0
+
+
+class Recorder:
+    """A TCP proxy for one distribution connection: forwards both directions, optionally strips flags from the
+    handshake's 'N' messages, and records the packets that follow the handshake."""
+
+    def __init__(self, target_port, strip_flags=0):
+        self.target_port = target_port
+        self.strip = strip_flags
+        self.lock = threading.Lock()
+        self.packets = []  # (direction, bytes); direction is the sending node: "b" or "c"
+        self.flags_seen = {}
+        self.errors = []
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(4)
+        self.port = self.listener.getsockname()[1]
+        self.socks = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                down, _ = self.listener.accept()
+            except OSError:
+                return
+            up = socket.create_connection(("127.0.0.1", self.target_port))
+            self.socks += [down, up]
+            # The connecting side (b) is the initiator: its handshake ends with 'r'; c's ends with 'a'.
+            threading.Thread(target=self._pump, args=(down, up, "b", ord("r")), daemon=True).start()
+            threading.Thread(target=self._pump, args=(up, down, "c", ord("a")), daemon=True).start()
+
+    def _pump(self, src, dst, who, last_handshake_tag):
+        buf = b""
+        handshake = True
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                buf += data
+                out = b""
+                while True:
+                    hlen = 2 if handshake else 4
+                    if len(buf) < hlen:
+                        break
+                    n = int.from_bytes(buf[:hlen], "big")
+                    if len(buf) < hlen + n:
+                        break
+                    msg, buf = buf[hlen:hlen + n], buf[hlen + n:]
+                    if handshake:
+                        if msg[:1] == b"N" and len(msg) >= 9:
+                            flags = struct.unpack(">Q", msg[1:9])[0]
+                            self.flags_seen[who] = flags
+                            msg = msg[:1] + struct.pack(">Q", flags & ~self.strip) + msg[9:]
+                        if msg[:1] == bytes([last_handshake_tag]):
+                            handshake = False
+                    elif n > 0:
+                        with self.lock:
+                            self.packets.append((who, msg))
+                    out += n.to_bytes(hlen, "big") + msg
+                if out:
+                    dst.sendall(out)
+        except OSError as e:
+            self.errors.append(repr(e))
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.packets)
+
+    def close(self):
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass

@@ -2,7 +2,9 @@
 // the outbound limit, close.
 #include <doctest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <stdexcept>
 #include <cstring>
 #include <atomic>
 #include <functional>
@@ -488,6 +490,120 @@ TEST_CASE("connection: binaries left out of a packet go on the wire from where t
       CHECK(hb->packets[1] == pass2);
     }
     CHECK(a->stats().queued_bytes == 0);
+    a->close();
+    b->close();
+    run_until(io, [&] { return ha->down.has_value() && hb->down.has_value(); }, 2000ms);
+  }
+}
+
+namespace {
+// A SEND of payload with atom cache references and its header deferred (the runtime's encoding for a peer with
+// DIST_HDR_ATOM_CACHE).
+out_packet with_refs(const cnode::etf::term& payload) {
+  auto to = cnode::etf::term::pid(cnode::etf::pid_value{cnode::etf::atom::from_utf8("b@h").value(), 1, 0, 0});
+  control_message m{send_msg{to}, {}, payload};
+  cnode::etf::atom_ref_table t;
+  std::vector<std::uint8_t> raw;
+  out_packet p;
+  encode_control(m, raw, packet_form::header, &p.externals, 64 * 1024, &t);
+  p.refs = t.take();
+  p.deferred_header = true;
+  p.bytes.resize(raw.size());
+  std::memcpy(p.bytes.data(), raw.data(), raw.size());
+  return p;
+}
+
+struct decoding_recorder : recorder {
+  std::vector<cnode::etf::term> payloads;
+  std::vector<bool> headered;
+  void on_message(connection&, inbound_message& m) override {
+    cnode::etf::shared_bytes buf =
+        cnode::etf::shared_bytes::copy({reinterpret_cast<const std::uint8_t*>(m.bytes.data()), m.bytes.size()});
+    auto d = m.headered ? decode_control_body(buf, 0, buf.size(), m.refs) : decode_control(buf, 0, buf.size());
+    if (!d) throw std::runtime_error(d.ec.message());
+    payloads.push_back(d.msg.payload.value_or(cnode::etf::term()));
+    headered.push_back(m.headered);
+  }
+};
+}  // namespace
+
+TEST_CASE("connection: packets with atom cache references, headers written in wire order, big and small interleaved") {
+  using cnode::etf::atom;
+  using cnode::etf::term;
+  std::vector<term> many;
+  for (int i = 0; i < 3000; ++i) many.emplace_back(atom("conn_atom_" + std::to_string(i)));
+  std::vector<term> big_items;
+  for (int i = 0; i < 20000; ++i) big_items.push_back(term::tuple({many[static_cast<std::size_t>(i) % 3000], term(i)}));
+  const term big = term::tuple({term::list(big_items), term::binary(std::vector<std::uint8_t>(100'000, 3))});
+  // Modes: the atom cache and FRAGMENTS (as between BEAM nodes); FRAGMENTS only and neither (the references are
+  // dropped at ordering time: a reconnect to a peer without the flag).
+  for (const int mode : {0, 1, 2}) {
+    CAPTURE(mode);
+    asio::io_context io;
+    socket_pair sp(io);
+    connection_options opt;
+    opt.net_ticktime = 60s;
+    peer_info pa = visible_peer("b@h"), pb = visible_peer("a@h");
+    const dflags base = pa.effective & ~(dflag::fragments | dflag::dist_hdr_atom_cache);
+    const dflags extra = mode == 0 ? dflag::fragments | dflag::dist_hdr_atom_cache : mode == 1 ? dflag::fragments : 0;
+    pa.effective = base | extra;
+    pb.effective = base | extra;
+    auto ha = std::make_shared<decoding_recorder>(), hb = std::make_shared<decoding_recorder>();
+    auto a = connection::create(std::move(sp.a), pa, "a@h", opt, ha);
+    auto b = connection::create(std::move(sp.b), pb, "b@h", opt, hb);
+    a->start();
+    b->start();
+    // Three big messages (each in fragments) from keys 1..3 between small ones from keys 10.., each small one a
+    // slice of 100 atoms, twice over (the second round finds the atoms cached).
+    std::vector<term> want;
+    std::size_t sent = 0;
+    for (int round = 0; round < 2; ++round) {
+      for (int i = 0; i < 30; ++i) {
+        if (i % 10 == 0) {
+          auto p = with_refs(big);
+          a->async_send(std::move(p), 1 + static_cast<std::uint64_t>(i / 10), asio::detached);
+          ++sent;
+        }
+        std::vector<term> slice(many.begin() + i * 100, many.begin() + i * 100 + 100);
+        const term small = term::tuple({term::list(slice), term(i)});
+        a->async_send(with_refs(small), 10 + static_cast<std::uint64_t>(i), asio::detached);
+        want.push_back(small);
+        ++sent;
+      }
+    }
+    REQUIRE(run_until(io, [&] { return hb->payloads.size() == sent; }, 20000ms));
+    std::size_t bigs = 0, smalls = 0;
+    for (const auto& p : hb->payloads) {
+      if (p == big) {
+        ++bigs;
+      } else {
+        CHECK(std::find(want.begin(), want.end(), p) != want.end());
+        ++smalls;
+      }
+    }
+    CHECK(bigs == 6);
+    CHECK(smalls == 60);
+    CHECK(a->stats().queued_bytes == 0);
+    CHECK((a->stats().fragments_out > 0) == (mode < 2));
+    {
+      // The same message of 200 fresh atoms twice: with the cache the second costs references (a byte or two
+      // each), not texts.
+      std::vector<term> fresh;
+      for (int i = 0; i < 200; ++i) fresh.emplace_back(atom("conn_fresh_" + std::to_string(i)));
+      const term m = term::list(fresh);
+      std::uint64_t sizes[2];
+      for (auto& size : sizes) {
+        const auto before = a->stats().bytes_out;
+        const auto n = hb->payloads.size();
+        a->async_send(with_refs(m), 99, asio::detached);
+        REQUIRE(run_until(io, [&] { return hb->payloads.size() == n + 1 && a->stats().bytes_out > before; }, 5000ms));
+        CHECK(hb->payloads.back() == m);
+        size = a->stats().bytes_out - before;
+      }
+      MESSAGE("200 atoms: " << sizes[0] << " then " << sizes[1] << " bytes");
+      if (mode == 0) CHECK(sizes[1] + 2000 < sizes[0]);
+      else CHECK(sizes[1] == sizes[0]);
+    }
     a->close();
     b->close();
     run_until(io, [&] { return ha->down.has_value() && hb->down.has_value(); }, 2000ms);
