@@ -61,8 +61,8 @@ constexpr const char* usage = R"(usage: cnode [options]
                           (default: 134217728, 128 MiB)
   --max-partial-bytes N   bytes held for fragmented messages still incomplete, all peers together; the
                           connection whose fragment would cross it is closed (default: 536870912, 512 MiB)
-  --dist-atom-cache       offer DIST_HDR_ATOM_CACHE: peers send atoms they sent before as cache references
-                          (we read them; what we send carries none yet) (default: off)
+  --dist-atom-cache       offer DIST_HDR_ATOM_CACHE: atoms sent before go as cache references, both ways
+                          (default: off; docs/dist.md has the measurements)
   --max-mailbox N         a process with more than N messages waiting is killed (reason killed) (default: off)
   --max-mailbox-action A  kill | log: kill the process, or log once that it crossed N (default: kill)
   --threads N             I/O threads (default: 1 on 2 cores or fewer, else the number of cores)
