@@ -18,6 +18,7 @@ struct arena_block {
   std::uint32_t size;  // bytes, header included
 };
 static_assert(sizeof(arena_block) == 8);
+static_assert(std::is_trivially_destructible_v<binary_node>);  // destroy_terms frees one without destroying it
 static_assert(alignof(big_node) <= 16 && alignof(fun_node) <= 16 && alignof(bytes_node) <= 16 &&
               alignof(binary_node) <= 16 && alignof(list_node) <= 16);
 
@@ -180,6 +181,21 @@ void settle_freed() noexcept {
     if (b->live.fetch_sub(k, std::memory_order_acq_rel) == k) free_block(b);
   }
 }
+
+// free_node while release's drain runs (all of destroy's calls): an arena node is counted against its block.
+[[gnu::always_inline]] inline void free_node_draining(void* p) noexcept {
+  char* base = static_cast<char*>(p) - node_prefix;
+  arena_block* b = *reinterpret_cast<arena_block**>(base);
+  if (!b) [[unlikely]] {
+    free_heap_node(base - 8);
+    return;
+  }
+  if (b != tl_freed_block) [[unlikely]] {
+    settle_freed();
+    tl_freed_block = b;
+  }
+  ++tl_freed_count;
+}
 }  // namespace
 
 void free_node(void* p) noexcept {
@@ -188,11 +204,7 @@ void free_node(void* p) noexcept {
   if (!b) {
     free_heap_node(base - 8);
   } else if (tl_draining) {
-    if (b != tl_freed_block) {
-      settle_freed();
-      tl_freed_block = b;
-    }
-    ++tl_freed_count;
+    free_node_draining(p);
   } else if (b->live.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     free_block(b);
   }
@@ -291,7 +303,7 @@ void destroy(node* n) noexcept {
       static_cast<fun_node*>(n)->~fun_node();
       break;
   }
-  free_node(n);
+  free_node_draining(n);
 }
 
 // The elements of a node being destroyed, with release inlined: the drain is running (destroy is only called from
@@ -307,6 +319,14 @@ void destroy_terms(term* t, std::size_t n) noexcept {
         case node_kind::list:
         case node_kind::map:
         case node_kind::fun: tl_pending->push_back(c); break;
+        case node_kind::binary:
+          // The usual binary: its bytes inline, nothing to release (binary_node's destructor does nothing).
+          if (!static_cast<binary_node*>(c)->owner) {
+            free_node_draining(c);
+            break;
+          }
+          destroy(c);
+          break;
         default: destroy(c); break;
       }
     } else if (x.aux()) {
