@@ -178,8 +178,14 @@ class decoder {
   // Leaves read one after the other into slot(0), slot(1), ... up to slot(n - 1), with the read position in a
   // local: the number read before the first element that is not a leaf (or whose bytes are not all there), or
   // SIZE_MAX when reading one failed.
-  template <typename Slot>
+  //
+  // Unfilled: the n slots are raw memory of a node just made (not yet holding []); on any way out of the run
+  // (a compound element, a failure, an exception) the slots not read are constructed as [] before anything else can
+  // happen, so a node in the tree always has every slot constructed, and a node of leaves alone is written once.
+  template <bool Unfilled = false, typename Slot>
   [[gnu::always_inline]] std::size_t leaves(Slot slot, std::size_t n);
+  template <typename Slot>
+  [[gnu::always_inline]] bool leaves_core(Slot slot, std::size_t n, std::size_t& i);
   [[gnu::always_inline]] void whole_binary(std::size_t n, term& out);
   bool read_atom(atom& out);
   // The atom after its tag (read, at offset at): its entry, with a reference owned by the caller when it is a
@@ -211,27 +217,16 @@ class decoder {
       return m;
     return arena_.allocate(bytes);
   }
-  [[gnu::always_inline]] detail::tuple_node* new_tuple(std::uint32_t n) {
-    auto* t = new (node_mem(sizeof(detail::tuple_node), sizeof(term) * n)) detail::tuple_node(n);
-    term* e = t->elems();
-    for (std::uint32_t i = 0; i < n; ++i) new (e + i) term();
-    return t;
+  // Nodes whose elements the caller constructs (a leaf run with Unfilled, or STRING_EXT's bytes) before anything
+  // else can fail or throw.
+  [[gnu::always_inline]] detail::tuple_node* new_tuple_unfilled(std::uint32_t n) {
+    return new (node_mem(sizeof(detail::tuple_node), sizeof(term) * n)) detail::tuple_node(n);
   }
-  // A list node whose n elements the caller constructs at once (nothing can fail in between).
   [[gnu::always_inline]] detail::list_node* new_list_unfilled(std::uint32_t n) {
     return new (node_mem(sizeof(detail::list_node), sizeof(term) * n)) detail::list_node(n, term());
   }
-  [[gnu::always_inline]] detail::list_node* new_list(std::uint32_t n) {
-    auto* l = new_list_unfilled(n);
-    term* e = l->elems();
-    for (std::uint32_t i = 0; i < n; ++i) new (e + i) term();
-    return l;
-  }
-  [[gnu::always_inline]] detail::map_node* new_map(std::uint32_t n) {
-    auto* m = new (node_mem(sizeof(detail::map_node), sizeof(term) * 2 * std::size_t{n})) detail::map_node(n);
-    term* e = m->keys();
-    for (std::size_t i = 0; i < 2 * std::size_t{n}; ++i) new (e + i) term();
-    return m;
+  [[gnu::always_inline]] detail::map_node* new_map_unfilled(std::uint32_t n) {
+    return new (node_mem(sizeof(detail::map_node), sizeof(term) * 2 * std::size_t{n})) detail::map_node(n);
   }
 
   const std::uint8_t* p_;
@@ -669,12 +664,31 @@ inline int decoder::leaf(term& out) {
   }
 }
 
-template <typename Slot>
+template <bool Unfilled, typename Slot>
 inline std::size_t decoder::leaves(Slot slot, std::size_t n) {
+  std::size_t i = 0;
+  bool ok;
+  if constexpr (Unfilled) {
+    try {
+      ok = leaves_core(slot, n, i);
+    } catch (...) {
+      for (std::size_t j = i; j < n; ++j) new (&slot(j)) term();
+      throw;
+    }
+    for (std::size_t j = i; j < n; ++j) new (&slot(j)) term();
+  } else {
+    ok = leaves_core(slot, n, i);
+  }
+  return ok ? i : SIZE_MAX;
+}
+
+// The run itself: i counts the slots written (a slot is written by one noexcept construction, after everything
+// that can fail or throw for it); false when reading one failed.
+template <typename Slot>
+inline bool decoder::leaves_core(Slot slot, std::size_t n, std::size_t& i) {
   const std::uint8_t* const base = p_;
   const std::uint8_t* const end = p_ + size_;
   const std::uint8_t* p = p_ + pos_;
-  std::size_t i = 0;
   for (; i < n; ++i) {
     if (p == end) break;
     const std::size_t avail = static_cast<std::size_t>(end - p);
@@ -690,7 +704,10 @@ inline std::size_t decoder::leaves(Slot slot, std::size_t n) {
         new (&out) term(std::int64_t{static_cast<std::int32_t>(be32(p + 1))});
         p += 5;
         continue;
-      case tag::nil: ++p; continue;  // the slot already holds []
+      case tag::nil:
+        new (&out) term();
+        ++p;
+        continue;
       case tag::atom:
       case tag::small_atom:
       case tag::atom_utf8:
@@ -702,7 +719,7 @@ inline std::size_t decoder::leaves(Slot slot, std::size_t n) {
         } else {
           pos_ = at + 1;
           e = read_atom_body(t, at);
-          if (!e) return SIZE_MAX;
+          if (!e) return false;
           put(out, term_access::adopt_atom(e));
         }
         p = base + pos_;
@@ -730,7 +747,7 @@ inline std::size_t decoder::leaves(Slot slot, std::size_t n) {
   }
 done:
   pos_ = static_cast<std::size_t>(p - base);
-  return i;
+  return true;
 }
 
 bool decoder::read_one(term*& dest) {
@@ -896,15 +913,16 @@ bool decoder::read_one(term*& dest) {
         if (!need(t == tag::small_tuple ? 1 : 4)) return false;
         std::size_t n = t == tag::small_tuple ? u8() : u32();
         if (n > left()) return too_long(n, at + 1);
-        auto* tn = new_tuple(static_cast<std::uint32_t>(n));
+        // The depth is checked before the node is made: its slots are raw until the leaf run has been.
+        if (n != 0 && depth_ >= o_.max_depth) return fail(error::too_deep, at);
+        auto* tn = new_tuple_unfilled(static_cast<std::uint32_t>(n));
         put(*dest, term_access::make(term_type::tuple, 0, tn));
         if (n == 0) {
           dest = nullptr;
           return true;
         }
-        if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
         term* e = tn->elems();
-        const std::size_t i = leaves([e](std::size_t j) -> term& { return e[j]; }, n);
+        const std::size_t i = leaves<true>([e](std::size_t j) -> term& { return e[j]; }, n);
         if (i == SIZE_MAX) return false;
         if (i == n) {
           dest = nullptr;
@@ -920,11 +938,11 @@ bool decoder::read_one(term*& dest) {
         std::size_t n = u32();
         if (n >= left()) return too_long(n, at + 1);
         if (n == 0) continue;  // a LIST_EXT of no elements is just its tail
-        auto* ln = new_list(static_cast<std::uint32_t>(n));
-        put(*dest, term_access::make(term_type::list, 0, ln));
         if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
+        auto* ln = new_list_unfilled(static_cast<std::uint32_t>(n));
+        put(*dest, term_access::make(term_type::list, 0, ln));
         term* e = ln->elems();
-        const std::size_t i = leaves([e](std::size_t j) -> term& { return e[j]; }, n);
+        const std::size_t i = leaves<true>([e](std::size_t j) -> term& { return e[j]; }, n);
         if (i == SIZE_MAX) return false;
         if (i == n) {  // every element read: the tail is next
           if (!push({frame::list, true, static_cast<std::uint32_t>(n - 1), static_cast<std::uint32_t>(n), ln, at, 0}))
@@ -941,17 +959,17 @@ bool decoder::read_one(term*& dest) {
         if (!need(4)) return false;
         std::size_t n = u32();
         if (n > left() / 2) return too_long(n, at + 1);
-        auto* mn = new_map(static_cast<std::uint32_t>(n));
+        if (n != 0 && depth_ >= o_.max_depth) return fail(error::too_deep, at);
+        auto* mn = new_map_unfilled(static_cast<std::uint32_t>(n));
         put(*dest, term_access::make(term_type::map, 0, mn));
         if (n == 0) {
           dest = nullptr;
           return true;
         }
-        if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
         term* k = mn->keys();
         term* v = mn->values();
         // slot: key j/2 when j is even, value j/2 when odd
-        const std::size_t j = leaves([k, v](std::size_t j) -> term& { return (j & 1) ? v[j / 2] : k[j / 2]; }, 2 * n);
+        const std::size_t j = leaves<true>([k, v](std::size_t j) -> term& { return (j & 1) ? v[j / 2] : k[j / 2]; }, 2 * n);
         if (j == SIZE_MAX) return false;
         frame f{frame::map, false, static_cast<std::uint32_t>(j), static_cast<std::uint32_t>(n), mn, at, 0};
         if (j == 2 * n) {
