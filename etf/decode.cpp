@@ -75,7 +75,11 @@ const detail::atom_entry*& atom_slot(std::string_view s) noexcept {
     std::memcpy(d, &a, 4);
     std::memcpy(d + n - 4, &b, 4);
   } else if (n < 4) {
-    for (std::size_t i = 0; i < n; ++i) d[i] = s[i];
+    if (n != 0) {  // 1..3 bytes: the first, the middle and the last (some of them the same byte)
+      d[0] = s[0];
+      d[n / 2] = s[n / 2];
+      d[n - 1] = s[n - 1];
+    }
   } else {
     std::memcpy(d, s, n);
   }

@@ -115,6 +115,17 @@ void free_heap_node(char* m) noexcept {
 node_arena::node_arena(std::size_t size_hint) noexcept
     : next_size_(std::clamp(size_hint + 64, arena_first_min, arena_first_max)), prev_(tl_arena) {
   tl_arena = this;
+  // The thread's kept block, when it is large enough for the first block, is the first block now (what the first
+  // allocate would do), so that the decoder's inline fast path serves the first node too.
+  block_keeper& k = tl_keeper;
+  if (k.kept && k.kept->size >= next_size_) {
+    void* m = std::exchange(k.kept, nullptr);
+    const std::uint32_t size = static_cast<arena_block*>(m)->size;
+    next_size_ = std::min(std::size_t{size} * 2, arena_block_max);
+    block_ = new (m) arena_block{{arena_bias}, size};
+    cur_ = static_cast<char*>(m) + sizeof(arena_block);
+    end_ = static_cast<char*>(m) + size;
+  }
 }
 
 arena_pause::arena_pause() noexcept : saved_(std::exchange(tl_arena, nullptr)) {}
