@@ -85,9 +85,10 @@ const detail::atom_entry*& atom_slot(std::string_view s) noexcept {
   }
 }
 
-// Every slot the decoder fills holds [] (a new node's elements, the root, a fun's free variables) and is filled
-// once: the value is constructed in place, without destroying the [] before it.
-[[gnu::always_inline]] inline void put(term& slot, term&& v) noexcept { new (&slot) term(std::move(v)); }
+// Every slot the decoder fills is filled once, by constructing the value in place (`new (&slot) term(make(...))`,
+// initialised straight into the slot: no temporary to move or destroy). The slot holds [] (the root, a fun's free
+// variables, the elements of a node after a compound one) or is raw memory of a node just made (a leaf run with
+// Unfilled); neither needs destroying first.
 
 // In front of that cache, one keyed by the atom's whole encoding (tag, length and text) when it is at most 16 bytes:
 // two masked 8-byte loads and two compares find an atom a stream keeps sending. Permanent atoms only, like the
@@ -177,7 +178,7 @@ class decoder {
     return n > INT32_MAX ? fail(error::bad_length, field_at) : fail(error::truncated, size_);
   }
 
-  bool read_one(term*& dest);
+  [[gnu::always_inline]] bool read_one(term*& dest);  // once, in run: inlined there
   [[gnu::always_inline]] int leaf(term& out);
   // Leaves read one after the other into slot(0), slot(1), ... up to slot(n - 1), with the read position in a
   // local: the number read before the first element that is not a leaf (or whose bytes are not all there), or
@@ -186,10 +187,11 @@ class decoder {
   // Unfilled: the n slots are raw memory of a node just made (not yet holding []); on any way out of the run
   // (a compound element, a failure, an exception) the slots not read are constructed as [] before anything else can
   // happen, so a node in the tree always has every slot constructed, and a node of leaves alone is written once.
+  // With Unfilled, a run that reads every slot and meets no node and no dynamic atom marks `owner` leaf_elems.
   template <bool Unfilled = false, typename Slot>
-  [[gnu::always_inline]] std::size_t leaves(Slot slot, std::size_t n);
+  [[gnu::always_inline]] std::size_t leaves(Slot slot, std::size_t n, detail::node* owner = nullptr);
   template <typename Slot>
-  [[gnu::always_inline]] bool leaves_core(Slot slot, std::size_t n, std::size_t& i);
+  [[gnu::always_inline]] bool leaves_core(Slot slot, std::size_t n, std::size_t& i, bool& holds);
   [[gnu::always_inline]] void whole_binary(std::size_t n, term& out);
   bool read_atom(atom& out);
   // The atom after its tag (read, at offset at): its entry, with a reference owned by the caller when it is a
@@ -212,7 +214,7 @@ class decoder {
   bool read_big(std::uint8_t tag, term& out);
   bool read_compressed(term& out, std::size_t at);
   bool finish_map(frame& f);
-  term* slot(frame& f) noexcept;
+  [[gnu::always_inline]] term* slot(frame& f) noexcept;
   // Nodes from the decoder's own arena with its fast path inline (no call, no thread-local lookup): what
   // detail::allocate_node and new_*_node do while the arena is open, elements constructed as [].
   [[gnu::always_inline]] void* node_mem(std::size_t header, std::size_t trailing_bytes) {
@@ -263,7 +265,7 @@ class decoder {
   bool first_ = true;
 };
 
-term* decoder::slot(frame& f) noexcept {
+inline term* decoder::slot(frame& f) noexcept {
   switch (f.kind) {
     case frame::tuple: return static_cast<detail::tuple_node*>(f.n)->elems() + f.next;
     case frame::list: {
@@ -294,12 +296,12 @@ bool decoder::run(term& root) {
         switch (f.kind) {
           case frame::tuple: {
             term* e = static_cast<detail::tuple_node*>(f.n)->elems() + f.next;
-            k = leaves([e](std::size_t j) -> term& { return e[j]; }, slots - f.next);
+            k = leaves([e](std::size_t j) __attribute__((always_inline)) -> term& { return e[j]; }, slots - f.next);
             break;
           }
           case frame::list: {
             term* e = static_cast<detail::list_node*>(f.n)->elems() + f.next;
-            k = leaves([e](std::size_t j) -> term& { return e[j]; }, slots - f.next);
+            k = leaves([e](std::size_t j) __attribute__((always_inline)) -> term& { return e[j]; }, slots - f.next);
             break;
           }
           case frame::map: {
@@ -308,7 +310,7 @@ bool decoder::run(term& root) {
             term* const values = m->values();
             const std::size_t from = f.next;
             k = leaves(
-                [=](std::size_t j) -> term& { return ((from + j) & 1) ? values[(from + j) / 2] : keys[(from + j) / 2]; },
+                [=](std::size_t j) __attribute__((always_inline)) -> term& { return ((from + j) & 1) ? values[(from + j) / 2] : keys[(from + j) / 2]; },
                 slots - f.next);
             break;
           }
@@ -602,14 +604,14 @@ bool decoder::read_compressed(term& out, std::size_t at) {
 // A BINARY_EXT body of n bytes (n checked against the input) at pos_, copied (or referred to when large).
 inline void decoder::whole_binary(std::size_t n, term& out) {
   if (owner_ && n >= ref_binary_min) {
-    put(out, term::binary_ref(*owner_, pos_, n));
+    new (&out) term(term::binary_ref(*owner_, pos_, n));
     return;
   }
   void* mem = node_mem(sizeof(detail::binary_node), n);
   auto* b = new (mem) detail::binary_node(n, nullptr, nullptr, 8);
   copy_small(b->inline_bytes(), p_ + pos_, n);
   b->data = b->inline_bytes();
-  put(out, term_access::make(term_type::binary, 0, b));
+  new (&out) term(term_access::make(term_type::binary, 0, b));
 }
 
 // The elements of a tuple, list or map that are leaves (small integers, integers, atoms, [], floats, binaries) are
@@ -621,17 +623,17 @@ inline int decoder::leaf(term& out) {
   switch (t) {
     case tag::small_integer:
       if (left() < 2) return 0;
-      put(out, term(std::int64_t{p_[pos_ + 1]}));
+      new (&out) term(term(std::int64_t{p_[pos_ + 1]}));
       pos_ += 2;
       return 1;
     case tag::integer:
       if (left() < 5) return 0;
       ++pos_;
-      put(out, term(std::int64_t{static_cast<std::int32_t>(u32())}));
+      new (&out) term(term(std::int64_t{static_cast<std::int32_t>(u32())}));
       return 1;
     case tag::nil:
       ++pos_;
-      put(out, term());
+      new (&out) term(term());
       return 1;
     case tag::atom:
     case tag::small_atom:
@@ -640,7 +642,7 @@ inline int decoder::leaf(term& out) {
       const std::size_t at = pos_++;
       const detail::atom_entry* e = read_atom_body(t, at);
       if (!e) return -1;
-      put(out, term_access::adopt_atom(e));
+      new (&out) term(term_access::adopt_atom(e));
       return 1;
     }
     case tag::new_float: {
@@ -651,7 +653,7 @@ inline int decoder::leaf(term& out) {
         pos_ -= 9;
         return 0;
       }
-      put(out, term(d));
+      new (&out) term(term(d));
       return 1;
     }
     case tag::binary: {
@@ -669,19 +671,21 @@ inline int decoder::leaf(term& out) {
 }
 
 template <bool Unfilled, typename Slot>
-inline std::size_t decoder::leaves(Slot slot, std::size_t n) {
+inline std::size_t decoder::leaves(Slot slot, std::size_t n, detail::node* owner) {
   std::size_t i = 0;
+  bool holds = false;
   bool ok;
   if constexpr (Unfilled) {
     try {
-      ok = leaves_core(slot, n, i);
+      ok = leaves_core(slot, n, i, holds);
     } catch (...) {
       for (std::size_t j = i; j < n; ++j) new (&slot(j)) term();
       throw;
     }
     for (std::size_t j = i; j < n; ++j) new (&slot(j)) term();
+    if (ok && i == n && !holds) owner->leaf_elems = true;
   } else {
-    ok = leaves_core(slot, n, i);
+    ok = leaves_core(slot, n, i, holds);
   }
   return ok ? i : SIZE_MAX;
 }
@@ -689,7 +693,7 @@ inline std::size_t decoder::leaves(Slot slot, std::size_t n) {
 // The run itself: i counts the slots written (a slot is written by one noexcept construction, after everything
 // that can fail or throw for it); false when reading one failed.
 template <typename Slot>
-inline bool decoder::leaves_core(Slot slot, std::size_t n, std::size_t& i) {
+inline bool decoder::leaves_core(Slot slot, std::size_t n, std::size_t& i, bool& holds) {
   const std::uint8_t* const base = p_;
   const std::uint8_t* const end = p_ + size_;
   const std::uint8_t* p = p_ + pos_;
@@ -719,12 +723,13 @@ inline bool decoder::leaves_core(Slot slot, std::size_t n, std::size_t& i) {
         const std::uint8_t t = *p;
         const std::size_t at = static_cast<std::size_t>(p - base);
         if (const detail::atom_entry* e = wire_atom(at)) {
-          put(out, term_access::permanent_atom(e));
+          new (&out) term(term_access::permanent_atom(e));
         } else {
           pos_ = at + 1;
           e = read_atom_body(t, at);
           if (!e) return false;
-          put(out, term_access::adopt_atom(e));
+          new (&out) term(term_access::adopt_atom(e));
+          holds |= out.aux() != 0;  // a dynamic atom: a reference to release
         }
         p = base + pos_;
         continue;
@@ -743,6 +748,7 @@ inline bool decoder::leaves_core(Slot slot, std::size_t n, std::size_t& i) {
         if (len > avail - 5) goto done;
         pos_ = static_cast<std::size_t>(p - base) + 5;
         whole_binary(len, out);
+        holds = true;
         p = base + pos_ + len;
         continue;
       }
@@ -754,7 +760,7 @@ done:
   return true;
 }
 
-bool decoder::read_one(term*& dest) {
+inline bool decoder::read_one(term*& dest) {
   for (;;) {
     if (!need(1)) return false;
     const std::size_t at = pos_;
@@ -764,12 +770,12 @@ bool decoder::read_one(term*& dest) {
     switch (t) {
       case tag::small_integer:
         if (!need(1)) return false;
-        put(*dest, term(std::int64_t{u8()}));
+        new (dest) term(term(std::int64_t{u8()}));
         dest = nullptr;
         return true;
       case tag::integer:
         if (!need(4)) return false;
-        put(*dest, term(std::int64_t{static_cast<std::int32_t>(u32())}));
+        new (dest) term(term(std::int64_t{static_cast<std::int32_t>(u32())}));
         dest = nullptr;
         return true;
       case tag::small_big:
@@ -781,7 +787,7 @@ bool decoder::read_one(term*& dest) {
         if (!need(8)) return false;
         double d = std::bit_cast<double>(u64());
         if (!std::isfinite(d)) return fail(error::bad_float, at);
-        put(*dest, term(d));
+        new (dest) term(term(d));
         dest = nullptr;
         return true;
       }
@@ -798,7 +804,7 @@ bool decoder::read_one(term*& dest) {
         auto [ptr, ec] = std::from_chars(first, s + n, d);
         if (ec != std::errc() || ptr != s + n || !std::isfinite(d)) return fail(error::bad_float, at);
         pos_ += 31;
-        put(*dest, term(d));
+        new (dest) term(term(d));
         dest = nullptr;
         return true;
       }
@@ -809,12 +815,12 @@ bool decoder::read_one(term*& dest) {
       case tag::atom_cache_ref: {
         const detail::atom_entry* e = read_atom_body(t, at);
         if (!e) return false;
-        put(*dest, term_access::adopt_atom(e));
+        new (dest) term(term_access::adopt_atom(e));
         dest = nullptr;
         return true;
       }
       case tag::nil:
-        put(*dest, term());
+        new (dest) term(term());
         dest = nullptr;
         return true;
       case tag::string: {
@@ -822,12 +828,13 @@ bool decoder::read_one(term*& dest) {
         std::size_t n = u16();
         if (!need(n)) return false;
         if (n == 0) {
-          put(*dest, term());
+          new (dest) term(term());
         } else {
           auto* l = new_list_unfilled(static_cast<std::uint32_t>(n));
           term* e = l->elems();
           for (std::size_t i = 0; i < n; ++i) new (e + i) term(std::int64_t{p_[pos_ + i]});
-          put(*dest, term_access::make(term_type::list, 0, l));
+          l->leaf_elems = true;
+          new (dest) term(term_access::make(term_type::list, 0, l));
         }
         pos_ += n;
         dest = nullptr;
@@ -846,11 +853,11 @@ bool decoder::read_one(term*& dest) {
         }
         if (n > left()) return too_long(n, at + 1);
         if (owner_ && n >= ref_binary_min && bits == 8) {
-          put(*dest, term::binary_ref(*owner_, pos_, n));
+          new (dest) term(term::binary_ref(*owner_, pos_, n));
         } else if (bits == 8) {
           whole_binary(n, *dest);
         } else {
-          put(*dest, term::bitstring({p_ + pos_, n}, bits));
+          new (dest) term(term::bitstring({p_ + pos_, n}, bits));
         }
         pos_ += n;
         dest = nullptr;
@@ -863,7 +870,7 @@ bool decoder::read_one(term*& dest) {
         v.id = u32();
         v.serial = u32();
         v.creation = t == tag::new_pid ? u32() : u8();
-        put(*dest, detail::outside_arena([&] { return term::pid(v); }));
+        new (dest) term(detail::outside_arena([&] { return term::pid(v); }));
         dest = nullptr;
         return true;
       }
@@ -874,7 +881,7 @@ bool decoder::read_one(term*& dest) {
         if (!read_atom(v.node) || !need(t == tag::v4_port ? 12 : t == tag::new_port ? 8 : 5)) return false;
         v.id = t == tag::v4_port ? u64() : u32();
         v.creation = t == tag::port ? u8() : u32();
-        put(*dest, detail::outside_arena([&] { return term::port(v); }));
+        new (dest) term(detail::outside_arena([&] { return term::port(v); }));
         dest = nullptr;
         return true;
       }
@@ -884,7 +891,7 @@ bool decoder::read_one(term*& dest) {
         v.len = 1;
         v.ids[0] = u32();
         v.creation = u8();
-        put(*dest, detail::outside_arena([&] { return term::reference(v); }));
+        new (dest) term(detail::outside_arena([&] { return term::reference(v); }));
         dest = nullptr;
         return true;
       }
@@ -898,7 +905,7 @@ bool decoder::read_one(term*& dest) {
         if (!read_atom(v.node) || !need((t == tag::newer_reference ? 4 : 1) + 4 * n)) return false;
         v.creation = t == tag::newer_reference ? u32() : u8();
         for (std::size_t i = 0; i < n; ++i) v.ids[i] = u32();
-        put(*dest, detail::outside_arena([&] { return term::reference(v); }));
+        new (dest) term(detail::outside_arena([&] { return term::reference(v); }));
         dest = nullptr;
         return true;
       }
@@ -908,7 +915,7 @@ bool decoder::read_one(term*& dest) {
         if (!need(2)) return false;
         if (u8() != tag::small_integer) return fail(error::bad_fun, pos_ - 1);
         v.arity = u8();
-        put(*dest, term::export_(v));
+        new (dest) term(term::export_(v));
         dest = nullptr;
         return true;
       }
@@ -920,13 +927,13 @@ bool decoder::read_one(term*& dest) {
         // The depth is checked before the node is made: its slots are raw until the leaf run has been.
         if (n != 0 && depth_ >= o_.max_depth) return fail(error::too_deep, at);
         auto* tn = new_tuple_unfilled(static_cast<std::uint32_t>(n));
-        put(*dest, term_access::make(term_type::tuple, 0, tn));
+        new (dest) term(term_access::make(term_type::tuple, 0, tn));
         if (n == 0) {
           dest = nullptr;
           return true;
         }
         term* e = tn->elems();
-        const std::size_t i = leaves<true>([e](std::size_t j) -> term& { return e[j]; }, n);
+        const std::size_t i = leaves<true>([e](std::size_t j) __attribute__((always_inline)) -> term& { return e[j]; }, n, tn);
         if (i == SIZE_MAX) return false;
         if (i == n) {
           dest = nullptr;
@@ -944,9 +951,9 @@ bool decoder::read_one(term*& dest) {
         if (n == 0) continue;  // a LIST_EXT of no elements is just its tail
         if (depth_ >= o_.max_depth) return fail(error::too_deep, at);
         auto* ln = new_list_unfilled(static_cast<std::uint32_t>(n));
-        put(*dest, term_access::make(term_type::list, 0, ln));
+        new (dest) term(term_access::make(term_type::list, 0, ln));
         term* e = ln->elems();
-        const std::size_t i = leaves<true>([e](std::size_t j) -> term& { return e[j]; }, n);
+        const std::size_t i = leaves<true>([e](std::size_t j) __attribute__((always_inline)) -> term& { return e[j]; }, n, ln);
         if (i == SIZE_MAX) return false;
         if (i == n) {  // every element read: the tail is next
           if (!push({frame::list, true, static_cast<std::uint32_t>(n - 1), static_cast<std::uint32_t>(n), ln, at, 0}))
@@ -965,7 +972,7 @@ bool decoder::read_one(term*& dest) {
         if (n > left() / 2) return too_long(n, at + 1);
         if (n != 0 && depth_ >= o_.max_depth) return fail(error::too_deep, at);
         auto* mn = new_map_unfilled(static_cast<std::uint32_t>(n));
-        put(*dest, term_access::make(term_type::map, 0, mn));
+        new (dest) term(term_access::make(term_type::map, 0, mn));
         if (n == 0) {
           dest = nullptr;
           return true;
@@ -973,7 +980,7 @@ bool decoder::read_one(term*& dest) {
         term* k = mn->keys();
         term* v = mn->values();
         // slot: key j/2 when j is even, value j/2 when odd
-        const std::size_t j = leaves<true>([k, v](std::size_t j) -> term& { return (j & 1) ? v[j / 2] : k[j / 2]; }, 2 * n);
+        const std::size_t j = leaves<true>([k, v](std::size_t j) __attribute__((always_inline)) -> term& { return (j & 1) ? v[j / 2] : k[j / 2]; }, 2 * n, mn);
         if (j == SIZE_MAX) return false;
         frame f{frame::map, false, static_cast<std::uint32_t>(j), static_cast<std::uint32_t>(n), mn, at, 0};
         if (j == 2 * n) {
@@ -1000,7 +1007,7 @@ bool decoder::read_one(term*& dest) {
         if (!read_atom(v.module) || !read_integer(v.old_index) || !read_integer(v.old_uniq) || !read_pid(v.pid))
           return false;
         v.free_vars.resize(num_free);
-        put(*dest, term::fun(std::move(v)));
+        new (dest) term(term::fun(std::move(v)));
         detail::node* fn = term_access::node(*dest);
         if (num_free == 0) {
           if (pos_ - size_at != fun_size) return fail(error::bad_fun, size_at);

@@ -270,19 +270,19 @@ void destroy(node* n) noexcept {
       break;
     case node_kind::tuple: {
       auto* t = static_cast<tuple_node*>(n);
-      destroy_terms(t->elems(), t->arity);
+      if (!t->leaf_elems) destroy_terms(t->elems(), t->arity);
       t->~tuple_node();
       break;
     }
     case node_kind::list: {
       auto* l = static_cast<list_node*>(n);
-      destroy_terms(l->elems(), l->count);
+      if (!l->leaf_elems) destroy_terms(l->elems(), l->count);
       l->~list_node();
       break;
     }
     case node_kind::map: {
       auto* m = static_cast<map_node*>(n);
-      destroy_terms(m->keys(), 2 * std::size_t{m->size});
+      if (!m->leaf_elems) destroy_terms(m->keys(), 2 * std::size_t{m->size});
       m->~map_node();
       break;
     }
@@ -329,18 +329,18 @@ void destroy_elems(term* t, std::size_t n) noexcept;
   switch (c->kind) {
     case node_kind::tuple: {
       auto* x = static_cast<tuple_node*>(c);
-      destroy_elems<true>(x->elems(), x->arity);
+      if (!x->leaf_elems) destroy_elems<true>(x->elems(), x->arity);
       break;
     }
     case node_kind::list: {
       auto* x = static_cast<list_node*>(c);
-      destroy_elems<true>(x->elems(), x->count);
+      if (!x->leaf_elems) destroy_elems<true>(x->elems(), x->count);
       x->~list_node();  // the tail: queued or destroyed like an element
       break;
     }
     default: {
       auto* x = static_cast<map_node*>(c);
-      destroy_elems<true>(x->keys(), 2 * std::size_t{x->size});
+      if (!x->leaf_elems) destroy_elems<true>(x->keys(), 2 * std::size_t{x->size});
       break;
     }
   }

@@ -14,8 +14,13 @@ enum class node_kind : std::uint8_t { big, tuple, list, map, binary, bytes, pid,
 struct alignas(8) node {
   std::atomic<std::uint32_t> refs{1};
   node_kind kind;
+  // A tuple, list or map whose elements (a list's tail aside) are all immediates that hold no reference (integers,
+  // floats, [], permanent atoms): destroying it skips them. Set by the decoder only; nothing writes the elements
+  // of a node after it is made.
+  bool leaf_elems = false;
   explicit node(node_kind k) noexcept : kind(k) {}
 };
+static_assert(sizeof(node) == 8);
 
 inline void retain(node* n) noexcept { n->refs.fetch_add(1, std::memory_order_relaxed); }
 
