@@ -10,6 +10,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -142,20 +143,36 @@ struct control_message {
 
 // The receiving side of a connection's atom cache (erl_ext_dist "Distribution Header"): 8 segments of 256 entries,
 // filled by NewAtomCacheRef entries in headers and read by CachedAtomRef entries in later ones. One per connection;
-// it lives as long as the connection (erts resets it only on a new connection).
+// it lives as long as the connection (erts resets it only on a new connection). The 2 048 entries (32 KiB) are
+// allocated by the first set(): a connection whose peer never uses the cache (cnode's own sending side is off by
+// default) costs one pointer. The sending side's cache (atom_out_cache) is the same type.
 class atom_cache {
  public:
   static constexpr std::size_t size = 2048;
+  atom_cache() = default;
+  atom_cache(const atom_cache& o) : entries_(o.entries_ ? std::make_unique<table>(*o.entries_) : nullptr) {}
+  atom_cache& operator=(const atom_cache& o) {
+    if (this != &o) entries_ = o.entries_ ? std::make_unique<table>(*o.entries_) : nullptr;
+    return *this;
+  }
+  atom_cache(atom_cache&&) noexcept = default;
+  atom_cache& operator=(atom_cache&&) noexcept = default;
+
   const etf::atom* find(std::size_t index) const noexcept {
-    return index < size && entries_[index] ? &*entries_[index] : nullptr;
+    return entries_ && index < size && (*entries_)[index] ? &*(*entries_)[index] : nullptr;
   }
-  void set(std::size_t index, etf::atom a) noexcept {
-    if (index < size) entries_[index] = a;
+  // Throws std::bad_alloc only on the first set of a connection (the table's allocation).
+  void set(std::size_t index, etf::atom a) {
+    if (index >= size) return;
+    if (!entries_) entries_ = std::make_unique<table>();
+    (*entries_)[index] = std::move(a);
   }
-  void clear() noexcept { entries_.fill(std::nullopt); }
+  void clear() noexcept { entries_.reset(); }
+  bool allocated() const noexcept { return entries_ != nullptr; }
 
  private:
-  std::array<std::optional<etf::atom>, size> entries_{};
+  using table = std::array<std::optional<etf::atom>, size>;
+  std::unique_ptr<table> entries_;
 };
 
 enum class control_error {

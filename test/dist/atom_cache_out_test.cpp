@@ -132,8 +132,13 @@ TEST_CASE("atom cache out: the output cache across packets: NewCacheEntry once, 
   term payload = term::tuple({term::list(as), term(atom("across_0")), term::binary(std::vector<std::uint8_t>(10, 1))});
   atom_out_cache cache;
   inbound_reader r(true, {});
+  // Neither cache holds its 2 048 entries before the first one is set (a connection that never uses it pays a
+  // pointer, not 32 KiB).
+  CHECK_FALSE(cache.allocated());
+  CHECK_FALSE(r.cache().allocated());
   auto p1 = deferred(payload, t);
   const auto w1 = wire(p1, cache);
+  CHECK(cache.allocated());
   auto p2 = deferred(payload, t);
   const auto w2 = wire(p2, cache);
   // Same body: the references' indices do not depend on the cache.
@@ -155,6 +160,7 @@ TEST_CASE("atom cache out: the output cache across packets: NewCacheEntry once, 
   CHECK(p1.head.size() > p2.head.size() + 800);
   // The reader resolves the second from what the first set.
   auto m1 = read_back(r, w1);
+  CHECK(r.cache().allocated());
   auto m2 = read_back(r, w2);
   CHECK(*m1.payload == payload);
   CHECK(*m2.payload == payload);
