@@ -132,6 +132,7 @@ void inbound_reader::message_done() noexcept {
 }
 
 void inbound_reader::clear() noexcept {
+  direct_ = {};
   for (auto& [id, p] : partial_) release(p);
   partial_.clear();
   done_ = {};
@@ -236,9 +237,12 @@ inbound_reader::result inbound_reader::feed(std::span<const std::byte> packet) {
     np.refs = std::move(refs);
     // One buffer for the whole message, at the size announced (bounded): no regrowth, no copy when it completes.
     np.reserved = reserve_for(data, id);
-    np.data = etf::big_buffers().take(np.reserved ? np.reserved : data);
-    np.data.insert(np.data.end(), reinterpret_cast<const std::uint8_t*>(p + pos),
-                   reinterpret_cast<const std::uint8_t*>(p + end));
+    if (np.reserved) {
+      np.data = etf::big_buffers().take_sized(np.reserved);
+    } else {
+      np.data = etf::big_buffers().take(data);
+    }
+    append(np, p + pos, data);
     np.next_id = id - 1;
     np.count = 1;
     partial_.emplace(seq, std::move(np));
@@ -253,36 +257,84 @@ inbound_reader::result inbound_reader::feed(std::span<const std::byte> packet) {
     return fail(make_error_code(fragment_error::bad_fragment_id), 10);
   }
   const std::size_t data = end - frag_prefix;
-  if (cur.data.size() + data > limits_.max_message) {
+  if (cur.filled + data > limits_.max_message) {
     release(cur);
     partial_.erase(it);
     return fail(make_error_code(fragment_error::message_too_large), end);
   }
   if (id == 1) {
-    cur.data.insert(cur.data.end(), reinterpret_cast<const std::uint8_t*>(p + frag_prefix),
-                    reinterpret_cast<const std::uint8_t*>(p + end));
-    done_ = etf::shared_bytes(std::move(cur.data));
-    done_refs_ = std::move(cur.refs);
-    const std::uint64_t count = cur.count + 1;
-    release(cur);
-    partial_.erase(it);
-    result r;
-    r.st = status::message;
-    r.msg.bytes = {reinterpret_cast<const std::byte*>(done_.data()), done_.size()};
-    r.msg.headered = true;
-    r.msg.refs = done_refs_;
-    r.msg.shared = done_;
-    r.msg.fragments = count;
-    return r;
+    append(cur, p + frag_prefix, data);
+    return complete(it);
   }
   if (!charge(cur, data, ec)) {
     release(cur);
     partial_.erase(it);
     return fail(ec, 0);
   }
-  cur.data.insert(cur.data.end(), reinterpret_cast<const std::uint8_t*>(p + frag_prefix),
-                  reinterpret_cast<const std::uint8_t*>(p + end));
+  append(cur, p + frag_prefix, data);
   cur.next_id = id - 1;
+  ++cur.count;
+  return {};
+}
+
+void inbound_reader::append(partial& p, const std::byte* from, std::size_t n) {
+  const auto* src = reinterpret_cast<const std::uint8_t*>(from);
+  if (p.filled + n <= p.data.size()) {
+    std::memcpy(p.data.data() + p.filled, src, n);  // into the room sized at the first fragment
+  } else {
+    p.data.resize(p.filled);
+    p.data.insert(p.data.end(), src, src + n);
+  }
+  p.filled += n;
+}
+
+// The last fragment has been taken: the message, in its buffer cut to what arrived.
+inbound_reader::result inbound_reader::complete(std::unordered_map<std::uint64_t, partial>::iterator it) {
+  partial& cur = it->second;
+  cur.data.resize(cur.filled);  // a shrink: nothing is written
+  done_ = etf::shared_bytes(std::move(cur.data));
+  done_refs_ = std::move(cur.refs);
+  const std::uint64_t count = cur.count + 1;
+  release(cur);
+  partial_.erase(it);
+  result r;
+  r.st = status::message;
+  r.msg.bytes = {reinterpret_cast<const std::byte*>(done_.data()), done_.size()};
+  r.msg.headered = true;
+  r.msg.refs = done_refs_;
+  r.msg.shared = done_;
+  r.msg.fragments = count;
+  return r;
+}
+
+std::span<std::byte> inbound_reader::begin_direct(std::span<const std::byte> prefix, std::size_t data) {
+  if (direct_.active || !headered_ || prefix.size() != frag_prefix || prefix[0] != version || prefix[1] != hdr_cont)
+    return {};
+  const std::uint64_t seq = get_u64(prefix.data() + 2), id = get_u64(prefix.data() + 10);
+  if (id == 0) return {};
+  auto it = partial_.find(seq);
+  if (it == partial_.end()) return {};
+  partial& cur = it->second;
+  if (id != cur.next_id || cur.filled + data > limits_.max_message || cur.filled + data > cur.data.size()) return {};
+  // feed charges every fragment but the last (the message then leaves the reader at once).
+  if (id != 1) {
+    if (budget_ && !budget_->take(data)) return {};
+    cur.charged += data;
+    held_ += data;
+  }
+  direct_ = {true, seq, id, data};
+  return {reinterpret_cast<std::byte*>(cur.data.data() + cur.filled), data};
+}
+
+inbound_reader::result inbound_reader::end_direct() {
+  const direct d = direct_;
+  direct_ = {};
+  auto it = d.active ? partial_.find(d.seq) : partial_.end();
+  if (it == partial_.end()) return fail(make_error_code(fragment_error::unknown_sequence), 2);  // not reached
+  partial& cur = it->second;
+  cur.filled += d.data;
+  if (d.id == 1) return complete(it);
+  cur.next_id = d.id - 1;
   ++cur.count;
   return {};
 }

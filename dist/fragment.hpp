@@ -118,9 +118,23 @@ class inbound_reader {
   std::size_t sequences() const noexcept { return partial_.size(); }
   const atom_cache& cache() const noexcept { return cache_; }
 
+  // Direct reads (inbound_path): a continuation fragment (131,70) whose data the socket reads straight into its
+  // message's buffer, instead of into the framing's buffer and then copied. begin_direct is given the fragment's
+  // 18-byte prefix and the length of its data; it checks what feed would check (the sequence, the fragment id, the
+  // message's bound, the budget, which it charges) and that the buffer already has the room, and returns where the
+  // data goes. An empty span: the fragment must go through feed as usual (which refuses what is wrong with it, with
+  // the error feed gives). Once the data is all there, end_direct takes the fragment as feed would: pending, or
+  // the whole message.
+  static constexpr std::size_t prefix_size = 18;
+  std::span<std::byte> begin_direct(std::span<const std::byte> prefix, std::size_t data);
+  result end_direct();
+
  private:
   struct partial {
-    std::vector<std::uint8_t> data;  // reserved at the announced size when the reservation bounds allowed it
+    // The announced size when the reservation bounds allowed it, then sized so at once (zero-filled only where a
+    // pooled buffer never had bytes; bytes past `filled` are not the message's); else grown as fragments come.
+    std::vector<std::uint8_t> data;
+    std::size_t filled = 0;     // the message's bytes so far, at the front of data
     std::vector<etf::atom> refs;
     std::uint64_t next_id = 0;  // the fragment id expected next
     std::uint64_t count = 0;    // fragments so far
@@ -129,6 +143,13 @@ class inbound_reader {
   };
   result fail(std::error_code ec, std::size_t at);
   bool charge(partial& p, std::size_t n, std::error_code& ec);
+  static void append(partial& p, const std::byte* from, std::size_t n);
+  result complete(std::unordered_map<std::uint64_t, partial>::iterator it);
+  struct direct {
+    bool active = false;
+    std::uint64_t seq = 0, id = 0;
+    std::size_t data = 0;
+  } direct_;
   void release(partial& p) noexcept;
 
   bool headered_;

@@ -3,6 +3,7 @@
 // The two sans-I/O pieces of a connection: reassembling packets from reads, and the tick decision
 // (dist_util.erl:1097 send_tick). connection.cpp only moves bytes and fires the timer.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -29,6 +30,12 @@ class frame_buffer {
   // The next complete packet, valid until the next call of prepare/append/next.
   result next(std::span<const std::byte>& packet);
   std::size_t buffered() const noexcept { return end_ - begin_; }
+  // The bytes read and not yet handed out (the front of a packet that has not all arrived), and dropping n of them
+  // (inbound_path takes a fragment's data out of the framing this way: see its direct reads).
+  std::span<const std::byte> front() const noexcept {
+    return std::span<const std::byte>(buf_).subspan(begin_, end_ - begin_);
+  }
+  void consume(std::size_t n) noexcept { begin_ += std::min(n, buffered()); }
   std::size_t capacity() const noexcept { return buf_.size(); }
 
  private:

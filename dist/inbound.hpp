@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <system_error>
 #include <vector>
@@ -31,9 +32,16 @@ class inbound_path {
   inbound_path(std::uint64_t effective, std::size_t max_packet, std::shared_ptr<partial_budget> budget = nullptr,
                std::size_t read_size = 64 * 1024);
 
-  std::span<std::byte> prepare() { return in_.prepare(); }
-  void commit(std::size_t n) { in_.commit(n); bytes_ += n; }
-  void append(std::span<const std::byte> bytes) { in_.append(bytes); bytes_ += bytes.size(); }
+  // Room to read into, then commit(n). With FRAGMENTS, a continuation fragment of at least direct_min data bytes
+  // whose prefix has arrived is read straight into its message's buffer (inbound_reader::begin_direct): the room
+  // is then what the fragment still lacks, and after such a fragment (while messages are in progress) the next read
+  // asks for one fragment prefix only, so that the next fragment's data can go straight into place too.
+  std::span<std::byte> prepare();
+  void commit(std::size_t n);
+  void append(std::span<const std::byte> bytes);
+  static constexpr std::size_t direct_min = 4096;
+  // Fragments whose data was read straight into place (a subset of fragment_packets()).
+  std::uint64_t direct_packets() const noexcept { return direct_packets_; }
 
   event next();
   inbound_message& message() noexcept { return msg_; }
@@ -41,7 +49,12 @@ class inbound_path {
   // The message returned by next() has been handled (a reassembled one's buffer is given back).
   void message_done() noexcept;
   // The connection went down: partial messages are dropped and their bytes given back.
-  void clear() noexcept { reader_.clear(); }
+  void clear() noexcept {
+    reader_.clear();
+    direct_ = {};
+    direct_got_ = 0;
+    ready_.reset();
+  }
 
   bool headered() const noexcept { return headered_; }
   bool fragments() const noexcept { return fragments_; }
@@ -61,9 +74,14 @@ class inbound_path {
   frame_buffer in_;
   const bool headered_, fragments_;
   inbound_reader reader_;
+  std::size_t max_packet_;
   inbound_message msg_;
   std::error_code error_;
-  std::uint64_t bytes_ = 0, packets_ = 0, fragment_packets_ = 0, ticks_ = 0;
+  std::uint64_t bytes_ = 0, packets_ = 0, fragment_packets_ = 0, ticks_ = 0, direct_packets_ = 0;
+  std::span<std::byte> direct_;     // a direct read in progress: the fragment's data in its message's buffer
+  std::size_t direct_got_ = 0;      // of it, what has arrived
+  bool prefix_read_ = false;        // the next read asks for a fragment prefix only
+  std::optional<inbound_reader::result> ready_;  // a message a direct read completed, for next()
 };
 
 }  // namespace cnode::dist

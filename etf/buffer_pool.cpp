@@ -5,6 +5,19 @@
 namespace cnode::etf {
 
 std::vector<std::uint8_t> buffer_pool::take(std::size_t n) {
+  auto v = take_kept(n);
+  v.clear();
+  if (v.capacity() < n) v.reserve(n);
+  return v;
+}
+
+std::vector<std::uint8_t> buffer_pool::take_sized(std::size_t n) {
+  auto v = take_kept(n);
+  v.resize(n);  // a shrink writes nothing; growing zero-fills only past what the buffer held
+  return v;
+}
+
+std::vector<std::uint8_t> buffer_pool::take_kept(std::size_t n) {
   std::vector<std::uint8_t> out;
   if (n >= limits_.min_capacity) {
     std::vector<std::uint8_t> found;
@@ -26,12 +39,8 @@ std::vector<std::uint8_t> buffer_pool::take(std::size_t n) {
         ++misses_;
       }
     }
-    if (found.capacity() >= n) {
-      found.clear();
-      return found;
-    }
+    if (found.capacity() >= n) return found;
   }
-  out.reserve(n);
   return out;
 }
 

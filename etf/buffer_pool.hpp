@@ -29,6 +29,10 @@ class buffer_pool {
   // An empty vector whose capacity is at least n (from the pool when one fits, else freshly reserved; never
   // zero-filled).
   std::vector<std::uint8_t> take(std::size_t n);
+  // A vector of size n whose bytes are to be overwritten: a pooled buffer keeps the size it was given back with,
+  // so only what lies past it is zero-filled (nothing, when it held a message as long before; all of it when the
+  // buffer is new).
+  std::vector<std::uint8_t> take_sized(std::size_t n);
   // A buffer no longer used: kept if it is big enough and fits the bound, else freed.
   void give(std::vector<std::uint8_t>&& v) noexcept;
   // Frees the buffers idle longer than max_idle (all of them with now = clock::time_point::max()).
@@ -46,6 +50,7 @@ class buffer_pool {
     clock::time_point since;
   };
   void trim_locked(clock::time_point now) noexcept;
+  std::vector<std::uint8_t> take_kept(std::size_t n);  // a kept buffer of capacity >= n, as it was given, or none
   const limits limits_;
   mutable std::mutex mu_;
   std::vector<entry> kept_;  // oldest first
