@@ -279,6 +279,7 @@ inbound_reader::result inbound_reader::feed(std::span<const std::byte> packet) {
 
 void inbound_reader::append(partial& p, const std::byte* from, std::size_t n) {
   const auto* src = reinterpret_cast<const std::uint8_t*>(from);
+  if (n == 0) return;  // an empty fragment (the buffer may be none yet: no memcpy of a null pointer)
   if (p.filled + n <= p.data.size()) {
     std::memcpy(p.data.data() + p.filled, src, n);  // into the room sized at the first fragment
   } else {
