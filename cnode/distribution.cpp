@@ -70,6 +70,25 @@ std::uint64_t order_key(const term* sender) {
   return ((std::uint64_t{p.serial} << 32 | p.id) << 1) | 1;
 }
 
+// A message on a connection that is up and reads no atom cache references: encoded into this thread's scratch
+// buffer and, if small and the connection takes it now, copied from there into the connection's run of small
+// packets (connection::try_send_small), with no packet of its own: nullopt. Otherwise the packet to send, made from
+// the same encoding.
+std::optional<dist::out_packet> send_small_or_encode(dist::connection& conn, const dist::control_message& m,
+                                                     bool headered, const term* sender) {
+  thread_local std::vector<std::uint8_t> scratch;
+  scratch.clear();
+  dist::out_packet out;
+  dist::encode_control(m, scratch, headered ? dist::packet_form::header : dist::packet_form::pass_through,
+                       &out.externals, external_binary_min, nullptr);
+  if (out.externals.empty() && scratch.size() <= dist::connection::run_packet_max &&
+      conn.try_send_small(std::as_bytes(std::span(scratch)), headered, order_key(sender)))
+    return std::nullopt;
+  out.bytes = as_bytes(scratch);
+  if (scratch.capacity() > 256 * 1024) std::vector<std::uint8_t>().swap(scratch);
+  return out;
+}
+
 template <class... Ts>
 struct overloaded : Ts... {
   using Ts::operator()...;
@@ -781,6 +800,11 @@ void distribution::route_remote(atom node, const term& to, signal s) {
   // The header form when the peer (or, not yet connected, our own offer) has FRAGMENTS or the atom cache; the
   // connection converts a packet whose form turns out wrong.
   const bool headered = (flags & (dist::dflag::fragments | dist::dflag::dist_hdr_atom_cache)) != 0;
+  if (conn && conn->is_up() && !(flags & dist::dflag::dist_hdr_atom_cache)) {
+    auto packet = send_small_or_encode(*conn, *m, headered, &sender);
+    if (packet) send_packet(node, std::move(*packet), &to, &copy, &sender, s.noconnect, std::move(conn));
+    return;
+  }
   send_packet(node,
               encode_packet(*m, headered ? dist::packet_form::header : dist::packet_form::pass_through,
                             (flags & dist::dflag::dist_hdr_atom_cache) != 0),

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <exception>
 #include <iterator>
 #include <utility>
@@ -223,6 +224,49 @@ bool connection::try_send(out_packet& packet, std::uint64_t order_key) {
   return true;
 }
 
+bool connection::try_send_small(std::span<const std::byte> packet, bool header_form, std::uint64_t order_key) {
+  if (packet.empty() || packet.size() > run_packet_max || header_form != headered_) return false;
+  // The first byte tells the form: 112 pass-through, 131 a header (whose form conversions the writer would do).
+  if (packet[0] != (headered_ ? std::byte{131} : std::byte{112})) return false;
+  const std::size_t framed = 4 + packet.size();
+  bool wake = false;
+  {
+    std::lock_guard lk(mu_);
+    // While a message goes out in fragments its key's later packets wait behind it (place): a run, which holds
+    // packets of many keys, cannot; so runs are made only while nothing is being fragmented (streaming_bytes_
+    // counts a large packet from when it is queued until its last fragment is written).
+    if (down_.load(std::memory_order_relaxed) || streaming_bytes_ != 0 || !admissible_locked(order_key, false))
+      return false;
+    constexpr std::size_t run_bytes_max = 64 * 1024;
+    if (queue_.empty() || queue_.back().run == 0 || queue_.back().packet.bytes.size() + framed > run_bytes_max) {
+      queued q;
+      if (!spare_runs_.empty()) {
+        q.packet.bytes = std::move(spare_runs_.back());
+        spare_runs_.pop_back();
+      } else {
+        q.packet.bytes.reserve(16 * 1024);
+      }
+      queue_.push_back(std::move(q));
+      if (writer_sleeping_) {
+        writer_sleeping_ = false;  // one wake per park
+        wake = true;
+      }
+    }
+    queued& run = queue_.back();
+    auto& bytes = run.packet.bytes;
+    const std::size_t at = bytes.size();
+    bytes.resize(at + framed);
+    put_packet_header(bytes.data() + at, static_cast<std::uint32_t>(packet.size()));
+    std::memcpy(bytes.data() + at + 4, packet.data(), packet.size());
+    ++run.run;
+    run.accounted += framed;
+    queued_bytes_ += framed;
+    ++data_queued_total_;
+  }
+  if (wake) wake_writer();
+  return true;
+}
+
 void connection::close(std::error_code reason) {
   asio::post(strand_, [self = shared_from_this(), reason] { self->shutdown(reason); });
 }
@@ -329,6 +373,16 @@ asio::awaitable<void> connection::reader(std::shared_ptr<connection> /*keeps us 
 }
 
 void connection::place(queued q, std::vector<piece>& pieces) {
+  if (q.run != 0) {
+    // Packets of many senders, in the form they are sent in, framed: as they are (no stream was running when they
+    // were queued, and none started since: see try_send_small).
+    piece pc;
+    pc.whole = std::move(q.packet);
+    pc.accounted = q.accounted;
+    pc.run = q.run;
+    pieces.push_back(std::move(pc));
+    return;
+  }
   if (q.packet.empty()) {
     piece tick;
     tick.tick = true;
@@ -426,6 +480,7 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
   std::vector<std::array<std::byte, 4>> headers;
   std::vector<asio::const_buffer> buffers;
   std::vector<std::span<const std::byte>> segs;
+  std::vector<std::vector<std::byte>> spare;  // written runs' buffers on their way back to spare_runs_
   // Fragments per write, across all streams: big enough for throughput, small enough that a small message
   // queued behind them waits for at most this much on the wire.
   const std::size_t fragment_bytes_per_write = 4 * options_.fragment_size;
@@ -470,9 +525,16 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
     // and fragments' data written from where they are.
     headers.resize(pieces.size());
     buffers.clear();
-    std::size_t small = 0, large = 0, ticks = 0;
+    std::size_t small = 0, large = 0, ticks = 0, runs = 0, run_pieces = 0;
+    for (const piece& pc : pieces) run_pieces += pc.run != 0;
     for (std::size_t i = 0; i < pieces.size(); ++i) {
       const piece& pc = pieces[i];
+      if (pc.run != 0) {  // framed already
+        buffers.push_back(asio::buffer(pc.whole.bytes));
+        small += pc.accounted;
+        runs += pc.run;
+        continue;
+      }
       const std::size_t at = buffers.size();
       buffers.push_back(asio::buffer(headers[i]));
       if (pc.tick) ++ticks;
@@ -521,10 +583,16 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
       co_return;
     }
     bytes_out_.fetch_add(n, std::memory_order_relaxed);
-    packets_out_.fetch_add(pieces.size() - ticks, std::memory_order_relaxed);
+    packets_out_.fetch_add(pieces.size() - ticks - run_pieces + runs, std::memory_order_relaxed);
     ticks_out_.fetch_add(ticks, std::memory_order_relaxed);
     writes_.fetch_add(1, std::memory_order_relaxed);
     wrote_since_tick_in_ = true;
+    // The runs' buffers go back for the next runs (at most a few, and none grown past a run's size).
+    for (piece& pc : pieces) {
+      if (pc.run == 0 || pc.whole.bytes.capacity() > 128 * 1024) continue;
+      pc.whole.bytes.clear();
+      spare.push_back(std::move(pc.whole.bytes));
+    }
     pieces.clear();
     // Room again: let waiting senders in, oldest first, while under the limit; a sender's packets keep their
     // order, and so does each class (whole packets, fragmented ones).
@@ -533,6 +601,10 @@ asio::awaitable<void> connection::writer(std::shared_ptr<connection> /*keeps us 
       std::lock_guard lk(mu_);
       queued_bytes_ -= small;
       streaming_bytes_ -= large;
+      while (!spare.empty()) {
+        if (spare_runs_.size() < 4) spare_runs_.push_back(std::move(spare.back()));
+        spare.pop_back();
+      }
       std::vector<std::uint64_t> blocked_keys;
       bool blocked[2] = {false, false};
       for (auto it = waiters_.begin(); it != waiters_.end();) {

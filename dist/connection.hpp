@@ -131,6 +131,14 @@ class connection : public std::enable_shared_from_this<connection> {
   // Queues without waiting if there is room and nobody is waiting; false (packet untouched) otherwise.
   bool try_send(std::vector<std::byte>& packet, std::uint64_t order_key = 0);
   bool try_send(out_packet& packet, std::uint64_t order_key = 0);
+  // Queues a small packet (at most run_packet_max bytes, without its length) by copying it into the connection's
+  // current run of small packets: one contiguous, already framed buffer that many packets share, written as one
+  // piece (no allocation, no queue entry and no gathered buffer per packet). The bytes must already be in the
+  // form this connection sends (header_form == headered()), hold no atom cache references and no binaries left
+  // out. False, nothing queued, when they are not, when the packet is not admitted now (over the busy limit,
+  // senders waiting, down), or while a message goes out in fragments; the caller then sends it as a packet.
+  bool try_send_small(std::span<const std::byte> packet, bool header_form, std::uint64_t order_key = 0);
+  static constexpr std::size_t run_packet_max = 2048;
   // Whether packets need a distribution header (DIST_HDR_ATOM_CACHE or FRAGMENTS in effect).
   bool headered() const noexcept { return headered_; }
 
@@ -159,6 +167,7 @@ class connection : public std::enable_shared_from_this<connection> {
     std::uint64_t key = 0;
     bool large = false;             // counted in streaming_bytes_, not queued_bytes_
     std::size_t accounted = 0;      // the size it was counted with
+    std::size_t run = 0;            // a run (try_send_small): packet.bytes holds this many framed packets
   };
   // One outbound message being sent in fragments (writer only).
   struct stream {
@@ -177,6 +186,7 @@ class connection : public std::enable_shared_from_this<connection> {
     std::vector<std::byte> head;
     std::vector<std::span<const std::byte>> tail;
     std::size_t accounted = 0;
+    std::size_t run = 0;  // whole.bytes is a run of this many packets, each behind its length already
     bool large = false;
     bool tick = false;
   };
@@ -227,6 +237,7 @@ class connection : public std::enable_shared_from_this<connection> {
   std::size_t queued_bytes_ = 0;     // whole packets
   std::size_t streaming_bytes_ = 0;  // messages sent in fragments, until their last fragment is written
   std::deque<waiter> waiters_;
+  std::vector<std::vector<std::byte>> spare_runs_;  // written runs' buffers, kept for the next runs
   bool writer_sleeping_ = false;
   std::error_code down_reason_;
   std::atomic<bool> down_{false};

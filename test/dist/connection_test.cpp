@@ -609,3 +609,110 @@ TEST_CASE("connection: packets with atom cache references, headers written in wi
     run_until(io, [&] { return ha->down.has_value() && hb->down.has_value(); }, 2000ms);
   }
 }
+
+namespace {
+// A packet of n bytes in the form a connection sends: 131,68,0 then the body (header form) or 112 then the body; the
+// body begins with the sequence number (4 bytes) and is filled with fill.
+std::vector<std::byte> small_packet(bool header, std::uint32_t seq, std::size_t body, unsigned char fill) {
+  std::vector<std::byte> p;
+  if (header) p = {std::byte{131}, std::byte{68}, std::byte{0}};
+  else p = {std::byte{112}};
+  for (int s = 24; s >= 0; s -= 8) p.push_back(std::byte(static_cast<unsigned char>(seq >> s)));
+  p.resize(p.size() + body, std::byte{fill});
+  return p;
+}
+std::uint32_t seq_of(const std::vector<std::byte>& body) {
+  std::uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v = v << 8 | std::to_integer<std::uint32_t>(body[static_cast<std::size_t>(i)]);
+  return v;
+}
+}  // namespace
+
+TEST_CASE("connection: small packets go in shared runs, in order with whole packets; refused while fragmenting, "
+          "in the wrong form, past the limit, when down") {
+  for (const bool frags : {true, false}) {  // FRAGMENTS (header form), or neither flag (pass-through)
+    CAPTURE(frags);
+    asio::io_context io;
+    socket_pair sp(io);
+    connection_options opt;
+    opt.net_ticktime = 60s;
+    opt.outbound_limit = 64 * 1024;
+    peer_info pa = visible_peer("b@h"), pb = visible_peer("a@h");
+    pa.effective = frags ? pa.effective | dflag::fragments : pa.effective & ~(dflag::fragments | dflag::dist_hdr_atom_cache);
+    pb.effective = pa.effective;
+    auto ha = std::make_shared<message_recorder>(), hb = std::make_shared<message_recorder>();
+    auto a = connection::create(std::move(sp.a), pa, "a@h", opt, ha);
+    auto b = connection::create(std::move(sp.b), pb, "b@h", opt, hb);
+    a->start();
+    b->start();
+    REQUIRE(a->headered() == frags);
+    auto received = [&] { return frags ? hb->bodies.size() : hb->packets.size(); };
+    auto body_at = [&](std::size_t i) {
+      // The bytes after the header or after 112.
+      return frags ? hb->bodies[i] : std::vector<std::byte>(hb->packets[i].begin() + 1, hb->packets[i].end());
+    };
+
+    // Runs and whole packets of one sender interleaved: every packet arrives once, in order, as sent.
+    constexpr std::uint32_t n = 3000;
+    std::uint32_t sent = 0;
+    std::size_t smalls = 0;
+    while (sent < n) {
+      const std::size_t len = sent % 7 * 37;
+      auto p = small_packet(frags, sent, len, static_cast<unsigned char>(sent));
+      if (sent % 11 == 5) {
+        if (!a->try_send(p, 1)) break;
+      } else {
+        if (!a->try_send_small(p, frags, 1)) break;
+        ++smalls;
+      }
+      ++sent;
+      if (sent % 500 == 0) run_until(io, [&] { return received() == sent; }, 5000ms);
+    }
+    REQUIRE(sent == n);
+    REQUIRE(run_until(io, [&] { return received() == n; }, 5000ms));
+    bool all_right = true;
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const auto body = body_at(i);
+      const std::size_t len = i % 7 * 37;
+      if (body.size() != 4 + len || seq_of(body) != i ||
+          std::count(body.begin() + 4, body.end(), std::byte(static_cast<unsigned char>(i))) !=
+              static_cast<std::ptrdiff_t>(len))
+        all_right = false;
+    }
+    CHECK(all_right);
+    CHECK(a->stats().packets_out == n);
+    CHECK(a->stats().writes < n / 10);  // runs: many packets a write
+    CHECK(a->stats().queued_bytes == 0);
+
+    // Refused: the other form, a first byte that is neither 131 nor 112, too long.
+    auto p = small_packet(frags, 1, 10, 'x');
+    CHECK_FALSE(a->try_send_small(small_packet(!frags, 1, 10, 'x'), !frags, 1));
+    CHECK_FALSE(a->try_send_small(small_packet(!frags, 1, 10, 'x'), frags, 1));
+    CHECK_FALSE(a->try_send_small(small_packet(frags, 1, connection::run_packet_max, 'x'), frags, 1));
+
+    // Past the limit (the writer does not run while io is not run): refused, then taken again once written.
+    std::size_t taken = 0;
+    while (a->try_send_small(small_packet(frags, 7, 1000, 'y'), frags, 2)) ++taken;
+    CHECK(taken > 10);
+    CHECK(a->stats().queued_bytes >= opt.outbound_limit);
+    CHECK(a->stats().queued_bytes <= opt.outbound_limit + 1100);
+    REQUIRE(run_until(io, [&] { return a->stats().queued_bytes == 0; }, 5000ms));
+    CHECK(a->try_send_small(p, frags, 2));
+    REQUIRE(run_until(io, [&] { return received() == n + taken + 1; }, 5000ms));
+
+    if (frags) {
+      // While a message goes out in fragments, no runs (its key's later packets must wait behind it).
+      auto [big, plain] = big_packet(300'000);
+      const std::size_t before = received();
+      REQUIRE(a->try_send(big, 3));
+      CHECK_FALSE(a->try_send_small(p, frags, 3));
+      CHECK_FALSE(a->try_send_small(p, frags, 4));
+      REQUIRE(run_until(io, [&] { return received() == before + 1 && a->stats().streaming_bytes == 0; }, 5000ms));
+      CHECK(a->try_send_small(p, frags, 3));
+    }
+    a->close();
+    b->close();
+    run_until(io, [&] { return ha->down.has_value() && hb->down.has_value(); }, 2000ms);
+    CHECK_FALSE(a->try_send_small(p, frags, 1));
+  }
+}
