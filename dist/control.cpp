@@ -336,6 +336,15 @@ class packet_decoder {
         pos_ += 5;
       }
       if (arity == 0) return fail(control_error::bad_op, tuple_at);
+      // The messages that carry almost all traffic, SEND_SENDER {22, From, To} and REG_SEND {6, From, '', Name},
+      // read straight into their structs: the same checks and failures as the general way below, without its
+      // arrays of terms, shape table and variant built from them.
+      if (arity == 3 && end_ - pos_ >= 2 && p_[pos_] == etf::tag::small_integer &&
+          p_[pos_ + 1] == static_cast<std::uint8_t>(op::send_sender))
+        return send_sender(out);
+      if (arity == 4 && end_ - pos_ >= 2 && p_[pos_] == etf::tag::small_integer &&
+          p_[pos_ + 1] == static_cast<std::uint8_t>(op::reg_send))
+        return reg_send(out);
       at[0] = pos_;
       if (!element_at(e[0])) return false;
     } else {
@@ -365,6 +374,35 @@ class packet_decoder {
     op_ = *o;
     out.body = make_body(*o, e.data());
     if (s.token >= 0) out.trace_token = std::move(e[static_cast<std::size_t>(s.token)]);
+    return true;
+  }
+
+  bool send_sender(control_message& out) {
+    pos_ += 2;
+    send_sender_msg m;
+    std::size_t at = pos_;
+    if (!element_at(m.from)) return false;
+    if (!m.from.is_pid()) return fail(control_error::bad_field, at);
+    at = pos_;
+    if (!element_at(m.to)) return false;
+    if (!m.to.is_pid()) return fail(control_error::bad_field, at);
+    op_ = op::send_sender;
+    out.body = std::move(m);
+    return true;
+  }
+
+  bool reg_send(control_message& out) {
+    pos_ += 2;
+    etf::term from, unused, name;
+    std::size_t at = pos_;
+    if (!element_at(from)) return false;
+    if (!from.is_pid()) return fail(control_error::bad_field, at);
+    if (!element_at(unused)) return false;
+    at = pos_;
+    if (!element_at(name)) return false;
+    if (!name.is_atom()) return fail(control_error::bad_field, at);
+    op_ = op::reg_send;
+    out.body = reg_send_msg{std::move(from), name.atom_value()};
     return true;
   }
 
