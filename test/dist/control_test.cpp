@@ -229,6 +229,32 @@ TEST_CASE("shape errors: arity, op, field types, payload presence") {
     return error_of(raw(term::tuple(elems), payload));
   };
   CHECK(field_error({term(2), term(atom("")), term(atom("name"))}, term(1)) == control_error::bad_field);
+  // SEND_SENDER and REG_SEND (read by their own path): a bad field at its offset, the right arity only, a payload
+  // required, a truncated element; OK with the right fields.
+  const std::size_t p1_len = etf::encode(p1, {.utf8_atoms = true, .version = false}).size();
+  d = decode_bytes(raw(term::tuple({term(22), term(atom("me")), p2}), term(1)));
+  CHECK(d.ec == control_error::bad_field);
+  CHECK(d.offset == 6);
+  d = decode_bytes(raw(term::tuple({term(22), p1, term(7)}), term(1)));
+  CHECK(d.ec == control_error::bad_field);
+  CHECK(d.offset == 6 + p1_len);
+  CHECK(field_error({term(22), p1, p2}, term(1)).value() == 0);
+  CHECK(field_error({term(22), p1, p2}) == control_error::missing_payload);
+  CHECK(field_error({term(22), p1}, term(1)) == control_error::bad_arity);
+  d = decode_bytes(raw(term::tuple({term(6), p1, term(atom("")), term(atom("name"))}), term(1)));
+  CHECK(d.ec.value() == 0);
+  CHECK(std::get<reg_send_msg>(d.msg.body).to_name == atom("name"));
+  CHECK(std::get<reg_send_msg>(d.msg.body).from == p1);
+  d = decode_bytes(raw(term::tuple({term(6), p1, term(5), term(7)}), term(1)));
+  CHECK(d.ec == control_error::bad_field);
+  CHECK(d.offset == 6 + p1_len + 2);
+  d = decode_bytes(raw(term::tuple({term(6), term(3), term(5), term(atom("x"))}), term(1)));
+  CHECK(d.ec == control_error::bad_field);
+  CHECK(d.offset == 6);
+  CHECK(field_error({term(6), p1, term(atom("")), term(atom("x")), term(1)}, term(1)) == control_error::bad_arity);
+  std::vector<std::uint8_t> cut = raw(term::tuple({term(22), p1, p2}), term(1));
+  cut.resize(6 + p1_len + 3);
+  CHECK(decode_bytes(cut).ec == etf::error::truncated);
   CHECK(field_error({term(6), p1, term(atom("")), p2}, term(1)) == control_error::bad_field);
   CHECK(field_error({term(19), p1, term(1), r}) == control_error::bad_field);  // ToProc neither pid nor atom
   CHECK(field_error({term(19), p1, p2, p2}) == control_error::bad_field);      // Ref not a reference
