@@ -8,6 +8,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/defer.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -183,6 +184,12 @@ void process::drain() {
 
 void process::wake() {
   if (!waiting_) return;
+  if (parked_.holds<receive_handler>()) {
+    if (!can_receive()) return;  // a signal that brought no message: it waits on
+    waiting_ = false;
+    complete_receive(std::move(*parked_.take<receive_handler>()));
+    return;
+  }
   if (!parked_.resume() && timer_) timer_->cancel();  // a receive with a timeout: its timer
 }
 
@@ -315,23 +322,46 @@ void process::die(term reason) {
   if (!kill_reason_) kill_reason_ = std::move(reason);  // drain() wakes the body once the batch is handled
 }
 
-// Not coroutines themselves: the waiting body holds one frame for its receive, not two.
+// Not a coroutine itself: the waiting body holds one frame for its receive, not two.
 asio::awaitable<std::optional<term>> process::receive(std::chrono::milliseconds timeout) {
-  if (timeout == infinity) return receive_first();
   return receive_impl(nullptr, timeout);
 }
 
-// receive() without a predicate or a timeout, what an idle process usually waits in: receive_impl's steps for that
-// case, in a frame that holds no predicate, deadline or timer wait (a frame keeps room for every local).
-asio::awaitable<std::optional<term>> process::receive_first() {
-  for (;;) {
-    drain();
-    if (kill_reason_) throw process_exit(*kill_reason_);
-    if (busy_sends_.load(std::memory_order_acquire) == 0 && !mailbox_.empty()) co_return take_first();
-    waiting_ = true;
-    co_await parked_.wait();  // for a message, or for a busy connection (not counted against a timeout)
-    waiting_ = false;
+namespace {
+// receive()s completed on the stack of the code that started them (the body runs on inside the completion): past
+// this many in a row on a thread, the next is deferred, so a long mailbox does not grow the stack.
+thread_local int receive_depth = 0;
+constexpr int max_receive_depth = 16;
+}  // namespace
+
+// receive() without a predicate or a timeout, what an idle process usually waits in: an async operation, started
+// once the body's frame is suspended (on the strand). Waiting, it is only its handler (the coroutine's thread) in
+// parked_: no frame of its own.
+void process::start_receive(receive_handler h) {
+  drain();
+  if (!can_receive()) {
+    waiting_ = true;  // wake() completes it
+    parked_.park(std::move(h));
+    return;
   }
+  complete_receive(std::move(h));
+}
+
+void process::complete_receive(receive_handler h) {
+  if (receive_depth >= max_receive_depth) {
+    asio::defer(*strand_, [self = shared_from_this(), h = std::move(h)]() mutable {
+      self->start_receive(std::move(h));
+    });
+    return;
+  }
+  detail::received r;
+  if (kill_reason_) r.exit = std::make_exception_ptr(process_exit(*kill_reason_));
+  else r.msg = take_first();
+  struct depth {
+    depth() noexcept { ++receive_depth; }
+    ~depth() { --receive_depth; }
+  } in;
+  h(std::move(r));  // the body runs until its next suspension (and may end: `this` is not touched after)
 }
 
 term process::take_first() {

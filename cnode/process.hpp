@@ -43,6 +43,43 @@ class node;
 
 inline constexpr std::chrono::milliseconds infinity = std::chrono::milliseconds::max();
 
+namespace detail {
+// What a receive() without predicate or timeout completes with: the message, or the exit that ends the process
+// (process_exit, thrown where the body co_awaits the receive).
+struct received {
+  std::optional<term> msg;
+  std::exception_ptr exit;
+};
+}  // namespace detail
+}  // namespace cnode
+
+namespace boost::asio::detail {
+// How co_await hands a receive() its message, or throws the exit that ends the process (Asio's own handler for a
+// (std::exception_ptr, T) completion does not compile in Boost 1.81: its resume() tests the struct itself).
+template <typename R, typename Executor>
+class awaitable_async_op_handler<R(cnode::detail::received), Executor> : public awaitable_thread<Executor> {
+ public:
+  using result_type = cnode::detail::received*;
+  awaitable_async_op_handler(awaitable_thread<Executor>* h, result_type& result)
+      : awaitable_thread<Executor>(std::move(*h)), result_(result) {}
+  void operator()(cnode::detail::received r) {
+    result_ = &r;
+    this->entry_point()->top_of_stack_->attach_thread(this);
+    this->entry_point()->top_of_stack_->clear_cancellation_slot();
+    this->pump();
+  }
+  static std::optional<cnode::term> resume(result_type& r) {
+    if (r->exit) std::rethrow_exception(std::exchange(r->exit, nullptr));
+    return std::move(r->msg);
+  }
+
+ private:
+  result_type& result_;
+};
+}  // namespace boost::asio::detail
+
+namespace cnode {
+
 // exit/1 from inside a process body, and how a killed process's body is unwound.
 struct process_exit : std::exception {
   term reason;
@@ -85,8 +122,13 @@ class process : public std::enable_shared_from_this<process> {
   // connection, and a busy connection does not suspend the sender (global's volatile sends). It is not told
   // whether the message went.
   void send_noconnect(const term& dest, term msg);
+  // The first message: `auto msg = co_await self.receive();` (msg is a std::optional<term> that always holds one).
+  // An async operation rather than a coroutine: an idle process waits in it without a coroutine frame of its own.
+  // Only for co_await in the process's own coroutine.
+  struct receive_op;
+  receive_op receive() noexcept;
   // The first message, or nullopt after the timeout.
-  asio::awaitable<std::optional<term>> receive(std::chrono::milliseconds timeout = infinity);
+  asio::awaitable<std::optional<term>> receive(std::chrono::milliseconds timeout);
   // The first message for which pred returns true (selective receive); others stay in the mailbox, in order.
   asio::awaitable<std::optional<term>> receive(std::function<bool(const term&)> pred,
                                                std::chrono::milliseconds timeout = infinity);
@@ -158,7 +200,13 @@ class process : public std::enable_shared_from_this<process> {
   using work_executor = decltype(asio::require(std::declval<asio::io_context::executor_type>(),
                                                asio::execution::outstanding_work.tracked));
   static entry_point run(std::shared_ptr<process> self, work_executor work);
-  asio::awaitable<std::optional<term>> receive_first();
+  using receive_handler =
+      asio::detail::awaitable_async_op_handler<void(detail::received), asio::any_io_executor>;
+  bool can_receive() const noexcept {
+    return kill_reason_ || (busy_sends_.load(std::memory_order_acquire) == 0 && !mailbox_.empty());
+  }
+  void start_receive(receive_handler h);
+  void complete_receive(receive_handler h);
   term take_first();
   asio::awaitable<std::optional<term>> receive_impl(std::function<bool(const term&)> pred,
                                                     std::chrono::milliseconds timeout);
@@ -184,7 +232,8 @@ class process : public std::enable_shared_from_this<process> {
   asio::any_io_executor ex_;
   strand_type* strand_;
   std::unique_ptr<asio::steady_timer> timer_;  // made by the first receive with a timeout, which waits on it
-  dist::parking parked_;                       // a receive without one (and a busy-send suspension) parks here
+  // A receive without a timeout (and a busy-send suspension) parks here: receive()'s handler, or receive_impl's.
+  dist::basic_parking<receive_handler> parked_;
 
   // Shared with other threads.
   mutable std::mutex inbox_mu_;
@@ -226,4 +275,15 @@ class process : public std::enable_shared_from_this<process> {
   }
 };
 
+struct process::receive_op {
+  process* self;
+  template <asio::completion_token_for<void(detail::received)> Token>
+  auto operator()(Token&& token) {
+    return asio::async_initiate<Token, void(detail::received)>(
+        [p = self](receive_handler h) { p->start_receive(std::move(h)); }, token);
+  }
+};
+inline process::receive_op process::receive() noexcept { return receive_op{this}; }
+
 }  // namespace cnode
+

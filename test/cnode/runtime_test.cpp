@@ -340,3 +340,51 @@ TEST_CASE("spawn_registered that loses the name spawns nothing and applies none 
   }
   CHECK(f.quiet_for(100ms));
 }
+
+TEST_CASE("a receive that finds its message at once does not grow the stack: a mailbox of 300 000 on one thread") {
+  // receive() completes on the stack that started it when a message is there: without a bound, each of these would
+  // run the body one level deeper (hundreds of bytes a level: past the 8 MiB of the thread's stack).
+  asio::io_context ioc;
+  node n{ioc.get_executor(), "deep@localhost", 1};
+  constexpr int count = 300000;
+  std::int64_t got = 0;
+  bool in_order = true, done = false;
+  const term pid = n.spawn([&](process& self) -> asio::awaitable<void> {
+    for (int i = 0; i < count; ++i) {
+      auto m = co_await self.receive();
+      in_order = in_order && m->small() == got++;
+    }
+    done = true;
+  });
+  const term from = n.make_pid(999999);
+  for (int i = 0; i < count; ++i) n.send(from, pid, term(i));  // all queued before the body first runs
+  ioc.run();
+  CHECK(done);
+  CHECK(got == count);
+  CHECK(in_order);
+}
+
+TEST_CASE("a kill reaches a process whose mailbox is full, at its next receive") {
+  asio::io_context ioc;
+  node n{ioc.get_executor(), "kill@localhost", 1};
+  int taken = 0;
+  bool unwound = false;
+  const term pid = n.spawn([&](process& self) -> asio::awaitable<void> {
+    try {
+      for (;;) {
+        co_await self.receive();
+        ++taken;
+      }
+    } catch (const process_exit&) {
+      unwound = true;
+      throw;
+    }
+  });
+  const term from = n.make_pid(999999);
+  for (int i = 0; i < 10; ++i) n.send(from, pid, term(i));
+  n.route(pid, signal{signal_kind::exit, from, term(atom("kill")), {}, {}, 0});
+  ioc.run();
+  CHECK(unwound);
+  CHECK(taken == 0);  // the kill came with the batch: no message is handed out after it
+  CHECK(n.process_count() == 0);
+}
