@@ -188,8 +188,10 @@ class decoder {
   // (a compound element, a failure, an exception) the slots not read are constructed as [] before anything else can
   // happen, so a node in the tree always has every slot constructed, and a node of leaves alone is written once.
   // With Unfilled, a run that reads every slot and meets no node and no dynamic atom marks `owner` leaf_elems.
-  template <bool Unfilled = false, typename Slot>
-  [[gnu::always_inline]] std::size_t leaves(Slot slot, std::size_t n, detail::node* owner = nullptr);
+  // fill(i, n), when given, constructs [] in slots i..n-1 (a map's keys and values as two plain runs).
+  template <bool Unfilled = false, typename Slot, typename Fill = std::nullptr_t>
+  [[gnu::always_inline]] std::size_t leaves(Slot slot, std::size_t n, detail::node* owner = nullptr,
+                                            Fill fill = nullptr);
   template <typename Slot>
   [[gnu::always_inline]] bool leaves_core(Slot slot, std::size_t n, std::size_t& i, bool& holds);
   [[gnu::always_inline]] void whole_binary(std::size_t n, term& out);
@@ -401,8 +403,27 @@ bool decoder::finish_map(frame& f) {
   term* k = m->keys();
   term* v = m->values();
   bool sorted = true;
-  for (std::uint32_t i = 1; i < n; ++i) {
-    int c = key_compare(k[i - 1], k[i]);
+  std::uint32_t i = 1;
+  // Binary keys (the usual ones beside atoms) compare each key with the one before it, whose bytes are already
+  // loaded; from the first key of another kind on, key_compare.
+  if (n > 1 && k[0].type() == term_type::binary && k[0].last_bits() == 8) {
+    const std::uint8_t* pd = static_cast<const detail::binary_node*>(k[0].boxed())->data;
+    std::size_t ps = k[0].byte_size();
+    for (; i < n; ++i) {
+      const term& b = k[i];
+      if (b.type() != term_type::binary || b.last_bits() != 8) break;
+      const auto* bn = static_cast<const detail::binary_node*>(b.boxed());
+      const std::uint8_t* d = bn->data;
+      const std::size_t sz = bn->size;
+      const int c = bytes_compare(pd, ps, d, sz);
+      if (c == 0) return fail(error::bad_map, f.start);
+      if (c > 0) sorted = false;
+      pd = d;
+      ps = sz;
+    }
+  }
+  for (; i < n; ++i) {
+    const int c = key_compare(k[i - 1], k[i]);
     if (c == 0) return fail(error::bad_map, f.start);
     if (c > 0) sorted = false;
   }
@@ -670,19 +691,26 @@ inline int decoder::leaf(term& out) {
   }
 }
 
-template <bool Unfilled, typename Slot>
-inline std::size_t decoder::leaves(Slot slot, std::size_t n, detail::node* owner) {
+template <bool Unfilled, typename Slot, typename Fill>
+inline std::size_t decoder::leaves(Slot slot, std::size_t n, detail::node* owner, Fill fill) {
   std::size_t i = 0;
   bool holds = false;
   bool ok;
   if constexpr (Unfilled) {
+    const auto fill_rest = [&]() __attribute__((always_inline)) {
+      if constexpr (std::is_same_v<Fill, std::nullptr_t>) {
+        for (std::size_t j = i; j < n; ++j) new (&slot(j)) term();
+      } else {
+        fill(i, n);
+      }
+    };
     try {
       ok = leaves_core(slot, n, i, holds);
     } catch (...) {
-      for (std::size_t j = i; j < n; ++j) new (&slot(j)) term();
+      fill_rest();
       throw;
     }
-    for (std::size_t j = i; j < n; ++j) new (&slot(j)) term();
+    fill_rest();
     if (ok && i == n && !holds) owner->leaf_elems = true;
   } else {
     ok = leaves_core(slot, n, i, holds);
@@ -980,7 +1008,13 @@ inline bool decoder::read_one(term*& dest) {
         term* k = mn->keys();
         term* v = mn->values();
         // slot: key j/2 when j is even, value j/2 when odd
-        const std::size_t j = leaves<true>([k, v](std::size_t j) __attribute__((always_inline)) -> term& { return (j & 1) ? v[j / 2] : k[j / 2]; }, 2 * n, mn);
+        const std::size_t j = leaves<true>(
+            [k, v](std::size_t j) __attribute__((always_inline)) -> term& { return (j & 1) ? v[j / 2] : k[j / 2]; },
+            2 * n, mn, [k, v](std::size_t from, std::size_t to) __attribute__((always_inline)) {
+              // slots from..to-1: the keys from slot (from + 1) / 2 on, the values from from / 2 on
+              for (std::size_t x = (from + 1) / 2; x < to / 2; ++x) new (k + x) term();
+              for (std::size_t x = from / 2; x < to / 2; ++x) new (v + x) term();
+            });
         if (j == SIZE_MAX) return false;
         frame f{frame::map, false, static_cast<std::uint32_t>(j), static_cast<std::uint32_t>(n), mn, at, 0};
         if (j == 2 * n) {

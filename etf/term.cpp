@@ -3,6 +3,7 @@
 #include "etf/buffer_pool.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cstring>
 #include <stdexcept>
@@ -30,29 +31,42 @@ constexpr std::size_t arena_first_min = 256, arena_first_max = std::size_t{4} <<
 constexpr std::size_t arena_block_max = std::size_t{64} << 10;
 thread_local node_arena* tl_arena = nullptr;
 
-// One small block kept per thread for the next decode: a stream of small terms decoded and dropped on one thread
-// (the usual case) then costs no allocation at all.
-constexpr std::size_t arena_keep_max = std::size_t{4} << 10;
+// A few freed blocks kept per thread for the next decode: a stream of terms decoded and dropped on one thread (the
+// usual case) then costs no allocation at all, for a term of a few KiB (one block) and for one of up to about
+// 120 KiB of nodes. One block is kept per stage of the arena's growth (up to 4, 8, 16, 32 and 64 KiB: at most
+// 124 KiB per thread), the larger one when two of a stage are freed.
+constexpr std::size_t keep_stages = 5;
+[[gnu::always_inline]] inline std::size_t keep_stage(std::size_t size) noexcept {
+  return static_cast<std::size_t>(std::bit_width((size - 1) >> 12));  // 0: up to 4 KiB, 1: up to 8 KiB, ...
+}
 struct block_keeper {
-  arena_block* kept = nullptr;
+  arena_block* kept[keep_stages] = {};
   bool dead = false;
+  // A kept block of at least `size` bytes (the one of its stage, or of a later one), taken out; nullptr if none.
+  [[gnu::always_inline]] arena_block* take(std::size_t size) noexcept {
+    for (std::size_t i = keep_stage(size); i < keep_stages; ++i)
+      if (arena_block* b = kept[i]; b && b->size >= size) {
+        kept[i] = nullptr;
+        return b;
+      }
+    return nullptr;
+  }
+  // b when it is not kept (for the caller to free), else the smaller block it replaced, or nullptr.
+  arena_block* keep(arena_block* b) noexcept {
+    const std::size_t i = keep_stage(b->size);
+    if (dead || i >= keep_stages) return b;
+    if (!kept[i] || kept[i]->size < b->size) std::swap(kept[i], b);
+    return b;
+  }
   ~block_keeper() {
-    ::operator delete(kept);
-    kept = nullptr;
+    for (arena_block*& k : kept) ::operator delete(std::exchange(k, nullptr));
     dead = true;
   }
 };
 thread_local block_keeper tl_keeper;
 
 void free_block(arena_block* b) noexcept {
-  if (b->size <= arena_keep_max) {
-    block_keeper& k = tl_keeper;
-    if (!k.dead && (!k.kept || k.kept->size < b->size)) {
-      std::swap(k.kept, b);
-      if (!b) return;
-    }
-  }
-  ::operator delete(b);
+  if (arena_block* f = tl_keeper.keep(b)) ::operator delete(f);
 }
 
 // Small heap nodes (the decoder's pids, ports and references; nodes made outside a decode) come from a per-thread
@@ -117,9 +131,7 @@ node_arena::node_arena(std::size_t size_hint) noexcept
   tl_arena = this;
   // The thread's kept block, when it is large enough for the first block, is the first block now (what the first
   // allocate would do), so that the decoder's inline fast path serves the first node too.
-  block_keeper& k = tl_keeper;
-  if (k.kept && k.kept->size >= next_size_) {
-    void* m = std::exchange(k.kept, nullptr);
+  if (void* m = tl_keeper.take(next_size_)) {
     const std::uint32_t size = static_cast<arena_block*>(m)->size;
     next_size_ = std::min(std::size_t{size} * 2, arena_block_max);
     block_ = new (m) arena_block{{arena_bias}, size};
@@ -152,14 +164,11 @@ void* node_arena::allocate(std::size_t bytes) {
     retire();
     std::size_t size = (std::max(next_size_, bytes + sizeof(arena_block)) + 15) & ~std::size_t{15};
     next_size_ = std::min(size * 2, arena_block_max);
-    void* m;
-    block_keeper& k = tl_keeper;
-    if (k.kept && k.kept->size >= size) {
-      size = k.kept->size;
-      m = std::exchange(k.kept, nullptr);
-    } else {
+    void* m = tl_keeper.take(size);
+    if (m)
+      size = static_cast<arena_block*>(m)->size;
+    else
       m = ::operator new(size);
-    }
     block_ = new (m) arena_block{{arena_bias}, static_cast<std::uint32_t>(size)};
     cur_ = static_cast<char*>(m) + sizeof(arena_block);
     end_ = static_cast<char*>(m) + size;
