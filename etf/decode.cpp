@@ -189,11 +189,30 @@ class decoder {
   // happen, so a node in the tree always has every slot constructed, and a node of leaves alone is written once.
   // With Unfilled, a run that reads every slot and meets no node and no dynamic atom marks `owner` leaf_elems.
   // fill(i, n), when given, constructs [] in slots i..n-1 (a map's keys and values as two plain runs).
-  template <bool Unfilled = false, typename Slot, typename Fill = std::nullptr_t>
+  //
+  // With Nest (a map's runs), a tuple, a list (LIST_EXT) or a STRING_EXT among the leaves is read in the run too
+  // (compound_leaf), a tuple's or list's own elements by a run of leaves, when the depth allows it: no frame and no
+  // trip through read_one for the values of a map of records. When that inner run stops before the end (a
+  // compound element, an improper or missing tail), the run ends after the slot holding that node and leaves its
+  // frame in pend_frame_ and the slot to go on with in pend_dest_: the caller pushes its own frame (at that slot),
+  // then that one. Tuples' and lists' own runs do not nest: their element loop stays as tight as it was.
+  template <bool Unfilled = false, bool Nest = false, typename Slot, typename Fill = std::nullptr_t>
   [[gnu::always_inline]] std::size_t leaves(Slot slot, std::size_t n, detail::node* owner = nullptr,
                                             Fill fill = nullptr);
-  template <typename Slot>
-  [[gnu::always_inline]] bool leaves_core(Slot slot, std::size_t n, std::size_t& i, bool& holds);
+  template <bool Nest, typename Slot>
+  [[gnu::always_inline]] bool leaves_core(Slot slot, std::size_t n, std::size_t& i, bool& holds,
+                                          std::size_t depth_at);
+  // A STRING_EXT, SMALL_TUPLE_EXT or LIST_EXT at offset at, for a run (out holds nothing yet): 0 when it is not read
+  // that way (too deep, bytes missing, a LIST_EXT of no elements), nothing written; 1 read whole into out, pos_
+  // after it; 2 written into out but not finished (pend_frame_, pend_dest_ set, pos_ where to go on); -1 written
+  // into out, then failed. Out of line: the element loop of every run stays as tight as it was.
+  [[gnu::noinline]] int compound_leaf(std::size_t at, term& out, std::size_t depth_at);
+  // The frame a run left (see leaves), pushed; dest is where reading goes on.
+  [[gnu::always_inline]] bool push_pending(term*& dest) {
+    const frame inner = pend_frame_;
+    dest = std::exchange(pend_dest_, nullptr);
+    return push(inner);
+  }
   [[gnu::always_inline]] void whole_binary(std::size_t n, term& out);
   bool read_atom(atom& out);
   // The atom after its tag (read, at offset at): its entry, with a reference owned by the caller when it is a
@@ -265,6 +284,8 @@ class decoder {
   error err_ = error::ok;
   std::size_t err_off_ = 0;
   bool first_ = true;
+  frame pend_frame_{};
+  term* pend_dest_ = nullptr;
 };
 
 inline term* decoder::slot(frame& f) noexcept {
@@ -311,7 +332,7 @@ bool decoder::run(term& root) {
             term* const keys = m->keys();
             term* const values = m->values();
             const std::size_t from = f.next;
-            k = leaves(
+            k = leaves<false, true>(
                 [=](std::size_t j) __attribute__((always_inline)) -> term& { return ((from + j) & 1) ? values[(from + j) / 2] : keys[(from + j) / 2]; },
                 slots - f.next);
             break;
@@ -319,6 +340,11 @@ bool decoder::run(term& root) {
           default: k = 0; break;
         }
         if (k == SIZE_MAX) return false;
+        if (pend_dest_) [[unlikely]] {
+          f.next += static_cast<std::uint32_t>(k) - 1;  // at the slot of the node the run left unfinished
+          if (!push_pending(dest)) return false;
+          break;
+        }
         f.next += static_cast<std::uint32_t>(k);
         if (f.next < slots) {
           dest = slot(f);
@@ -691,8 +717,10 @@ inline int decoder::leaf(term& out) {
   }
 }
 
-template <bool Unfilled, typename Slot, typename Fill>
+template <bool Unfilled, bool Nest, typename Slot, typename Fill>
 inline std::size_t decoder::leaves(Slot slot, std::size_t n, detail::node* owner, Fill fill) {
+  // The frames above a compound element: this node's own frame is not pushed yet when it was just made (Unfilled).
+  const std::size_t depth_at = Unfilled ? depth_ + 1 : depth_;
   std::size_t i = 0;
   bool holds = false;
   bool ok;
@@ -705,7 +733,7 @@ inline std::size_t decoder::leaves(Slot slot, std::size_t n, detail::node* owner
       }
     };
     try {
-      ok = leaves_core(slot, n, i, holds);
+      ok = leaves_core<Nest>(slot, n, i, holds, depth_at);
     } catch (...) {
       fill_rest();
       throw;
@@ -713,15 +741,15 @@ inline std::size_t decoder::leaves(Slot slot, std::size_t n, detail::node* owner
     fill_rest();
     if (ok && i == n && !holds) owner->leaf_elems = true;
   } else {
-    ok = leaves_core(slot, n, i, holds);
+    ok = leaves_core<Nest>(slot, n, i, holds, depth_at);
   }
   return ok ? i : SIZE_MAX;
 }
 
 // The run itself: i counts the slots written (a slot is written by one noexcept construction, after everything
 // that can fail or throw for it); false when reading one failed.
-template <typename Slot>
-inline bool decoder::leaves_core(Slot slot, std::size_t n, std::size_t& i, bool& holds) {
+template <bool Nest, typename Slot>
+inline bool decoder::leaves_core(Slot slot, std::size_t n, std::size_t& i, bool& holds, std::size_t depth_at) {
   const std::uint8_t* const base = p_;
   const std::uint8_t* const end = p_ + size_;
   const std::uint8_t* p = p_ + pos_;
@@ -780,12 +808,101 @@ inline bool decoder::leaves_core(Slot slot, std::size_t n, std::size_t& i, bool&
         p = base + pos_ + len;
         continue;
       }
+      case tag::string:
+      case tag::small_tuple:
+      case tag::list:
+        if constexpr (Nest) {
+          const int r = compound_leaf(static_cast<std::size_t>(p - base), out, depth_at);
+          if (r == 0) goto done;  // not read: read_one reads it (and reports what is wrong with it)
+          holds = true;
+          p = base + pos_;
+          if (r == 1) continue;
+          ++i;  // out is written
+          if (r == 2) goto done;  // pend_frame_ and pend_dest_ say where to go on
+          return false;
+        } else {
+          goto done;
+        }
       default: goto done;
     }
   }
 done:
   pos_ = static_cast<std::size_t>(p - base);
   return true;
+}
+
+int decoder::compound_leaf(std::size_t at, term& out, std::size_t depth_at) {
+  const std::uint8_t* const p = p_ + at;
+  const std::size_t avail = size_ - at;
+  switch (*p) {
+    case tag::string: {  // a list of small integers (no depth check, as in read_one)
+      if (avail < 3) return 0;
+      const std::size_t m = be16(p + 1);
+      if (m > avail - 3) return 0;
+      if (m == 0) {
+        new (&out) term();
+      } else {
+        auto* l = new_list_unfilled(static_cast<std::uint32_t>(m));
+        term* e = l->elems();
+        for (std::size_t x = 0; x < m; ++x) new (e + x) term(std::int64_t{p[3 + x]});
+        l->leaf_elems = true;
+        new (&out) term(term_access::make(term_type::list, 0, l));
+      }
+      pos_ = at + 3 + m;
+      return 1;
+    }
+    case tag::small_tuple: {
+      if (avail < 2 || depth_at >= o_.max_depth) return 0;
+      const std::size_t m = p[1];
+      if (m > avail - 2) return 0;
+      auto* tn = new_tuple_unfilled(static_cast<std::uint32_t>(m));
+      pos_ = at + 2;
+      term* e = tn->elems();
+      std::size_t j;
+      try {
+        j = leaves<true>([e](std::size_t x) __attribute__((always_inline)) -> term& { return e[x]; }, m, tn);
+      } catch (...) {
+        detail::release(tn);  // its slots are all constructed
+        throw;
+      }
+      new (&out) term(term_access::make(term_type::tuple, 0, tn));
+      if (j == SIZE_MAX) return -1;
+      if (j == m) return 1;
+      pend_frame_ = {frame::tuple, false, static_cast<std::uint32_t>(j), static_cast<std::uint32_t>(m), tn, at, 0};
+      pend_dest_ = e + j;
+      return 2;
+    }
+    case tag::list: {
+      if (avail < 5 || depth_at >= o_.max_depth) return 0;
+      const std::size_t m = be32(p + 1);
+      if (m == 0 || m >= avail - 5) return 0;
+      auto* ln = new_list_unfilled(static_cast<std::uint32_t>(m));
+      pos_ = at + 5;
+      term* e = ln->elems();
+      std::size_t j;
+      try {
+        j = leaves<true>([e](std::size_t x) __attribute__((always_inline)) -> term& { return e[x]; }, m, ln);
+      } catch (...) {
+        detail::release(ln);
+        throw;
+      }
+      new (&out) term(term_access::make(term_type::list, 0, ln));
+      if (j == SIZE_MAX) return -1;
+      if (j < m) {
+        pend_frame_ = {frame::list, false, static_cast<std::uint32_t>(j), static_cast<std::uint32_t>(m), ln, at, 0};
+        pend_dest_ = e + j;
+        return 2;
+      }
+      if (pos_ < size_ && p_[pos_] == tag::nil) {  // a proper list: its tail is the [] already there
+        ++pos_;
+        return 1;
+      }
+      pend_frame_ = {frame::list, true, static_cast<std::uint32_t>(m - 1), static_cast<std::uint32_t>(m), ln, at, 0};
+      pend_dest_ = &ln->tail;
+      return 2;
+    }
+    default: return 0;
+  }
 }
 
 inline bool decoder::read_one(term*& dest) {
@@ -963,6 +1080,9 @@ inline bool decoder::read_one(term*& dest) {
         term* e = tn->elems();
         const std::size_t i = leaves<true>([e](std::size_t j) __attribute__((always_inline)) -> term& { return e[j]; }, n, tn);
         if (i == SIZE_MAX) return false;
+        if (pend_dest_) [[unlikely]]
+          return push({frame::tuple, false, static_cast<std::uint32_t>(i - 1), static_cast<std::uint32_t>(n), tn, at, 0}) &&
+                 push_pending(dest);
         if (i == n) {
           dest = nullptr;
           return true;
@@ -983,6 +1103,9 @@ inline bool decoder::read_one(term*& dest) {
         term* e = ln->elems();
         const std::size_t i = leaves<true>([e](std::size_t j) __attribute__((always_inline)) -> term& { return e[j]; }, n, ln);
         if (i == SIZE_MAX) return false;
+        if (pend_dest_) [[unlikely]]
+          return push({frame::list, false, static_cast<std::uint32_t>(i - 1), static_cast<std::uint32_t>(n), ln, at, 0}) &&
+                 push_pending(dest);
         if (i == n) {  // every element read: the tail is next
           if (!push({frame::list, true, static_cast<std::uint32_t>(n - 1), static_cast<std::uint32_t>(n), ln, at, 0}))
             return false;
@@ -1008,7 +1131,7 @@ inline bool decoder::read_one(term*& dest) {
         term* k = mn->keys();
         term* v = mn->values();
         // slot: key j/2 when j is even, value j/2 when odd
-        const std::size_t j = leaves<true>(
+        const std::size_t j = leaves<true, true>(
             [k, v](std::size_t j) __attribute__((always_inline)) -> term& { return (j & 1) ? v[j / 2] : k[j / 2]; },
             2 * n, mn, [k, v](std::size_t from, std::size_t to) __attribute__((always_inline)) {
               // slots from..to-1: the keys from slot (from + 1) / 2 on, the values from from / 2 on
@@ -1017,6 +1140,10 @@ inline bool decoder::read_one(term*& dest) {
             });
         if (j == SIZE_MAX) return false;
         frame f{frame::map, false, static_cast<std::uint32_t>(j), static_cast<std::uint32_t>(n), mn, at, 0};
+        if (pend_dest_) [[unlikely]] {
+          f.next = static_cast<std::uint32_t>(j - 1);
+          return push(f) && push_pending(dest);
+        }
         if (j == 2 * n) {
           if (!finish_map(f)) return false;
           dest = nullptr;

@@ -273,3 +273,76 @@ TEST_CASE("a million levels of nesting: decode, encode, compare, destroy") {
     CHECK(r.value == t);
   }
 }
+
+// A map's runs read the tuples, lists and strings among its values in the run itself (compound_leaf), and hand a
+// node they could not finish (a compound element, an improper tail) back to the frame stack: every shape decodes to
+// the same term, fails with the same error at the same offset as when read through the frames, and keeps the depth
+// limit.
+TEST_CASE("maps whose values are tuples, lists and strings, finished in the run or not") {
+  const term bin = term::binary(std::string_view("value"));
+  const term flat = term::tuple({term(1), bin, term(atom("ok"))});
+  const term deep = term::tuple({term(atom("ok")), term::tuple({term(atom("deeper")), term::list({term(1), term(2)})})});
+  std::vector<std::pair<term, term>> kvs{
+      {term(1), flat},
+      {term(2), term::tuple({})},
+      {term(3), term::list({term(atom("x")), bin})},
+      {term(4), term::string("some text")},
+      {term(5), term::improper_list({term(1), term(atom("a"))}, term(atom("tail")))},
+      {term(6), deep},
+      {term(7), term::list({term(1), term::list({term(2)}), term(3)})},
+      {term(8), term::improper_list({term(1)}, term::tuple({term(2)}))},
+      {term(9), term::tuple({term(1), term::map({{term(atom("k")), term::list({term(1)})}})})},
+      {term(10), flat}};
+  const term m = term::map(std::move(kvs));
+  const bytes b = encode(m);
+  decode_result r = decode(b);
+  REQUIRE_MESSAGE(r, r.ec.message() << " at " << r.offset);
+  CHECK(r.value == m);
+  CHECK(encode(r.value) == b);
+  shared_bytes shared = shared_bytes::copy(b);
+  decode_result rs = decode_prefix(shared, 0);
+  REQUIRE(rs);
+  CHECK(rs.value == m);
+  // The same values as a list (list runs do not read compound elements in the run): the same terms.
+  std::vector<term> values;
+  for (const term& v : m.map_values()) values.push_back(v);
+  const term l = term::list(std::vector<term>(values));
+  CHECK(decode(encode(l)).value == l);
+  // In a map nested in a list, after a compound key, and in runs that continue after a compound value.
+  const term outer = term::list({m, term::map({{flat, deep}, {term(atom("z")), flat}})});
+  decode_result ro = decode(encode(outer));
+  REQUIRE(ro);
+  CHECK(ro.value == outer);
+
+  // Depth: a map's value tuple counts one level below the map.
+  const bytes one = encode(term::map({{term(1), term::tuple({term(2)})}}));
+  decode_result d1 = decode(one, {.max_depth = 1});
+  CHECK(d1.ec == error::too_deep);
+  CHECK(d1.offset == 8);  // 131, 116 and 4 size bytes, the key (97, 1), then the tuple's tag
+  CHECK(decode(one, {.max_depth = 2}));
+  CHECK(decode(encode(term::map({{term(1), term::tuple({})}})), {.max_depth = 1}));  // empty tuples: no limit
+  CHECK(decode(encode(term::map({{term(1), term::string("ab")}})), {.max_depth = 1}));
+  CHECK(decode(encode(term::map({{term(1), term::list({term(1000)})}})), {.max_depth = 1}).ec == error::too_deep);
+
+  // Errors inside a value read in the run: the same error and offset as anywhere else.
+  bytes bad = encode(term::map({{term(1), term::tuple({term(2), term(atom("a"))})}}));
+  // <<131, 116, 0,0,0,1, 97,1, 104,2, 97,2, 100,0,1,97>>: the atom's tag at 12 made unknown
+  REQUIRE(bad.size() == 16);
+  bad[12] = 99;  // FLOAT_EXT without its 31 bytes
+  decode_result e1 = decode(bad);
+  CHECK(e1.ec == error::truncated);
+  bad[12] = 200;
+  decode_result e2 = decode(bad);
+  CHECK(e2.ec == error::unknown_tag);
+  CHECK(e2.offset == 12);
+  bytes cut(bad.begin(), bad.begin() + 11);  // the tuple's first element cut short
+  CHECK(decode(cut).ec == error::truncated);
+  // A dynamic atom that fails (an invalid UTF-8 name) inside a value tuple.
+  bytes inv = encode(term::map({{term(1), term::tuple({term(2), term(atom("ab"))})}}), {.utf8_atoms = true});
+  REQUIRE(inv.size() == 16);
+  // <<..., 104,2, 97,2, 119,2, $a, $b>>
+  inv[14] = 0xff;
+  decode_result e3 = decode(inv);
+  CHECK(e3.ec == error::invalid_atom);
+  CHECK(e3.offset == 12);
+}
