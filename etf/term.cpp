@@ -198,7 +198,10 @@ void settle_freed() noexcept {
     const std::uint32_t k = tl_freed_count;
     tl_freed_block = nullptr;
     tl_freed_count = 0;
-    if (b->live.fetch_sub(k, std::memory_order_acq_rel) == k) free_block(b);
+    // A count of k is ours alone (the k nodes are the block's last ones, and we freed them; a block still open
+    // in an arena carries its bias): no atomic read-modify-write, as in release.
+    if (b->live.load(std::memory_order_acquire) == k || b->live.fetch_sub(k, std::memory_order_acq_rel) == k)
+      free_block(b);
   }
 }
 
