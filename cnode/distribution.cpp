@@ -63,6 +63,11 @@ dist::out_packet encode_packet(const dist::control_message& m, dist::packet_form
   return out;
 }
 
+std::uint64_t next_distribution_id() {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
 // The order key of a sender: packets with the same key keep their order on a connection.
 std::uint64_t order_key(const term* sender) {
   if (!sender || !sender->is_pid()) return 0;
@@ -119,7 +124,7 @@ class distribution::handler : public dist::connection_handler {
 };
 
 distribution::distribution(node& n, distribution_config cfg)
-    : node_(n), cfg_(std::move(cfg)), cookies_(std::move(cfg_.cookies)) {
+    : node_(n), cfg_(std::move(cfg)), cookies_(std::move(cfg_.cookies)), id_(next_distribution_id()) {
   cfg_.cookies = {};
   partial_budget_ = std::make_shared<dist::partial_budget>(cfg_.max_partial);
   node_.set_router(this);
@@ -548,6 +553,7 @@ void distribution::connection_up(atom node, dist::transport stream, dist::handsh
     conn = dist::connection::create(std::move(stream), res.peer, res.this_node, o,
                                     std::make_shared<handler>(*this, node, alive_), res.leftover);
     e.conn = conn;
+    conn_epoch_.fetch_add(1, std::memory_order_release);
     conn->start();
     // Queued packets go first, under the lock, so nothing routed later overtakes them.
     for (auto& p : e.queue) {
@@ -578,6 +584,7 @@ void distribution::on_down(atom node, dist::connection& c, std::error_code reaso
     if (it != peers_.end() && it->second.conn.get() == &c) {
       current = true;
       it->second.conn.reset();
+      conn_epoch_.fetch_add(1, std::memory_order_release);
       wake_locked(node);
       if (!it->second.connecting && !accepting_locked(node) && it->second.queue.empty()) peers_.erase(it);
       // Everything the node's going down means is queued before the lock is let go: whoever sees the node gone
@@ -776,15 +783,29 @@ std::optional<dist::control_message> distribution::to_control(const term& to, si
 }
 
 void distribution::route_remote(atom node, const term& to, signal s) {
-  // One look-up: the connection, and with it the flags to encode for.
+  // One look-up: the connection, and with it the flags to encode for. The thread's last one is taken without the
+  // lock while no peer's connection has changed since (conn_epoch_) and it is up: the connection the locked look-up
+  // would find.
+  struct last_lookup {
+    std::uint64_t owner = 0, epoch = 0;
+    atom node;
+    std::weak_ptr<dist::connection> conn;
+  };
+  thread_local last_lookup last;
   dist::dflags flags = dist::default_flags(cfg_.hidden);
   std::shared_ptr<dist::connection> conn;
-  {
+  if (last.owner == id_ && last.node == node && last.epoch == conn_epoch_.load(std::memory_order_acquire))
+    conn = last.conn.lock();
+  if (conn && conn->is_up()) {
+    flags = conn->peer().effective;
+  } else {
+    conn.reset();
     std::lock_guard lock(mu_);
     auto it = peers_.find(node);
     if (it != peers_.end() && it->second.conn) {
       conn = it->second.conn;
       flags = conn->peer().effective;
+      if (conn->is_up()) last = {id_, conn_epoch_.load(std::memory_order_relaxed), node, conn};
     }
   }
   signal copy = (s.kind == signal_kind::link || s.kind == signal_kind::monitor) ? s : signal{};

@@ -252,6 +252,10 @@ class distribution final : public remote_router, public dist::handshake_policy {
   mutable std::mutex mu_;
   std::shared_ptr<dist::partial_budget> partial_budget_;  // shared by every connection
   std::unordered_map<atom, peer> peers_;
+  // Changed (under mu_) whenever a peer's connection is set or cleared: a thread's cached look-up (route_remote)
+  // is good while it reads the same value, so a send to a connected node takes no lock.
+  std::atomic<std::uint64_t> conn_epoch_{0};
+  const std::uint64_t id_;  // this distribution among all of the process's (keys those caches)
   std::unordered_set<std::string, string_hash, std::equal_to<>> accepting_;
   std::vector<std::pair<term, bool>> node_monitors_;           // monitor_nodes subscribers (pid, hidden too)
   std::vector<std::pair<term, atom>> single_node_monitors_;    // monitor_node/2 subscribers
