@@ -328,10 +328,15 @@ asio::awaitable<std::optional<term>> process::receive(std::chrono::milliseconds 
 }
 
 namespace {
-// receive()s completed on the stack of the code that started them (the body runs on inside the completion): past
-// this many in a row on a thread, the next is deferred, so a long mailbox does not grow the stack.
-thread_local int receive_depth = 0;
-constexpr int max_receive_depth = 16;
+// The process whose receive() completion runs on this thread (complete_receive), and where a receive its body
+// starts meanwhile that finds a message at once leaves its handler: the loop there runs it once the current one
+// returns, so a long mailbox is taken in a loop, not by nesting completions (which grows the stack) nor by deferring
+// to the strand (which lets the connection's reader run ahead of the process and its mailbox grow).
+struct receive_loop {
+  const process* owner = nullptr;
+  void* next = nullptr;  // the loop's std::optional<receive_handler> (a private type of process)
+};
+thread_local receive_loop current_receive_loop;
 }  // namespace
 
 // receive() without a predicate or a timeout, what an idle process usually waits in: an async operation, started
@@ -348,20 +353,28 @@ void process::start_receive(receive_handler h) {
 }
 
 void process::complete_receive(receive_handler h) {
-  if (receive_depth >= max_receive_depth) {
-    asio::defer(*strand_, [self = shared_from_this(), h = std::move(h)]() mutable {
-      self->start_receive(std::move(h));
-    });
+  receive_loop& loop = current_receive_loop;
+  if (loop.owner == this) {  // started by the body while the loop below runs it: taken when that returns
+    static_cast<std::optional<receive_handler>*>(loop.next)->emplace(std::move(h));
     return;
   }
-  detail::received r;
-  if (kill_reason_) r.exit = std::make_exception_ptr(process_exit(*kill_reason_));
-  else r.msg = take_first();
-  struct depth {
-    depth() noexcept { ++receive_depth; }
-    ~depth() { --receive_depth; }
-  } in;
-  h(std::move(r));  // the body runs until its next suspension (and may end: `this` is not touched after)
+  std::optional<receive_handler> cur(std::move(h)), next;
+  struct restore {
+    receive_loop outer;  // another process's completion further up this thread's stack, if any
+    ~restore() { current_receive_loop = outer; }
+  } restore_outer{loop};
+  loop = {this, &next};
+  for (;;) {
+    detail::received r;
+    if (kill_reason_) r.exit = std::make_exception_ptr(process_exit(*kill_reason_));
+    else r.msg = take_first();
+    (*cur)(std::move(r));  // the body runs until its next suspension, and may end: `this` is touched only if it
+                           // left a receive in `next` (then its coroutine, which holds the process, waits in it)
+    if (!next) break;
+    cur.reset();
+    cur.emplace(std::move(*next));
+    next.reset();
+  }
 }
 
 term process::take_first() {

@@ -364,6 +364,31 @@ TEST_CASE("a receive that finds its message at once does not grow the stack: a m
   CHECK(in_order);
 }
 
+TEST_CASE("a process woken once takes every message already in its mailbox in that one run") {
+  // Taken in a loop on the strand, not a few per run with the rest deferred behind other handlers (which let a
+  // connection's reader deliver faster than the process took, and its mailbox grow).
+  asio::io_context ioc;
+  node n{ioc.get_executor(), "batch@localhost", 1};
+  int got = 0;
+  const term pid = n.spawn([&](process& self) -> asio::awaitable<void> {
+    for (;;) {
+      co_await self.receive();
+      ++got;
+    }
+  });
+  ioc.poll();  // the body runs and parks in its receive
+  REQUIRE(got == 0);
+  const term from = n.make_pid(999999);
+  for (int i = 0; i < 1000; ++i) n.send(from, pid, term(i));
+  ioc.restart();
+  CHECK(ioc.poll_one() == 1);
+  CHECK(got == 1000);
+  n.route(pid, signal{signal_kind::exit, from, term(atom("kill")), {}, {}, 0});
+  ioc.restart();
+  ioc.run();
+  CHECK(n.process_count() == 0);
+}
+
 TEST_CASE("a kill reaches a process whose mailbox is full, at its next receive") {
   asio::io_context ioc;
   node n{ioc.get_executor(), "kill@localhost", 1};
