@@ -66,16 +66,16 @@ void process::end_batch() {
 static_assert(BOOST_VERSION / 100 == 1081, "process::run follows Boost 1.81's co_spawn_entry_point: check it");
 
 namespace {
-asio::io_context::executor_type io_executor_of(const asio::any_io_executor& ex) {
+asio::io_context& io_context_of(const asio::any_io_executor& ex) {
   const auto* io = ex.target<asio::io_context::executor_type>();
   if (!io) throw std::invalid_argument("cnode::node: the executor must be an io_context's (io_context::get_executor())");
-  return *io;
+  return asio::query(*io, asio::execution::context);
 }
 }  // namespace
 
 process::process(class node& n, term pid, std::uint64_t number, body_type body)
     : node_(n), pid_(std::move(pid)), number_(number), body_(std::move(body)),
-      ex_(strand_type(io_executor_of(n.get_executor()))), strand_(ex_.target<strand_type>()), parked_(ex_) {}
+      ex_(pooled_strand(io_context_of(n.get_executor()))), strand_(ex_.target<pooled_strand>()), parked_(ex_) {}
 
 process::~process() = default;
 
@@ -109,7 +109,7 @@ process::entry_point process::run(std::shared_ptr<process> self, work_executor w
 void process::start() {
   asio::cancellation_slot no_slot;
   asio::detail::awaitable_handler<asio::any_io_executor, void> thread(
-      run(shared_from_this(), asio::require(strand_->get_inner_executor(), asio::execution::outstanding_work.tracked)),
+      run(shared_from_this(), asio::require(strand_->inner_executor(), asio::execution::outstanding_work.tracked)),
       ex_, no_slot, asio::cancellation_state(no_slot));
   // On the strand: here and now if it can run on this thread (as co_spawn's dispatch), else queued.
   asio::dispatch(*strand_, [thread = std::move(thread)]() mutable { thread.launch(); });

@@ -30,9 +30,9 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 
 #include "cnode/mailbox.hpp"
+#include "cnode/pooled_strand.hpp"
 #include "cnode/signal.hpp"
 #include "dist/parking.hpp"
 
@@ -224,13 +224,11 @@ class process : public std::enable_shared_from_this<process> {
   term pid_;
   std::uint64_t number_;
   body_type body_;
-  // The strand on the node's io_context, made an any_io_executor once (the timer, the parking and the coroutine's
-  // thread share it), and the strand itself inside it, which post and dispatch use directly (through the
-  // any_io_executor each would allocate). A strand of the io_context's own executor (24 bytes) fits inside the
-  // any_io_executor; a strand of an any_io_executor (72) would be put in a heap block of its own.
-  using strand_type = asio::strand<asio::io_context::executor_type>;
+  // The process's strand on the node's io_context (pooled_strand.hpp: no heap block of its own), made an
+  // any_io_executor once (the timer, the parking and the coroutine's thread share it, and it fits inside), and the
+  // strand itself inside it, which post and dispatch use directly (through the any_io_executor each would allocate).
   asio::any_io_executor ex_;
-  strand_type* strand_;
+  pooled_strand* strand_;
   std::unique_ptr<asio::steady_timer> timer_;  // made by the first receive with a timeout, which waits on it
   // A receive without a timeout (and a busy-send suspension) parks here: receive()'s handler, or receive_impl's.
   dist::basic_parking<receive_handler> parked_;
