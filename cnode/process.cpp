@@ -54,7 +54,7 @@ void process::end_batch() {
   for (auto& p : ready) {
     // As deliver's run_here branch: the drain runs here if the process is idle, and what it delivers is posted.
     run_here_off off;
-    asio::dispatch(*p->strand_, [p] { p->drain(); });
+    asio::dispatch(p->strand_, [p] { p->drain(); });
   }
   ready.clear();
   if (deferred_drains.empty()) deferred_drains.swap(ready);  // keep the capacity for the next read
@@ -74,8 +74,10 @@ asio::io_context& io_context_of(const asio::any_io_executor& ex) {
 }  // namespace
 
 process::process(class node& n, term pid, std::uint64_t number, body_type body)
-    : node_(n), pid_(std::move(pid)), number_(number), body_(std::move(body)),
-      ex_(pooled_strand(io_context_of(n.get_executor()))), strand_(ex_.target<pooled_strand>()), parked_(ex_) {}
+    : node_(n), pid_(std::move(pid)), body_(std::move(body)), strand_(io_context_of(n.get_executor())),
+      parked_(get_executor()) {
+  (void)number;  // the pid's own (node::make_pid)
+}
 
 process::~process() = default;
 
@@ -109,10 +111,10 @@ process::entry_point process::run(std::shared_ptr<process> self, work_executor w
 void process::start() {
   asio::cancellation_slot no_slot;
   asio::detail::awaitable_handler<asio::any_io_executor, void> thread(
-      run(shared_from_this(), asio::require(strand_->inner_executor(), asio::execution::outstanding_work.tracked)),
-      ex_, no_slot, asio::cancellation_state(no_slot));
+      run(shared_from_this(), asio::require(strand_.inner_executor(), asio::execution::outstanding_work.tracked)),
+      get_executor(), no_slot, asio::cancellation_state(no_slot));
   // On the strand: here and now if it can run on this thread (as co_spawn's dispatch), else queued.
-  asio::dispatch(*strand_, [thread = std::move(thread)]() mutable { thread.launch(); });
+  asio::dispatch(strand_, [thread = std::move(thread)]() mutable { thread.launch(); });
 }
 
 std::vector<term> process::linked() const {
@@ -124,7 +126,7 @@ std::vector<term> process::linked() const {
 }
 
 void process::inspect(std::function<void(process_snapshot)> done) {
-  asio::post(*strand_, [self = shared_from_this(), done = std::move(done)] {
+  asio::post(strand_, [self = shared_from_this(), done = std::move(done)] {
     process_snapshot snap;
     snap.message_queue_len = self->mailbox_.size();
     snap.links = self->linked();
@@ -153,9 +155,9 @@ void process::deliver(signal s) {
         // Idle: drain (and the body it resumes) runs here now; busy elsewhere: queued behind what runs there.
         // What the process delivers meanwhile is posted (no chain of processes grows this thread's stack).
         run_here_off off;
-        asio::dispatch(*strand_, [self = shared_from_this()] { self->drain(); });
+        asio::dispatch(strand_, [self = shared_from_this()] { self->drain(); });
       } else {
-        asio::post(*strand_, [self = shared_from_this()] { self->drain(); });
+        asio::post(strand_, [self = shared_from_this()] { self->drain(); });
       }
       return;
     }
@@ -179,7 +181,7 @@ void process::drain() {
   if (batch_.capacity() > 1024) std::vector<signal>().swap(batch_);  // a flood's queue goes with the flood
   count_mailbox();
   // Last, with the batch handled: the body may run now (and drain again) before this returns.
-  if (got || kill_reason_) wake();
+  if (got || killed_) wake();
 }
 
 void process::wake() {
@@ -305,7 +307,7 @@ void process::check_mailbox() {
     return;
   }
   if (limit.kill) {
-    if (kill_reason_) return;
+    if (killed_) return;
     log::error("killing {}: {} messages in its mailbox, over --max-mailbox {}", etf::to_string(pid_),
                mailbox_.size(), limit.max);
     mailbox_.clear();  // it dies at its next receive: what it held goes now
@@ -319,7 +321,9 @@ void process::check_mailbox() {
 }
 
 void process::die(term reason) {
-  if (!kill_reason_) kill_reason_ = std::move(reason);  // drain() wakes the body once the batch is handled
+  if (killed_) return;
+  kill_reason_ = std::move(reason);
+  killed_ = true;  // drain() wakes the body once the batch is handled
 }
 
 // Not a coroutine itself: the waiting body holds one frame for its receive, not two.
@@ -366,7 +370,7 @@ void process::complete_receive(receive_handler h) {
   loop = {this, &next};
   for (;;) {
     detail::received r;
-    if (kill_reason_) r.exit = std::make_exception_ptr(process_exit(*kill_reason_));
+    if (killed_) r.exit = std::make_exception_ptr(process_exit(kill_reason_));
     else r.msg = take_first();
     (*cur)(std::move(r));  // the body runs until its next suspension, and may end: `this` is touched only if it
                            // left a receive in `next` (then its coroutine, which holds the process, waits in it)
@@ -395,7 +399,7 @@ asio::awaitable<std::optional<term>> process::receive_impl(std::function<bool(co
   std::size_t scanned = 0;
   for (;;) {
     drain();
-    if (kill_reason_) throw process_exit(*kill_reason_);
+    if (killed_) throw process_exit(kill_reason_);
     if (busy_sends_.load(std::memory_order_acquire) > 0) {
       // Suspended on a busy connection: not counted against the receive's timeout (the send itself would block).
       waiting_ = true;
@@ -418,7 +422,7 @@ asio::awaitable<std::optional<term>> process::receive_impl(std::function<bool(co
         waiting_ = false;
         co_return std::nullopt;
       }
-      if (!timer_) timer_ = std::make_unique<asio::steady_timer>(ex_);
+      if (!timer_) timer_ = std::make_unique<asio::steady_timer>(get_executor());
       timer_->expires_at(deadline);
       co_await timer_->async_wait(asio::as_tuple(asio::use_awaitable));
     }
@@ -431,7 +435,7 @@ void process::send_noconnect(const term& dest, term msg) { node_.send(pid_, dest
 
 void process::busy_send_finished() {
   if (busy_sends_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  asio::post(*strand_, [self = shared_from_this()] { self->wake(); });
+  asio::post(strand_, [self = shared_from_this()] { self->wake(); });
 }
 
 void process::link(const term& pid) {
@@ -517,7 +521,7 @@ bool process::demonitor(const term& ref, bool flush) {
 term process::alias() {
   term ref = node_.make_ref();
   rel().aliases.insert(ref);
-  node_.add_alias(ref, number_);
+  node_.add_alias(ref, number());
   return ref;
 }
 
@@ -536,7 +540,7 @@ bool process::unregister_name(atom name) {
 }
 
 void process::on_body_done(std::exception_ptr e) {
-  term reason = exit_reason_ ? std::move(*exit_reason_) : term(at().normal);
+  term reason = has_exit_reason_ ? std::move(exit_reason_) : term(at().normal);
   if (e) {
     try {
       std::rethrow_exception(e);
@@ -548,7 +552,7 @@ void process::on_body_done(std::exception_ptr e) {
       reason = term::tuple({term(at().cpp_exception), term::binary(std::string_view("unknown"))});
     }
   }
-  if (kill_reason_) reason = *kill_reason_;
+  if (killed_) reason = kill_reason_;
   finish(std::move(reason));
 }
 
@@ -559,7 +563,7 @@ void process::finish(term reason) {
     dead_ = true;
     rest.swap(inbox_);
   }
-  node_.remove_process(number_, {});
+  node_.remove_process(number(), {});
   for (auto& s : rest) handle_after_death(s);
   if (rel_) {
     for (const auto& [pid, state] : rel_->links) {

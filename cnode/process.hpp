@@ -97,6 +97,28 @@ struct process_snapshot {
   bool trap_exit = false;
 };
 
+// The inbox's lock: four bytes (std::mutex is 40), held for a push or a swap of the inbox. A futex lock (0 free, 1
+// held, 2 held with waiters): taking and releasing it free is one atomic operation each, and only a release with
+// waiters wakes one (C++20 atomic wait on the word itself, which libstdc++ does with a futex for an int).
+class inbox_lock {
+ public:
+  void lock() noexcept {
+    int c = 0;
+    if (state_.compare_exchange_strong(c, 1, std::memory_order_acquire, std::memory_order_relaxed)) return;
+    if (c != 2) c = state_.exchange(2, std::memory_order_acquire);
+    while (c != 0) {
+      state_.wait(2, std::memory_order_relaxed);
+      c = state_.exchange(2, std::memory_order_acquire);
+    }
+  }
+  void unlock() noexcept {
+    if (state_.exchange(0, std::memory_order_release) == 2) state_.notify_one();
+  }
+
+ private:
+  std::atomic<int> state_{0};
+};
+
 class process : public std::enable_shared_from_this<process> {
  public:
   // The coroutine's executor: the process's strand (on the node's io_context), as an any_io_executor.
@@ -110,9 +132,12 @@ class process : public std::enable_shared_from_this<process> {
   process& operator=(const process&) = delete;
 
   const term& pid() const noexcept { return pid_; }
-  std::uint64_t number() const noexcept { return number_; }
+  std::uint64_t number() const noexcept {
+    const auto& v = pid_.as_pid();
+    return std::uint64_t{v.id} | (std::uint64_t{v.serial} << 32);
+  }
   class node& node() const noexcept { return node_; }
-  const executor_type& get_executor() const noexcept { return ex_; }
+  executor_type get_executor() const noexcept { return executor_type(strand_); }
   bool alive() const noexcept;
 
   // ---- messages (from the process's own coroutine) ----
@@ -144,7 +169,10 @@ class process : public std::enable_shared_from_this<process> {
   [[noreturn]] void exit(term reason);      // exit/1
   // The reason the process ends with when its body returns (normal unless set): exit/1 without unwinding the
   // body's coroutines by an exception, for a body that is about to return (erpc's execute_call).
-  void set_exit_reason(term reason) { exit_reason_ = std::move(reason); }
+  void set_exit_reason(term reason) {
+    exit_reason_ = std::move(reason);
+    has_exit_reason_ = true;
+  }
   // A monitor on a pid, a registered name (atom, local), or {Name, Node}; returns its reference. A target that
   // does not exist gives {'DOWN', Ref, process, Object, noproc} at once.
   term monitor(const term& target);
@@ -203,7 +231,7 @@ class process : public std::enable_shared_from_this<process> {
   using receive_handler =
       asio::detail::awaitable_async_op_handler<void(detail::received), asio::any_io_executor>;
   bool can_receive() const noexcept {
-    return kill_reason_ || (busy_sends_.load(std::memory_order_acquire) == 0 && !mailbox_.empty());
+    return killed_ || (busy_sends_.load(std::memory_order_acquire) == 0 && !mailbox_.empty());
   }
   void start_receive(receive_handler h);
   void complete_receive(receive_handler h);
@@ -221,21 +249,19 @@ class process : public std::enable_shared_from_this<process> {
   void check_mailbox();
 
   class node& node_;
-  term pid_;
-  std::uint64_t number_;
+  term pid_;  // its number (the process table's key) is the pid's id and serial
   body_type body_;
-  // The process's strand on the node's io_context (pooled_strand.hpp: no heap block of its own), made an
-  // any_io_executor once (the timer, the parking and the coroutine's thread share it, and it fits inside), and the
-  // strand itself inside it, which post and dispatch use directly (through the any_io_executor each would allocate).
-  asio::any_io_executor ex_;
-  pooled_strand* strand_;
+  // The process's strand on the node's io_context (pooled_strand.hpp: no heap block of its own), which post and
+  // dispatch use directly; get_executor() wraps it in an any_io_executor (inside whose buffer it fits) for the
+  // timer, the parking and the coroutine's thread, which keep their own copies.
+  pooled_strand strand_;
   std::unique_ptr<asio::steady_timer> timer_;  // made by the first receive with a timeout, which waits on it
   // A receive without a timeout (and a busy-send suspension) parks here: receive()'s handler, or receive_impl's.
   dist::basic_parking<receive_handler> parked_;
 
   // Shared with other threads.
-  mutable std::mutex inbox_mu_;
   std::vector<signal> inbox_;
+  mutable inbox_lock inbox_mu_;
   bool drain_posted_ = false;
   bool dead_ = false;  // under inbox_mu_: signals arriving now are answered as for a dead process
   std::atomic<int> busy_sends_{0};
@@ -244,12 +270,14 @@ class process : public std::enable_shared_from_this<process> {
   bool waiting_ = false;
   bool mailbox_warned_ = false;
   bool trap_exit_ = false;
+  bool killed_ = false;           // kill_reason_ holds the reason: the body ends at its next receive
+  bool has_exit_reason_ = false;  // exit_reason_ holds one (set_exit_reason)
   std::vector<signal> batch_;  // drain's: swapped with inbox_, so neither allocates per message
   cnode::mailbox mailbox_;
   std::atomic<std::size_t> queue_len_{0};
   void count_mailbox() noexcept { queue_len_.store(mailbox_.size(), std::memory_order_relaxed); }
-  std::optional<term> kill_reason_;
-  std::optional<term> exit_reason_;  // set_exit_reason
+  term kill_reason_;
+  term exit_reason_;
   struct monitor_out {
     term target;  // pid we monitor (or the remote pid/name target)
     term object;  // what a 'DOWN' names: the pid, or {Name, Node}
