@@ -48,12 +48,20 @@ constexpr std::size_t external_binary_min = 64 * 1024;
 // binaries stay out of it (sent from where they are).
 // With atom_refs (the peer, or our own offer before the connection exists, has DIST_HDR_ATOM_CACHE): the atoms as
 // atom cache references, the header left to the connection (out_packet::deferred_header).
-dist::out_packet encode_packet(const dist::control_message& m, dist::packet_form form, bool atom_refs = false) {
+// With small_to (a connection that is up, and atom_refs false): a small message with no binary left out is copied from
+// the scratch buffer into that connection's run of small packets (connection::try_send_small, key its order key) and
+// nothing is returned; otherwise, or when the connection does not take it now, the packet.
+std::optional<dist::out_packet> encode_packet(const dist::control_message& m, dist::packet_form form,
+                                              bool atom_refs = false, dist::connection* small_to = nullptr,
+                                              std::uint64_t key = 0) {
   thread_local std::vector<std::uint8_t> scratch;
   thread_local etf::atom_ref_table refs;
   scratch.clear();
   dist::out_packet out;
   dist::encode_control(m, scratch, form, &out.externals, external_binary_min, atom_refs ? &refs : nullptr);
+  if (small_to && !atom_refs && out.externals.empty() && scratch.size() <= dist::connection::run_packet_max &&
+      small_to->try_send_small(std::as_bytes(std::span(scratch)), form == dist::packet_form::header, key))
+    return std::nullopt;
   if (atom_refs) {
     out.refs = refs.take();
     out.deferred_header = true;
@@ -73,25 +81,6 @@ std::uint64_t order_key(const term* sender) {
   if (!sender || !sender->is_pid()) return 0;
   const auto& p = sender->as_pid();
   return ((std::uint64_t{p.serial} << 32 | p.id) << 1) | 1;
-}
-
-// A message on a connection that is up and reads no atom cache references: encoded into this thread's scratch
-// buffer and, if small and the connection takes it now, copied from there into the connection's run of small
-// packets (connection::try_send_small), with no packet of its own: nullopt. Otherwise the packet to send, made from
-// the same encoding.
-std::optional<dist::out_packet> send_small_or_encode(dist::connection& conn, const dist::control_message& m,
-                                                     bool headered, const term* sender) {
-  thread_local std::vector<std::uint8_t> scratch;
-  scratch.clear();
-  dist::out_packet out;
-  dist::encode_control(m, scratch, headered ? dist::packet_form::header : dist::packet_form::pass_through,
-                       &out.externals, external_binary_min, nullptr);
-  if (out.externals.empty() && scratch.size() <= dist::connection::run_packet_max &&
-      conn.try_send_small(std::as_bytes(std::span(scratch)), headered, order_key(sender)))
-    return std::nullopt;
-  out.bytes = as_bytes(scratch);
-  if (scratch.capacity() > 256 * 1024) std::vector<std::uint8_t>().swap(scratch);
-  return out;
 }
 
 template <class... Ts>
@@ -821,19 +810,15 @@ void distribution::route_remote(atom node, const term& to, signal s) {
   // The header form when the peer (or, not yet connected, our own offer) has FRAGMENTS or the atom cache; the
   // connection converts a packet whose form turns out wrong.
   const bool headered = (flags & (dist::dflag::fragments | dist::dflag::dist_hdr_atom_cache)) != 0;
-  if (conn && conn->is_up() && !(flags & dist::dflag::dist_hdr_atom_cache)) {
-    auto packet = send_small_or_encode(*conn, *m, headered, &sender);
-    if (packet) send_packet(node, std::move(*packet), &to, &copy, &sender, s.noconnect, std::move(conn));
-    return;
-  }
-  send_packet(node,
-              encode_packet(*m, headered ? dist::packet_form::header : dist::packet_form::pass_through,
-                            (flags & dist::dflag::dist_hdr_atom_cache) != 0),
-              &to, &copy, &sender, s.noconnect, std::move(conn));
+  const bool atom_refs = (flags & dist::dflag::dist_hdr_atom_cache) != 0;
+  dist::connection* small_to = conn && conn->is_up() && !atom_refs ? conn.get() : nullptr;
+  auto packet = encode_packet(*m, headered ? dist::packet_form::header : dist::packet_form::pass_through, atom_refs,
+                              small_to, order_key(&sender));
+  if (packet) send_packet(node, std::move(*packet), &to, &copy, &sender, s.noconnect, std::move(conn));
 }
 
 void distribution::send_control(atom node, dist::control_message m) {
-  send_packet(node, encode_packet(m, dist::packet_form::pass_through), nullptr, nullptr, nullptr);
+  send_packet(node, *encode_packet(m, dist::packet_form::pass_through), nullptr, nullptr, nullptr);
 }
 
 void distribution::send_on(dist::connection& conn, dist::out_packet& packet, const term* sender,

@@ -27,9 +27,15 @@ try:
     perf = None
     if pid:
         os.makedirs("/tmp/t2t", exist_ok=True)
+        if os.path.exists(f"/tmp/t2t/{who}.perf"):
+            os.remove(f"/tmp/t2t/{who}.perf")
         perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", *os.environ.get("PERF_G", "-g").split(), "-p", str(br.proc_pid(pid)), "-o",
                                  f"/tmp/t2t/{who}.perf"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5)
+        # perf writes its file's header once it has attached: wait for that (bounded) before the floods start.
+        out = f"/tmp/t2t/{who}.perf"
+        deadline = time.monotonic() + 10
+        while not (os.path.exists(out) and os.path.getsize(out) > 0) and time.monotonic() < deadline:
+            time.sleep(0.02)
     cs0, cr0 = br.cpu_seconds(br.proc_pid(tp.p.pid)), br.cpu_seconds(br.proc_pid(t2p.p.pid))
     rates = []
     for _ in range(reps):

@@ -66,7 +66,7 @@ class Transcript:
         s.setsockopt(__import__("socket").IPPROTO_TCP, __import__("socket").TCP_NODELAY, 1)
         for i in range(len(data)):
             s.sendall(data[i:i + 1])
-            time.sleep(0.005)
+            time.sleep(0.005)  # pacing: each byte its own TCP segment (the slow client under test), not a wait
         got, state = Wire.read_until_closed(s)
         s.close()
         self.note(label, (self.norm(got), state))
