@@ -1,5 +1,6 @@
 #include "raft/kv.hpp"
 
+#include <algorithm>
 #include <limits>
 
 #include "etf/codec.hpp"
@@ -35,18 +36,18 @@ term kv_machine::get(const term& key) const {
 
 kv_machine::result kv_machine::apply(const term& c, std::uint64_t index) {
   if (is(c, "put", 3)) {
-    data_.insert_or_assign(c.element(1), c.element(2));
+    set(c.element(1), c.element(2));
     return {tag("ok"), c.element(1), {}};
   }
   if (is(c, "delete", 2)) {
-    const bool had = data_.erase(c.element(1)) > 0;
+    const bool had = erase(c.element(1));
     return {tag("ok"), had ? std::optional<term>(c.element(1)) : std::nullopt, {}};
   }
   if (is(c, "get", 2)) return {get(c.element(1)), {}, {}};
   if (is(c, "cas", 4)) {
     term current = get(c.element(1));
     if (!(current == c.element(2))) return {term::tuple({tag("error"), term::tuple({tag("mismatch"), current})}), {}, {}};
-    data_.insert_or_assign(c.element(1), c.element(3));
+    set(c.element(1), c.element(3));
     return {tag("ok"), c.element(1), {}};
   }
   if (is(c, "incr", 3)) {
@@ -54,12 +55,13 @@ kv_machine::result kv_machine::apply(const term& c, std::uint64_t index) {
     term base = it == data_.end() ? term(std::int64_t{0}) : it->second;
     if (!base.is_integer() || !c.element(2).is_integer()) return {error("not_integer"), {}, {}};
     term sum = term::from_big(base.big() + c.element(2).big());
-    data_.insert_or_assign(c.element(1), sum);
+    set(c.element(1), sum);
     return {term::tuple({tag("ok"), sum}), c.element(1), {}};
   }
   if (is(c, "lock", 4) && positive_int(c.element(2)) && c.element(3).is_pid()) {
     const auto key = lock_key(c.element(1));
     if (locks_.count(key)) return {error("held"), {}, {}};
+    before_lock_write(key);
     locks_[key] = lock_state{c.element(1), c.element(3), index, c.element(2).small()};
     return {term::tuple({tag("ok"), term(index)}), {}, key};
   }
@@ -68,6 +70,7 @@ kv_machine::result kv_machine::apply(const term& c, std::uint64_t index) {
     auto it = locks_.find(key);
     if (it == locks_.end() || it->second.token != static_cast<std::uint64_t>(c.element(2).small()))
       return {error("not_held"), {}, {}};
+    before_lock_write(key);
     locks_.erase(it);
     return {tag("ok"), {}, {}};
   }
@@ -75,10 +78,48 @@ kv_machine::result kv_machine::apply(const term& c, std::uint64_t index) {
     auto it = locks_.find(lock_key(c.element(3).element(0)));
     if (it == locks_.end() || it->second.token != static_cast<std::uint64_t>(c.element(3).element(1).small()))
       return {error("stale_token"), {}, {}};
-    data_.insert_or_assign(c.element(1), c.element(2));
+    set(c.element(1), c.element(2));
     return {tag("ok"), c.element(1), {}};
   }
   return {error("badarg"), {}, {}};
+}
+
+kv_machine& kv_machine::operator=(const kv_machine& o) {
+  if (this == &o) return *this;
+  detach_serializers();
+  data_ = o.data_;
+  locks_ = o.locks_;
+  return *this;
+}
+
+kv_machine::~kv_machine() { detach_serializers(); }
+
+void kv_machine::set(const term& key, const term& value) {
+  for (auto* s : serializers_) s->data_.before_write(key);
+  data_.insert_or_assign(key, value);
+}
+
+bool kv_machine::erase(const term& key) {
+  for (auto* s : serializers_) s->data_.before_write(key);
+  return data_.erase(key) > 0;
+}
+
+void kv_machine::before_lock_write(const std::string& key) {
+  for (auto* s : serializers_) s->locks_.before_write(key);
+}
+
+void kv_machine::detach_serializers() {
+  if (serializers_.empty()) return;
+  auto data = std::make_shared<const std::map<term, term>>(std::move(data_));
+  auto locks = std::make_shared<const std::map<std::string, lock_state>>(std::move(locks_));
+  for (auto* s : serializers_) {
+    s->data_.freeze(data);
+    s->locks_.freeze(locks);
+    s->machine_ = nullptr;
+  }
+  serializers_.clear();
+  data_.clear();
+  locks_.clear();
 }
 
 std::string kv_machine::serialize() const {
@@ -102,55 +143,75 @@ void list_header(std::vector<std::uint8_t>& out, std::size_t n) {
 }
 }  // namespace
 
-kv_serializer::kv_serializer(const kv_machine& m) {
-  data_.reserve(m.data_.size());
-  for (const auto& [k, v] : m.data_) data_.emplace_back(k, v);
-  locks_.reserve(m.locks_.size());
-  for (const auto& [k, l] : m.locks_) locks_.push_back(l);
+kv_serializer::kv_serializer(const kv_machine& m) : machine_(&m), data_(m.data_), locks_(m.locks_) {
+  m.serializers_.push_back(this);
   // term_to_binary({kv, Data, Locks}): the tuple's header and the first list's.
-  out_.push_back(etf::version_magic);
-  out_.push_back(etf::tag::small_tuple);
-  out_.push_back(3);
-  etf::encode(tag("kv"), out_, no_version);
-  list_header(out_, data_.size());
+  step_.push_back(etf::version_magic);
+  step_.push_back(etf::tag::small_tuple);
+  step_.push_back(3);
+  etf::encode(tag("kv"), step_, no_version);
+  list_header(step_, data_.size());
+  append();
+}
+
+kv_serializer::~kv_serializer() { detach(); }
+
+void kv_serializer::detach() {
+  if (!machine_) return;
+  std::erase(machine_->serializers_, this);
+  machine_ = nullptr;
+}
+
+void kv_serializer::append() {
+  if (out_.size() + step_.size() > out_.capacity() && visited_ > 0) {
+    // Grown at once to what the whole state will take, judged by the entries so far (with a margin), so the bytes
+    // are not copied again at every doubling: for a state of 10^6 keys (130 MB) the last doubling's copy alone would
+    // hold one step for tens of ms. Pages are touched only as they are written.
+    const double per_entry = static_cast<double>(out_.size() + step_.size()) / static_cast<double>(visited_);
+    const auto estimate =
+        static_cast<std::size_t>(per_entry * static_cast<double>(data_.size() + locks_.size()) * 1.125) + 4096;
+    out_.reserve(std::max(estimate, out_.capacity() + out_.capacity() / 2));
+  }
+  out_.append(reinterpret_cast<const char*>(step_.data()), step_.size());
+  step_.clear();
 }
 
 bool kv_serializer::step(std::size_t max_entries) {
-  while (max_entries > 0 && phase_ < 2) {
-    if (phase_ == 0) {
-      if (next_ < data_.size()) {
-        const auto& [k, v] = data_[next_++];
-        out_.push_back(etf::tag::small_tuple);
-        out_.push_back(2);
-        etf::encode(k, out_, no_version);
-        etf::encode(v, out_, no_version);
-        --max_entries;
-        continue;
-      }
-      if (!data_.empty()) out_.push_back(etf::tag::nil);  // the proper list's tail
-      data_ = {};
-      list_header(out_, locks_.size());
-      next_ = 0;
-      phase_ = 1;
-      continue;
-    }
-    if (next_ < locks_.size()) {
-      const auto& l = locks_[next_++];
-      etf::encode(term::tuple({l.name, l.owner, term(l.token), term(l.ttl_ms)}), out_, no_version);
-      --max_entries;
-      continue;
-    }
-    if (!locks_.empty()) out_.push_back(etf::tag::nil);
-    locks_ = {};
-    phase_ = 2;
+  std::size_t left = max_entries;
+  const bool done = encode(left);
+  visited_ += max_entries - left;
+  append();
+  return done;
+}
+
+bool kv_serializer::encode(std::size_t& max_entries) {
+  if (phase_ == 0) {
+    const bool done = data_.visit(max_entries, [&](const term& k, const term& v) {
+      step_.push_back(etf::tag::small_tuple);
+      step_.push_back(2);
+      etf::encode(k, step_, no_version);
+      etf::encode(v, step_, no_version);
+    });
+    if (!done) return false;
+    if (data_.size() > 0) step_.push_back(etf::tag::nil);  // the proper list's tail
+    list_header(step_, locks_.size());
+    phase_ = 1;
   }
-  return phase_ == 2;
+  if (phase_ == 1) {
+    const bool done = locks_.visit(max_entries, [&](const std::string&, const lock_state& l) {
+      etf::encode(term::tuple({l.name, l.owner, term(l.token), term(l.ttl_ms)}), step_, no_version);
+    });
+    if (!done) return false;
+    if (locks_.size() > 0) step_.push_back(etf::tag::nil);
+    phase_ = 2;
+    detach();
+  }
+  return true;
 }
 
 std::string kv_serializer::take() {
-  std::string s(reinterpret_cast<const char*>(out_.data()), out_.size());
-  out_ = {};
-  return s;
+  step_ = {};
+  return std::move(out_);
 }
 
 bool kv_machine::restore(const std::string& bytes) {
@@ -173,6 +234,7 @@ bool kv_machine::restore(const std::string& bytes) {
     locks[key] = lock_state{l.element(0), l.element(1), static_cast<std::uint64_t>(l.element(2).small()),
                             l.element(3).small()};
   }
+  detach_serializers();
   data_ = std::move(data);
   locks_ = std::move(locks);
   return true;

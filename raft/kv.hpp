@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,8 @@
 #include "etf/term.hpp"
 
 namespace cnode::raft {
+
+class kv_serializer;
 
 struct lock_state {
   etf::term name;            // as the client gave it
@@ -47,30 +50,129 @@ class kv_machine {
   std::string serialize() const;
   bool restore(const std::string& bytes);
 
+  kv_machine() = default;
+  // A copy holds the state only (no serializer follows it).
+  kv_machine(const kv_machine& o) : data_(o.data_), locks_(o.locks_) {}
+  kv_machine& operator=(const kv_machine& o);
+  ~kv_machine();
+
  private:
   friend class kv_serializer;
+  // Every change to data_ or locks_ goes through these, so a serializer in flight saves what it still needs first.
+  void set(const etf::term& key, const etf::term& value);
+  bool erase(const etf::term& key);
+  void before_lock_write(const std::string& key);
+  // Hands the state as it is to the serializers in flight (moved, not copied) before it is replaced or destroyed.
+  void detach_serializers();
   std::map<etf::term, etf::term> data_;  // keys in Erlang term order
   std::map<std::string, lock_state> locks_;
+  mutable std::vector<kv_serializer*> serializers_;  // in flight over this machine
 };
 
-// serialize() in steps: the state is captured when the serializer is made (its terms shared, not copied: one pass
-// over the maps), and encoded a number of entries at a time, so a large state does not hold the group process for
-// the whole encoding (28 000 keys took 23-28 ms on a loaded VM, up to 376 ms under a benchmark's load). The bytes
-// are serialize()'s, whatever changes in the machine meanwhile.
+namespace detail {
+// One map as it was when a walk began, visited in key order a few entries at a time while the live map keeps
+// changing. Capture is O(1): a key not yet visited saves its capture-time entry (or that it was absent) in a side
+// table the first time it is about to change (before_write); a visit takes the side table's entry where there is
+// one, else the live map's (a key unchanged since capture), and skips keys absent at capture. The walk holds no
+// iterator between visits (a std::map erase invalidates the erased key's): each visit starts at the upper_bound of
+// the last key visited. Cost: O(log n) for a write while a walk is in flight, O(log n + entries) per visit.
+template <class Map>
+class snapshot_walk {
+ public:
+  using key_type = typename Map::key_type;
+  using entry = std::pair<key_type, typename Map::mapped_type>;
+
+  explicit snapshot_walk(const Map& live) : live_(&live), size_(live.size()) {}
+  std::size_t size() const noexcept { return size_; }  // entries at capture
+  bool done() const noexcept { return done_; }
+
+  void before_write(const key_type& key) {
+    if (done_ || (cursor_ && !live_->key_comp()(*cursor_, key))) return;  // visited already (or passed)
+    auto [at, fresh] = saved_.try_emplace(key);
+    if (!fresh) return;  // its capture-time entry is saved already
+    auto it = live_->find(key);
+    if (it != live_->end()) at->second.emplace(it->first, it->second);
+  }
+  // The live map is gone (moved here): the walk goes on over it, unchanged from now on.
+  void freeze(std::shared_ptr<const Map> m) {
+    frozen_ = std::move(m);
+    live_ = frozen_.get();
+  }
+  // Visits up to `budget` keys (emit(key, value) for those in the capture-time view), taking what it visited from
+  // the budget; true once every key is visited.
+  template <class F>
+  bool visit(std::size_t& budget, F&& emit) {
+    if (done_) return true;
+    const auto comp = live_->key_comp();
+    auto it = cursor_ ? live_->upper_bound(*cursor_) : live_->begin();
+    auto s = saved_.begin();     // every saved key is past the cursor
+    const key_type* last = nullptr;  // into a node of either map: no write happens during a visit
+    while (budget > 0) {
+      const bool in_live = it != live_->end(), in_saved = s != saved_.end();
+      if (!in_live && !in_saved) {
+        done_ = true;
+        break;
+      }
+      if (in_saved && (!in_live || !comp(it->first, s->first))) {
+        if (in_live && !comp(s->first, it->first)) ++it;  // the same key: the live value is a later one
+        if (s->second) emit(s->second->first, s->second->second);
+        last = &s->first;
+        ++s;
+      } else {
+        emit(it->first, it->second);
+        last = &it->first;
+        ++it;
+      }
+      --budget;
+    }
+    if (last) cursor_ = *last;  // copied before its saved entry goes
+    saved_.erase(saved_.begin(), s);
+    if (done_) {
+      saved_ = {};
+      cursor_.reset();
+    }
+    return done_;
+  }
+
+ private:
+  const Map* live_;
+  std::shared_ptr<const Map> frozen_;
+  std::size_t size_;
+  std::optional<key_type> cursor_;  // the last key visited; none before the first
+  std::map<key_type, std::optional<entry>, typename Map::key_compare> saved_;
+  bool done_ = false;
+};
+}  // namespace detail
+
+// serialize() in steps, with an O(1) capture: the serializer registers with the machine and walks its maps in key
+// order (detail::snapshot_walk), so a state of any size costs the group process a few entries per step plus one
+// side-table entry per key written meanwhile, never one pass over the whole state at once. The bytes are
+// serialize()'s of the state when the serializer was made, whatever the machine does meanwhile (writes, deletes, a
+// restore, its destruction: the old maps are then moved to the serializer). Locks are walked the same way (nothing
+// but the clients bounds their number). Either of machine and serializer may be destroyed first.
 class kv_serializer {
  public:
   explicit kv_serializer(const kv_machine& m);
+  ~kv_serializer();
+  kv_serializer(const kv_serializer&) = delete;
+  kv_serializer& operator=(const kv_serializer&) = delete;
   // Encodes up to max_entries more entries; true once the bytes are complete.
   bool step(std::size_t max_entries);
   // The bytes, once step() has returned true.
   std::string take();
 
  private:
-  std::vector<std::pair<etf::term, etf::term>> data_;
-  std::vector<lock_state> locks_;
-  std::size_t next_ = 0;
+  friend class kv_machine;
+  const kv_machine* machine_;  // null once done or detached (the machine's state replaced or destroyed)
+  detail::snapshot_walk<std::map<etf::term, etf::term>> data_;
+  detail::snapshot_walk<std::map<std::string, lock_state>> locks_;
   int phase_ = 0;  // 0: data, 1: locks, 2: done
-  std::vector<std::uint8_t> out_;
+  std::size_t visited_ = 0;   // entries visited so far (both maps)
+  std::string out_;           // the bytes so far; take() moves it out
+  std::vector<std::uint8_t> step_;  // one step's bytes, appended to out_ at its end
+  void detach();
+  bool encode(std::size_t& max_entries);  // into step_
+  void append();
 };
 
 }  // namespace cnode::raft
