@@ -73,8 +73,9 @@ std::chrono::milliseconds to_timeout(const term& t) {
 }
 
 // One message to the probe. A coroutine of its own, so that what the probe holds while it waits for the next
-// message is only probe()'s small frame (a coroutine frame keeps every local of every branch).
-asio::awaitable<void> probe_message(process& self, const term& owner, term msg) {
+// message is only probe()'s small frame (a coroutine frame keeps every local of every branch). msg is probe()'s,
+// taken by reference (a term passed by value would be one more temporary in probe()'s frame).
+asio::awaitable<void> probe_message(process& self, const term& owner, term& msg) {
   gen::incoming_call c;
   if (!gen::is_call(msg, c)) {
     self.send(owner, term::tuple({term(at().probe), self.pid(), std::move(msg)}));
@@ -127,10 +128,12 @@ asio::awaitable<void> probe_message(process& self, const term& owner, term msg) 
   gen::reply(self, c.from, std::move(reply));
 }
 
-asio::awaitable<void> probe(process& self, term owner) {
+// owner is the body's capture (spawn_probe's lambda, which the process keeps, in place, until the body is done):
+// a reference to it in the frame, not a copy.
+asio::awaitable<void> probe(process& self, const term& owner) {
   for (;;) {
     auto msg = co_await self.receive();
-    co_await probe_message(self, owner, std::move(*msg));
+    co_await probe_message(self, owner, *msg);
   }
 }
 
@@ -230,7 +233,8 @@ void add_builtin_functions(node& n, distribution& d, function_table& fns) {
 }  // namespace
 
 term spawn_probe(node& n, const term& owner) {
-  // Not a coroutine: the probe's frame is the only one (probe() keeps its own copy of owner).
+  // Not a coroutine: the probe's frame is the only one. The lambda (16 bytes) is kept in place by the process's
+  // body, and probe() refers to its owner there.
   return n.spawn([owner](process& self) { return probe(self, owner); });
 }
 

@@ -76,7 +76,7 @@ std::optional<term> node::spawn_as(const atom* name, process::body_type body, sp
     // leaves nothing behind (no process, no link or monitor, no EXIT or 'DOWN' for the caller's options).
     std::unique_lock lock(mu_);
     if (name && names_.count(*name)) return std::nullopt;
-    table_.emplace(n, p);
+    table_.insert(p);
     if (name) names_.emplace(*name, p);
   }
   counters_.processes_spawned.fetch_add(1, std::memory_order_relaxed);
@@ -93,7 +93,7 @@ std::shared_ptr<process> node::find(const term& pid) const {
   const std::uint64_t n = std::uint64_t{v.id} | (std::uint64_t{v.serial} << 32);
   std::shared_lock lock(mu_);
   auto it = table_.find(n);
-  return it == table_.end() ? nullptr : it->second;
+  return it == table_.end() ? nullptr : *it;
 }
 
 std::vector<term> node::processes() const {
@@ -101,7 +101,7 @@ std::vector<term> node::processes() const {
   {
     std::shared_lock lock(mu_);
     v.reserve(table_.size());
-    for (const auto& [n, p] : table_) v.emplace_back(n, p->pid());
+    for (const auto& p : table_) v.emplace_back(p->number(), p->pid());
   }
   std::sort(v.begin(), v.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
   std::vector<term> out;
@@ -120,7 +120,7 @@ void node::for_each_process(const std::function<void(process&)>& fn) const {
   {
     std::shared_lock lock(mu_);
     snapshot.reserve(table_.size());
-    for (const auto& [n, p] : table_) snapshot.push_back(p);
+    for (const auto& p : table_) snapshot.push_back(p);
   }
   for (auto& p : snapshot) fn(*p);
 }
@@ -170,7 +170,7 @@ void node::remove_process(std::uint64_t number, const std::vector<atom>&) {
   std::unique_lock lock(mu_);
   auto it = table_.find(number);
   if (it == table_.end()) return;
-  auto p = it->second;
+  auto p = *it;
   table_.erase(it);
   for (auto n = names_.begin(); n != names_.end();) {
     if (n->second == p) n = names_.erase(n);
@@ -237,7 +237,7 @@ void node::deliver_local(const term& to, signal s) {
       auto it = aliases_.find(to);
       if (it != aliases_.end()) {
         auto t = table_.find(it->second);
-        if (t != table_.end()) p = t->second;
+        if (t != table_.end()) p = *t;
       }
     }
     if (p && s.kind == signal_kind::message) {

@@ -10,6 +10,7 @@
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -181,7 +182,23 @@ class node {
   std::chrono::steady_clock::time_point started_;
 
   mutable std::shared_mutex mu_;
-  std::unordered_map<std::uint64_t, std::shared_ptr<process>> table_;
+  // The process table: the processes, found by their number (process::number(), the pid's id and serial). A set
+  // hashed by the number rather than a map from it: its nodes are 24 bytes (malloc's 32) where the map's were 32
+  // (malloc's 48), and no hash is kept in them.
+  struct number_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::uint64_t n) const noexcept { return std::hash<std::uint64_t>{}(n); }
+    std::size_t operator()(const std::shared_ptr<process>& p) const noexcept { return (*this)(p->number()); }
+  };
+  struct number_eq {
+    using is_transparent = void;
+    bool operator()(const std::shared_ptr<process>& a, const std::shared_ptr<process>& b) const noexcept {
+      return a->number() == b->number();
+    }
+    bool operator()(std::uint64_t n, const std::shared_ptr<process>& p) const noexcept { return p->number() == n; }
+    bool operator()(const std::shared_ptr<process>& p, std::uint64_t n) const noexcept { return p->number() == n; }
+  };
+  std::unordered_set<std::shared_ptr<process>, number_hash, number_eq> table_;
   std::unordered_map<atom, std::shared_ptr<process>> names_;
   std::unordered_map<term, std::uint64_t> aliases_;
   std::atomic<std::uint64_t> next_pid_{1};

@@ -321,7 +321,7 @@ void process::check_mailbox() {
 
 void process::die(term reason) {
   if (killed_) return;
-  kill_reason_ = std::move(reason);
+  reason_ = std::move(reason);
   killed_ = true;  // drain() wakes the body once the batch is handled
 }
 
@@ -369,7 +369,7 @@ void process::complete_receive(receive_handler h) {
   loop = {this, &next};
   for (;;) {
     detail::received r;
-    if (killed_) r.exit = std::make_exception_ptr(process_exit(kill_reason_));
+    if (killed_) r.exit = std::make_exception_ptr(process_exit(reason_));
     else r.msg = take_first();
     (*cur)(std::move(r));  // the body runs until its next suspension, and may end: `this` is touched only if it
                            // left a receive in `next` (then its coroutine, which holds the process, waits in it)
@@ -398,7 +398,7 @@ asio::awaitable<std::optional<term>> process::receive_impl(std::function<bool(co
   std::size_t scanned = 0;
   for (;;) {
     drain();
-    if (killed_) throw process_exit(kill_reason_);
+    if (killed_) throw process_exit(reason_);
     if (busy_sends_.load(std::memory_order_acquire) > 0) {
       // Suspended on a busy connection: not counted against the receive's timeout (the send itself would block).
       waiting_ = true;
@@ -539,7 +539,7 @@ bool process::unregister_name(atom name) {
 }
 
 void process::on_body_done(std::exception_ptr e) {
-  term reason = has_exit_reason_ ? std::move(exit_reason_) : term(at().normal);
+  term reason = has_exit_reason_ && !killed_ ? std::move(reason_) : term(at().normal);
   if (e) {
     try {
       std::rethrow_exception(e);
@@ -551,7 +551,7 @@ void process::on_body_done(std::exception_ptr e) {
       reason = term::tuple({term(at().cpp_exception), term::binary(std::string_view("unknown"))});
     }
   }
-  if (killed_) reason = kill_reason_;
+  if (killed_) reason = std::move(reason_);
   finish(std::move(reason));
 }
 

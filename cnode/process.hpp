@@ -16,12 +16,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -119,11 +122,88 @@ class inbox_lock {
   std::atomic<int> state_{0};
 };
 
+class process;
+
+// A process's body: std::function<asio::awaitable<void>(process&)>'s job (copyable, empty when default made or set
+// to nullptr) in 24 bytes where std::function takes 32, with a 16-byte buffer that keeps in place any callable of up
+// to 16 bytes that moves without throwing. std::function keeps only trivially copyable ones in place: a lambda
+// that captures a term (the probe's owner) cost a heap block of its own (32 bytes with malloc's header), held for
+// the process's life. A callable kept in place is not moved once the body has been called (a lambda coroutine's
+// frame refers to it), as in std::function.
+class process_body {
+ public:
+  process_body() noexcept = default;
+  process_body(std::nullptr_t) noexcept {}
+  template <typename F, typename D = std::decay_t<F>,
+            typename = std::enable_if_t<!std::is_same_v<D, process_body> && !std::is_same_v<D, std::nullptr_t> &&
+                                        std::is_invocable_r_v<asio::awaitable<void>, D&, process&>>>
+  process_body(F&& f) {  // NOLINT: implicit, as std::function's
+    if constexpr (in_place<D>) {
+      ::new (static_cast<void*>(buf_)) D(std::forward<F>(f));
+      ops_ = &in_place_ops<D>;
+    } else {
+      *reinterpret_cast<D**>(buf_) = new D(std::forward<F>(f));
+      ops_ = &on_heap_ops<D>;
+    }
+  }
+  process_body(const process_body& o) : ops_(nullptr) {
+    if (o.ops_) o.ops_->copy(o.buf_, buf_);
+    ops_ = o.ops_;
+  }
+  process_body(process_body&& o) noexcept : ops_(o.ops_) {
+    if (ops_) ops_->move(o.buf_, buf_);
+    o.ops_ = nullptr;
+  }
+  process_body& operator=(process_body o) noexcept {
+    reset();
+    if (o.ops_) o.ops_->move(o.buf_, buf_);
+    ops_ = std::exchange(o.ops_, nullptr);
+    return *this;
+  }
+  ~process_body() { reset(); }
+  explicit operator bool() const noexcept { return ops_ != nullptr; }
+  asio::awaitable<void> operator()(process& p) {
+    if (!ops_) throw std::bad_function_call();
+    return ops_->call(buf_, p);
+  }
+
+ private:
+  struct ops_type {
+    asio::awaitable<void> (*call)(void* buf, process& p);
+    void (*copy)(const void* from, void* to);
+    void (*move)(void* from, void* to) noexcept;  // and destroys what it moved from
+    void (*destroy)(void* buf) noexcept;
+  };
+  template <typename D>
+  static constexpr bool in_place =
+      sizeof(D) <= 16 && alignof(D) <= 8 && std::is_nothrow_move_constructible_v<D>;
+  template <typename D>
+  static constexpr ops_type in_place_ops{
+      [](void* b, process& p) -> asio::awaitable<void> { return (*static_cast<D*>(b))(p); },
+      [](const void* from, void* to) { ::new (to) D(*static_cast<const D*>(from)); },
+      [](void* from, void* to) noexcept {
+        ::new (to) D(std::move(*static_cast<D*>(from)));
+        static_cast<D*>(from)->~D();
+      },
+      [](void* b) noexcept { static_cast<D*>(b)->~D(); }};
+  template <typename D>
+  static constexpr ops_type on_heap_ops{
+      [](void* b, process& p) -> asio::awaitable<void> { return (**static_cast<D**>(b))(p); },
+      [](const void* from, void* to) { *static_cast<D**>(to) = new D(**static_cast<D* const*>(from)); },
+      [](void* from, void* to) noexcept { *static_cast<D**>(to) = *static_cast<D**>(from); },
+      [](void* b) noexcept { delete *static_cast<D**>(b); }};
+  void reset() noexcept {
+    if (ops_) std::exchange(ops_, nullptr)->destroy(buf_);
+  }
+  alignas(8) unsigned char buf_[16];
+  const ops_type* ops_ = nullptr;
+};
+
 class process : public std::enable_shared_from_this<process> {
  public:
   // The coroutine's executor: the process's strand (on the node's io_context), as an any_io_executor.
   using executor_type = asio::any_io_executor;
-  using body_type = std::function<asio::awaitable<void>(process&)>;
+  using body_type = process_body;
   using clock = std::chrono::steady_clock;
 
   process(class node& n, term pid, std::uint64_t number, body_type body);
@@ -170,7 +250,8 @@ class process : public std::enable_shared_from_this<process> {
   // The reason the process ends with when its body returns (normal unless set): exit/1 without unwinding the
   // body's coroutines by an exception, for a body that is about to return (erpc's execute_call).
   void set_exit_reason(term reason) {
-    exit_reason_ = std::move(reason);
+    if (killed_) return;  // the kill's reason wins
+    reason_ = std::move(reason);
     has_exit_reason_ = true;
   }
   // A monitor on a pid, a registered name (atom, local), or {Name, Node}; returns its reference. A target that
@@ -262,22 +343,24 @@ class process : public std::enable_shared_from_this<process> {
   // Shared with other threads.
   std::vector<signal> inbox_;
   mutable inbox_lock inbox_mu_;
+  std::atomic<int> busy_sends_{0};
+  std::atomic<std::uint32_t> queue_len_{0};  // the mailbox's length (at most 2^32 - 1 shown)
   bool drain_posted_ = false;
   bool dead_ = false;  // under inbox_mu_: signals arriving now are answered as for a dead process
-  std::atomic<int> busy_sends_{0};
 
-  // Strand-only.
-  bool waiting_ = false;
-  bool mailbox_warned_ = false;
-  bool trap_exit_ = false;
-  bool killed_ = false;           // kill_reason_ holds the reason: the body ends at its next receive
-  bool has_exit_reason_ = false;  // exit_reason_ holds one (set_exit_reason)
+  // Strand-only (bit-fields of a byte of their own: the two flags above are written by other threads).
+  bool waiting_ : 1 = false;
+  bool mailbox_warned_ : 1 = false;
+  bool trap_exit_ : 1 = false;
+  bool killed_ : 1 = false;           // reason_ holds the kill's reason: the body ends at its next receive
+  bool has_exit_reason_ : 1 = false;  // reason_ holds one (set_exit_reason), unless killed_
   std::vector<signal> batch_;  // drain's: swapped with inbox_, so neither allocates per message
   cnode::mailbox mailbox_;
-  std::atomic<std::size_t> queue_len_{0};
-  void count_mailbox() noexcept { queue_len_.store(mailbox_.size(), std::memory_order_relaxed); }
-  term kill_reason_;
-  term exit_reason_;
+  void count_mailbox() noexcept {
+    const std::size_t n = mailbox_.size();
+    queue_len_.store(n < UINT32_MAX ? static_cast<std::uint32_t>(n) : UINT32_MAX, std::memory_order_relaxed);
+  }
+  term reason_;  // the kill's reason (killed_), else set_exit_reason's (has_exit_reason_)
   struct monitor_out {
     term target;  // pid we monitor (or the remote pid/name target)
     term object;  // what a 'DOWN' names: the pid, or {Name, Node}

@@ -69,11 +69,16 @@ void free_block(arena_block* b) noexcept {
   if (arena_block* f = tl_keeper.keep(b)) ::operator delete(f);
 }
 
-// Small heap nodes (the decoder's pids, ports and references; nodes made outside a decode) come from a per-thread
-// free list of one size class: a stream of messages each carrying a pid then costs no malloc and no free. The 8
-// bytes before the null block pointer say whether a node is of the class; a node is put on the list of the thread
-// that frees it, which keeps at most small_keep of them.
-constexpr std::size_t small_node_bytes = 64;  // prefix included: pid_node, port_node and ref_node fit
+// Small heap nodes (the decoder's pids, ports and references; nodes made outside a decode) come from per-thread
+// free lists of two size classes: a stream of messages each carrying a pid then costs no malloc and no free. The 8
+// bytes before the null block pointer say which class a node is of (0: none); a node is put on the list of the
+// thread that frees it, which keeps at most small_keep of each class. Two classes, so that a pid or a port (48
+// bytes, prefix included: malloc's 64) does not take a reference's room (64: malloc's 80); every idle process
+// holds its own pid, and usually another (a parent's, a caller's).
+constexpr std::size_t small_class_bytes[] = {48, 64};  // prefix included: pid_node and port_node; ref_node
+static_assert(node_prefix + sizeof(pid_node) <= small_class_bytes[0] &&
+              node_prefix + sizeof(port_node) <= small_class_bytes[0] &&
+              node_prefix + sizeof(ref_node) <= small_class_bytes[1]);
 constexpr std::size_t small_keep = 256;
 struct small_list {
   void* head = nullptr;
@@ -89,21 +94,22 @@ struct small_list {
     dead = true;
   }
 };
-thread_local small_list tl_small;
+thread_local small_list tl_small[2];
 
 void* heap_node(std::size_t bytes) {
   char* m;
   std::uintptr_t cls = 0;
-  if (bytes <= small_node_bytes) {
-    small_list& l = tl_small;
+  if (bytes <= small_class_bytes[1]) {
+    const std::size_t c = bytes <= small_class_bytes[0] ? 0 : 1;
+    small_list& l = tl_small[c];
     if (l.head) {
       m = static_cast<char*>(l.head);
       l.head = *static_cast<void**>(l.head);
       --l.count;
     } else {
-      m = static_cast<char*>(::operator new(small_node_bytes + 8));
+      m = static_cast<char*>(::operator new(small_class_bytes[c] + 8));
     }
-    cls = 1;
+    cls = c + 1;
   } else {
     m = static_cast<char*>(::operator new(bytes + 8));
   }
@@ -113,8 +119,8 @@ void* heap_node(std::size_t bytes) {
 }
 
 void free_heap_node(char* m) noexcept {
-  if (*reinterpret_cast<std::uintptr_t*>(m) == 1) {
-    small_list& l = tl_small;
+  if (const std::uintptr_t cls = *reinterpret_cast<std::uintptr_t*>(m); cls != 0) {
+    small_list& l = tl_small[cls - 1];
     if (!l.dead && l.count < small_keep) {
       *reinterpret_cast<void**>(m) = l.head;
       l.head = m;
