@@ -157,8 +157,14 @@ node_arena::~node_arena() {
 void node_arena::retire() noexcept {
   if (!block_) return;
   // Drop the bias less the nodes carved: what remains counts exactly the nodes still alive.
+  // No other thread can hold a node of an open arena's block (the term being decoded is not handed out before the
+  // arena closes), so the count is ours alone here: a plain load and store, no atomic read-modify-write.
   const std::uint32_t drop = arena_bias - count_;
-  if (block_->live.fetch_sub(drop, std::memory_order_acq_rel) == drop) free_block(block_);
+  const std::uint32_t live = block_->live.load(std::memory_order_relaxed) - drop;
+  if (live == 0)
+    free_block(block_);
+  else
+    block_->live.store(live, std::memory_order_relaxed);
   block_ = nullptr;
   cur_ = end_ = nullptr;
   count_ = 0;
@@ -401,11 +407,58 @@ void destroy_elems(term* t, std::size_t n) noexcept {
 
 void destroy_terms(term* t, std::size_t n) noexcept { destroy_elems<false>(t, n); }
 
+// A small node that dies with its count at zero and whose elements are immediates holding no reference or inline
+// binaries held by it alone, all carved from its own arena block (a small decoded term: `{get, <<"key">>, 42}`):
+// freed at once, the block's count taken down by the node and its binaries in one step, without the drain (no
+// destructor to run: tuple, list and map nodes and inline binary nodes are trivially destructible, and such
+// elements need none). false, nothing done, for any other node.
+constexpr std::size_t flat_max = 8;  // elements looked at, at most (a larger node of leaves is marked leaf_elems)
+static_assert(std::is_trivially_destructible_v<tuple_node> && std::is_trivially_destructible_v<map_node>);
+[[gnu::always_inline]] inline bool release_flat(node* n) noexcept {
+  const term* t;
+  std::size_t count;
+  switch (n->kind) {
+    case node_kind::tuple:
+      t = static_cast<tuple_node*>(n)->elems();
+      count = static_cast<tuple_node*>(n)->arity;
+      break;
+    case node_kind::map:
+      t = static_cast<map_node*>(n)->keys();
+      count = 2 * std::size_t{static_cast<map_node*>(n)->size};
+      break;
+    default: return false;
+  }
+  arena_block* const b = *reinterpret_cast<arena_block**>(reinterpret_cast<char*>(n) - node_prefix);
+  if (!b) return false;
+  std::uint32_t k = 1;
+  if (!n->leaf_elems) {
+    if (count > flat_max) return false;
+    for (std::size_t i = 0; i < count; ++i) {
+      const term& x = t[i];
+      if (x.holds_node()) {
+        node* c = x.boxed();
+        if (c->kind != node_kind::binary || static_cast<binary_node*>(c)->owner ||
+            *reinterpret_cast<arena_block**>(reinterpret_cast<char*>(c) - node_prefix) != b ||
+            c->refs.load(std::memory_order_acquire) != 1)
+          return false;
+        ++k;
+      } else if (x.aux()) {
+        return false;  // a dynamic atom
+      }
+    }
+  }
+  // As settle_freed: a count of k is ours alone.
+  if (b->live.load(std::memory_order_acquire) == k || b->live.fetch_sub(k, std::memory_order_acq_rel) == k)
+    free_block(b);
+  return true;
+}
+
 }  // namespace
 
 void release(node* n) noexcept {
   // A count of 1 is ours alone (no other thread holds a reference to add to it): no atomic read-modify-write.
   if (n->refs.load(std::memory_order_acquire) != 1 && n->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  if (!tl_draining && release_flat(n)) return;
   if (tl_draining) {
     // A leaf releases at most the bytes it refers to (itself a leaf): destroyed now, without queueing.
     switch (n->kind) {
@@ -471,12 +524,6 @@ shared_bytes::shared_bytes(const shared_bytes& o) noexcept : n_(o.n_) {
 }
 shared_bytes::~shared_bytes() {
   if (n_) detail::release(n_);
-}
-const std::uint8_t* shared_bytes::data() const noexcept {
-  return n_ ? static_cast<const detail::bytes_node*>(n_)->bytes.data() : nullptr;
-}
-std::size_t shared_bytes::size() const noexcept {
-  return n_ ? static_cast<const detail::bytes_node*>(n_)->bytes.size() : 0;
 }
 
 bool operator==(const ref_value& a, const ref_value& b) noexcept {

@@ -68,8 +68,8 @@ class shared_bytes {
     return *this;
   }
   ~shared_bytes();
-  const std::uint8_t* data() const noexcept;
-  std::size_t size() const noexcept;
+  inline const std::uint8_t* data() const noexcept;
+  inline std::size_t size() const noexcept;
   std::span<const std::uint8_t> span() const noexcept { return {data(), size()}; }
   detail::node* node() const noexcept { return n_; }
 

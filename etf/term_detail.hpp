@@ -186,6 +186,14 @@ struct term_access {
   static term permanent_atom(const detail::atom_entry* e) noexcept { return term(term::permanent_t{}, e); }
 };
 
+// Inline: the decoder takes the span of its buffer once per term.
+inline const std::uint8_t* shared_bytes::data() const noexcept {
+  return n_ ? static_cast<const detail::bytes_node*>(n_)->bytes.data() : nullptr;
+}
+inline std::size_t shared_bytes::size() const noexcept {
+  return n_ ? static_cast<const detail::bytes_node*>(n_)->bytes.size() : 0;
+}
+
 inline std::size_t term::tuple_size() const noexcept { return static_cast<const detail::tuple_node*>(p_)->arity; }
 inline const term& term::element(std::size_t i) const noexcept {
   return static_cast<const detail::tuple_node*>(p_)->elems()[i];
