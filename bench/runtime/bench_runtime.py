@@ -15,8 +15,9 @@ sends x back, anything else is dropped (cnode's built-in echo; on the BEAM the s
 
 Each row prints the BEAM's figure, cnode's, the ratio (cnode against the BEAM, oriented so that above 1 means
 cnode is better for throughputs, and below 1 means cnode is better for latencies), and the goal of issue 14.
-SIZE (default 1) multiplies the counts: `scripts/bench runtime 5` for a longer run. CNODE_BENCH_THREADS=1 adds a
-run of cnode with --threads 1; CNODE_BENCH_ARGS="--dist-atom-cache" passes more options to every cnode.
+The first cnode column runs with --threads 2 (what integration/cnode/cnode_node.py starts every cnode with; the
+executable's own default is 1 on a machine of 2 cores or fewer). SIZE (default 1) multiplies the counts:
+`scripts/bench runtime 5` for a longer run. CNODE_BENCH_THREADS=1 adds a run of cnode with --threads 1; CNODE_BENCH_ARGS="--dist-atom-cache" passes more options to every cnode.
 
 CNODE_BENCH_CPU=1 adds a second table: t's CPU time (user + system, every thread, from /proc) per operation of each
 row, which a loaded machine moves far less than the rates (a rate shrinks when t waits for a core; its CPU per
@@ -265,7 +266,7 @@ def main():
     size = int(args[0]) if args else 1
     fl = floor(size)
     beam = run("beam", size)
-    runs = [("cnode", run("cnode", size))]
+    runs = [("cnode --threads 2", run("cnode", size))]  # start_cnode's default (integration/cnode/cnode_node.py)
     if os.environ.get("CNODE_BENCH_THREADS"):
         runs.append((f"cnode --threads {os.environ['CNODE_BENCH_THREADS']}",
                      run("cnode", size, os.environ["CNODE_BENCH_THREADS"])))
