@@ -1207,10 +1207,10 @@ decode_result run_decoder(std::span<const std::uint8_t> in, std::size_t start, c
     }
     ++pos;
   }
-  // The nodes of the term come from one arena: typically a single allocation for the whole term. Binaries cost
-  // about 48 bytes a node and elements 16 bytes each, so a few times the input size is the usual need.
-  detail::node_arena arena((in.size() - pos) * 8);
-  decoder d(in, pos, opts, owner, arena);
+  // The nodes of the term come from the thread's arena: for a small term, the rest of the block the thread's
+  // previous decode left open (no allocation, no set-up of a block).
+  detail::arena_scope scope;
+  decoder d(in, pos, opts, owner, scope.arena());
   if (!d.run(r.value)) {
     r.value = term();
     r.ec = d.err();

@@ -26,10 +26,10 @@ static_assert(alignof(big_node) <= 16 && alignof(fun_node) <= 16 && alignof(byte
 namespace {
 constexpr std::uint32_t arena_bias = 1u << 31;
 constexpr std::size_t node_prefix = 8;
-// Block sizes bound what a subterm kept alive can pin: at most one block, 64 KiB.
-constexpr std::size_t arena_first_min = 256, arena_first_max = std::size_t{4} << 10;
+// Block sizes bound what a subterm kept alive can pin: at most one block, 64 KiB. The first block a decode starts
+// is 4 KiB, then blocks double while the same decode fills them (arena_scope starts each decode over at 4 KiB).
+constexpr std::size_t arena_first = std::size_t{4} << 10;
 constexpr std::size_t arena_block_max = std::size_t{64} << 10;
-thread_local node_arena* tl_arena = nullptr;
 
 // A few freed blocks kept per thread for the next decode: a stream of terms decoded and dropped on one thread (the
 // usual case) then costs no allocation at all, for a term of a few KiB (one block) and for one of up to about
@@ -130,41 +130,33 @@ void free_heap_node(char* m) noexcept {
   }
   ::operator delete(m);
 }
+
 }  // namespace
 
-node_arena::node_arena(std::size_t size_hint) noexcept
-    : next_size_(std::clamp(size_hint + 64, arena_first_min, arena_first_max)), prev_(tl_arena) {
-  tl_arena = this;
-  // The thread's kept block, when it is large enough for the first block, is the first block now (what the first
-  // allocate would do), so that the decoder's inline fast path serves the first node too.
-  if (void* m = tl_keeper.take(next_size_)) {
-    const std::uint32_t size = static_cast<arena_block*>(m)->size;
-    next_size_ = std::min(std::size_t{size} * 2, arena_block_max);
-    block_ = new (m) arena_block{{arena_bias}, size};
-    cur_ = static_cast<char*>(m) + sizeof(arena_block);
-    end_ = static_cast<char*>(m) + size;
-  }
-}
+thread_local constinit node_arena tl_thread_arena;
+thread_local constinit node_arena* tl_arena = nullptr;
 
-arena_pause::arena_pause() noexcept : saved_(std::exchange(tl_arena, nullptr)) {}
-arena_pause::~arena_pause() { tl_arena = saved_; }
+namespace {
+// Retires the thread's arena block when the thread ends; armed when the arena makes its first block.
+struct arena_owner {
+  bool armed = false;
+  ~arena_owner() { tl_thread_arena.shut(); }
+};
+thread_local arena_owner tl_arena_owner;
+}  // namespace
 
-node_arena::~node_arena() {
+void node_arena::shut() noexcept {
   retire();
-  tl_arena = prev_;
+  dead_ = true;
 }
 
+// Takes the bias off the block less the nodes carved: what remains counts exactly the nodes still alive. Other
+// threads may hold nodes of the block by now (terms decoded before the one being decoded have been handed out),
+// so the count moves by an atomic read-modify-write.
 void node_arena::retire() noexcept {
   if (!block_) return;
-  // Drop the bias less the nodes carved: what remains counts exactly the nodes still alive.
-  // No other thread can hold a node of an open arena's block (the term being decoded is not handed out before the
-  // arena closes), so the count is ours alone here: a plain load and store, no atomic read-modify-write.
   const std::uint32_t drop = arena_bias - count_;
-  const std::uint32_t live = block_->live.load(std::memory_order_relaxed) - drop;
-  if (live == 0)
-    free_block(block_);
-  else
-    block_->live.store(live, std::memory_order_relaxed);
+  if (block_->live.fetch_sub(drop, std::memory_order_acq_rel) == drop) free_block(block_);
   block_ = nullptr;
   cur_ = end_ = nullptr;
   count_ = 0;
@@ -172,15 +164,19 @@ void node_arena::retire() noexcept {
 
 void* node_arena::allocate(std::size_t bytes) {
   if (static_cast<std::size_t>(end_ - cur_) < bytes) [[unlikely]] {
-    if (bytes > arena_block_max / 4) return heap_node(bytes);
-    retire();
-    std::size_t size = (std::max(next_size_, bytes + sizeof(arena_block)) + 15) & ~std::size_t{15};
-    next_size_ = std::min(size * 2, arena_block_max);
+    if (bytes > arena_block_max / 4 || dead_) return heap_node(bytes);
+    tl_arena_owner.armed = true;  // constructs the owner, whose destructor retires the block at the thread's end
+    // The first block a decode needs is as large as the one it replaces (a stream of terms of the same kind then
+    // needs as many blocks per term as one of them fills), then blocks double.
+    const std::size_t want = next_size_ ? next_size_ : block_ ? std::size_t{block_->size} : arena_first;
+    std::size_t size = (std::max(want, bytes + sizeof(arena_block)) + 15) & ~std::size_t{15};
+    retire();  // after reading its size: this may free it
     void* m = tl_keeper.take(size);
     if (m)
       size = static_cast<arena_block*>(m)->size;
     else
       m = ::operator new(size);
+    next_size_ = std::min(size * 2, arena_block_max);
     block_ = new (m) arena_block{{arena_bias}, static_cast<std::uint32_t>(size)};
     cur_ = static_cast<char*>(m) + sizeof(arena_block);
     end_ = static_cast<char*>(m) + size;

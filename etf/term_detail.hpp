@@ -104,22 +104,22 @@ struct fun_node : node {
 void* allocate_node(std::size_t header, std::size_t trailing_bytes);
 void free_node(void* p) noexcept;
 
-// A bump allocator for the nodes of one decoded term: a handful of blocks instead of one heap allocation per node.
+// A bump allocator for the nodes of decoded terms: a handful of blocks instead of one heap allocation per node.
 // Every node still has its own reference count and is destroyed on its own; a block is freed when the last node
-// carved from it is (so a subterm kept alive keeps its block, like a heap fragment in the BEAM). Open one on the
-// stack around the code that builds the nodes; the constructor makes it the thread's current arena and the
-// destructor closes it (and restores the arena it replaced, so arenas nest).
+// carved from it is (so a subterm kept alive keeps its block, like a heap fragment in the BEAM). There is one per
+// thread (thread_arena), open while an arena_scope is alive on the thread (scopes nest: the inner decode of a
+// COMPRESSED_EXT carves on from the same block). Its block stays open between decodes: the next term on the thread
+// is carved on from where the last one ended, so a stream of small terms costs no block set-up per term. A block
+// carries a bias in its count while the arena may carve from it, taken off when it is full (or the thread ends).
 struct arena_block;
 class node_arena {
  public:
-  // size_hint: roughly how many bytes of nodes are expected (the first block is sized from it, within bounds).
-  explicit node_arena(std::size_t size_hint) noexcept;
-  ~node_arena();
+  constexpr node_arena() noexcept = default;
   node_arena(const node_arena&) = delete;
   node_arena& operator=(const node_arena&) = delete;
   void* allocate(std::size_t bytes);  // bytes: a multiple of 16, prefix included
-  // allocate's fast path, inline for the decoder (which owns its arena): nullptr when the current block has no
-  // room, and then allocate does the rest.
+  // allocate's fast path, inline for the decoder: nullptr when the current block has no room, and then allocate
+  // does the rest.
   void* try_allocate(std::size_t bytes) noexcept {
     if (static_cast<std::size_t>(end_ - cur_) < bytes) return nullptr;
     char* p = cur_;
@@ -128,6 +128,10 @@ class node_arena {
     *reinterpret_cast<arena_block**>(p) = block_;  // the node's prefix: its block
     return p + 8;
   }
+  // A decode starts: the next block it needs is a first block again (4 KiB), however large the last one was.
+  void begin() noexcept { next_size_ = 0; }
+  // At the thread's end: the block retired; what is allocated after that comes from the heap.
+  void shut() noexcept;
 
  private:
   void retire() noexcept;
@@ -135,9 +139,28 @@ class node_arena {
   char* cur_ = nullptr;
   char* end_ = nullptr;
   std::uint32_t count_ = 0;  // nodes carved from block_
-  std::size_t next_size_;
+  bool dead_ = false;
+  std::size_t next_size_ = 0;  // the next block's size; 0: the first block's
+};
+
+// The thread's arena, and the arena allocate_node carves from (the thread's while a scope is open, else none).
+extern thread_local constinit node_arena tl_thread_arena;
+extern thread_local constinit node_arena* tl_arena;
+
+// The thread's arena open for allocate_node (and the decoder) while this lives.
+class arena_scope {
+ public:
+  arena_scope() noexcept : prev_(tl_arena) {
+    tl_arena = &tl_thread_arena;
+    tl_thread_arena.begin();
+  }
+  ~arena_scope() { tl_arena = prev_; }
+  arena_scope(const arena_scope&) = delete;
+  arena_scope& operator=(const arena_scope&) = delete;
+  node_arena& arena() const noexcept { return tl_thread_arena; }
+
+ private:
   node_arena* prev_;
-  friend class arena_pause;
 };
 
 // Nodes made while one is alive come from the heap even inside an open arena. The decoder makes pids, ports and
@@ -145,8 +168,8 @@ class node_arena {
 // the rest of the message goes, and on the heap one of them pins no arena block.
 class arena_pause {
  public:
-  arena_pause() noexcept;
-  ~arena_pause();
+  arena_pause() noexcept : saved_(tl_arena) { tl_arena = nullptr; }
+  ~arena_pause() { tl_arena = saved_; }
   arena_pause(const arena_pause&) = delete;
   arena_pause& operator=(const arena_pause&) = delete;
 
