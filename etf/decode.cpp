@@ -137,9 +137,11 @@ class decoder {
  public:
   decoder(std::span<const std::uint8_t> in, std::size_t pos, const decode_options& o, const shared_bytes* owner,
           detail::node_arena& arena)
-      : p_(in.data()), size_(in.size()), pos_(pos), o_(o), owner_(owner), arena_(arena), stack_(frames()) {}
+      : p_(in.data()), size_(in.size()), pos_(pos), o_(o), owner_(owner), arena_(arena) {}
   // A nested decoder (COMPRESSED_EXT) ends while the outer one has no frame pushed: giving the stack back is safe.
-  ~decoder() { detail::trim_scratch(stack_); }
+  ~decoder() {
+    if (stack_) detail::trim_scratch(*stack_);
+  }
   decoder(const decoder&) = delete;
   decoder& operator=(const decoder&) = delete;
 
@@ -268,17 +270,23 @@ class decoder {
     thread_local std::vector<frame> f;
     return f;
   }
-  std::vector<frame>& stack_;
-  std::size_t depth_ = 0;  // frames in use at the bottom of stack_ (which only grows, so pushing is a store)
+  // Taken on the first push (a term of leaves alone, the usual small term, pushes none and never looks it up).
+  std::vector<frame>* stack_ = nullptr;
+  frame* frames_ = nullptr;  // stack_'s data
+  std::size_t cap_ = 0;      // stack_'s size (0 before the first push)
+  std::size_t depth_ = 0;    // frames in use at the bottom of the stack (which only grows, so pushing is a store)
   [[gnu::always_inline]] bool push(const frame& f) {
-    if (depth_ == stack_.size()) [[unlikely]] {
+    if (depth_ == cap_) [[unlikely]] {
       if (!grow()) return false;
     }
-    stack_[depth_++] = f;
+    frames_[depth_++] = f;
     return true;
   }
   [[gnu::noinline]] bool grow() {
-    stack_.resize(std::max<std::size_t>(64, stack_.size() * 2));
+    if (!stack_) stack_ = &frames();
+    if (stack_->size() <= depth_) stack_->resize(std::max<std::size_t>(64, stack_->size() * 2));
+    frames_ = stack_->data();
+    cap_ = stack_->size();
     return true;
   }
   error err_ = error::ok;
@@ -310,7 +318,7 @@ bool decoder::run(term& root) {
     if (!read_one(dest)) return false;
     while (!dest) {
       if (depth_ == 0) return true;
-      frame& f = stack_[depth_ - 1];
+      frame& f = frames_[depth_ - 1];
       const std::uint32_t slots = f.kind == frame::map ? 2 * f.count : f.count;
       term* s;
       if (++f.next < slots) {
@@ -1190,9 +1198,13 @@ inline bool decoder::read_one(term*& dest) {
   }
 }
 
+// The category of a default std::error_code, looked up once: a decode_result per term without the out-of-line call
+// std::error_code() makes (the same value and category).
+const std::error_category& no_error_category = std::system_category();
+
 decode_result run_decoder(std::span<const std::uint8_t> in, std::size_t start, const decode_options& opts,
                           const shared_bytes* owner) {
-  decode_result r;
+  decode_result r{term(), std::error_code(0, no_error_category), 0};
   std::size_t pos = start;
   if (opts.expect_version) {
     if (pos >= in.size()) {
