@@ -379,6 +379,13 @@ void destroy_elems(term* t, std::size_t n) noexcept {
         case node_kind::list:
         case node_kind::map:
           if constexpr (Inner) {
+            // A node of leaves (marked by the decoder: a string, [a, b, c], a list or tuple of integers) is freed
+            // now, with nothing to look at but a list's tail; anything else waits in the queue.
+            if (c->leaf_elems && (c->kind != node_kind::list || (!static_cast<list_node*>(c)->tail.holds_node() &&
+                                                                 !static_cast<list_node*>(c)->tail.aux()))) {
+              free_node_draining(c);
+              break;
+            }
             tl_pending->push_back(c);
           } else {
             destroy_child(c);
