@@ -241,19 +241,16 @@ void group_process::handle(process& self, const term& m) {
   // {'$raft', Group, FromNode, Msg}: from any node (a member not yet in our configuration must be heard, §4.1).
   if (m.is_tuple(4) && m.element(0).is_atom(atom("$raft")) && m.element(2).is_atom()) {
     const std::string from(m.element(2).atom_value().text());
+    if (installing_ && is_resend(m.element(3))) return;  // dropped before its bytes are copied out of the message
     auto msg = decode(m.element(3), from, self.node().name());
     if (!msg) {
       log::warning("raft: group {}: a malformed message from {} dropped", g_.name, from);
       return;
     }
-    // A snapshot that is not a KV state is refused before the core takes it.
-    if (msg->type == msg_type::install_snapshot) {
-      kv_machine probe;
-      if (!probe.restore(msg->snap->data)) {
-        log::warning("raft: group {}: a snapshot from {} that is not a KV state dropped", g_.name, from);
-        return;
-      }
-    }
+    // A snapshot the core would take is loaded in steps first (begin_install); one that is not a KV state is
+    // refused then, before the core takes it. One at or below the commit index holds nothing new: the core answers it.
+    if (msg->type == msg_type::install_snapshot && msg->snap->meta.index > core_->commit_index())
+      return begin_install(self, std::move(*msg));
     if (trace_ && msg->type == msg_type::append_reply) {
       const auto at = std::find(g_.members.begin(), g_.members.end(), from);
       trace_->event('A', static_cast<std::uint64_t>(at - g_.members.begin()) + 1, msg->index, msg->success);
@@ -285,6 +282,9 @@ void group_process::handle(process& self, const term& m) {
     return;
   }
   if (is(m, "$raft_snapshot_step", 1)) return snapshot_step(self);
+  if (is(m, "$raft_install_step", 2) && m.element(1).is_small())
+    return install_step(self, static_cast<std::uint64_t>(m.element(1).small()));
+  if (is(m, "$raft_free_step", 1)) return free_step(self);
   if (is(m, "DOWN", 5)) return handle_down(self, m.element(1));
 }
 
@@ -489,7 +489,20 @@ void group_process::apply_ready(process& self, ready& rd) {
     std::vector<std::pair<term, term>> watched;  // key, value before
     for (const auto& [k, ws] : watchers_)
       if (!ws.empty()) watched.emplace_back(ws.front().key, kv_.get(ws.front().key));
-    if (!kv_.restore(rd.snapshot->data)) log::error("raft: group {}: a snapshot could not be loaded", g_.name);
+    // Our own snapshot in flight is older than this one (compact would drop it): it goes, and does not keep the
+    // old state alive.
+    if (snap_build_) {
+      snap_build_.reset();
+      snapshot_saving_ = false;
+    }
+    if (loaded_ && loaded_snap_ == rd.snapshot) {
+      reap(self, kv_.replace(std::move(*loaded_)));
+    } else if (!kv_.restore(rd.snapshot->data)) {  // not loaded in steps (begin_install loads every one the core takes)
+      log::error("raft: group {}: a snapshot could not be loaded", g_.name);
+    }
+    if (loaded_) reap(self, std::move(*loaded_));
+    loaded_.reset();
+    loaded_snap_.reset();
     last_applied_ = rd.snapshot->meta.index;
     for (const auto& [k, before] : watched)
       if (!(kv_.get(k) == before)) notify_watchers(self, k);
@@ -697,6 +710,73 @@ void group_process::snapshot_step(process& self) {
     if (ec) log::error("raft: group {}: saving a snapshot failed: {}", name, ec.message());
     if (!alive.expired()) n.send(pid, pid, term::tuple({a("$raft_snapshot_saved")}));
   });
+}
+
+// The leader's install_snapshot of the snapshot being loaded ({Type, ..., {Index, Term, Members, Bytes}} as
+// raft/wire.cpp encodes it), sent again while no answer came.
+bool group_process::is_resend(const term& t) const {
+  if (!t.is_tuple(14) || !t.element(0).is_small() ||
+      t.element(0).small() != static_cast<std::int64_t>(msg_type::install_snapshot) || !t.element(13).is_tuple(4))
+    return false;
+  const auto& s = t.element(13);
+  const auto& meta = installing_->msg.snap->meta;
+  return s.element(0) == term(meta.index) && s.element(1) == term(meta.term);
+}
+
+void group_process::begin_install(process& self, message msg) {
+  // The leader sends the snapshot again (once per election timeout) while it has no answer: the one in flight stands.
+  if (installing_ && installing_->msg.snap->meta.index == msg.snap->meta.index &&
+      installing_->msg.snap->meta.term == msg.snap->meta.term)
+    return;
+  if (installing_) reap(self, installing_->loader.take());  // a newer one: what was loaded of the older goes
+  auto snap = msg.snap;
+  installing_.emplace(install{std::move(msg), kv_loader(snap->data, snap), ++install_generation_});
+  install_step(self, installing_->generation);
+}
+
+void group_process::install_step(process& self, std::uint64_t generation) {
+  if (!installing_ || installing_->generation != generation) return;  // replaced or finished meanwhile
+  switch (installing_->loader.step(install_step_entries)) {
+    case kv_loader::progress::more:
+      self.send(self.pid(), term::tuple({a("$raft_install_step"), term(generation)}));
+      return;
+    case kv_loader::progress::bad:
+      log::warning("raft: group {}: a snapshot from {} that is not a KV state dropped", g_.name,
+                   installing_->msg.from);
+      reap(self, installing_->loader.take());
+      installing_.reset();
+      return;
+    case kv_loader::progress::done: break;
+  }
+  message msg = std::move(installing_->msg);
+  kv_state state = installing_->loader.take();
+  installing_.reset();
+  if (loaded_) reap(self, std::move(*loaded_));
+  loaded_ = std::move(state);
+  loaded_snap_ = msg.snap;
+  core_->step(msg);
+  // The core takes it (its ready carries it: swapped in by apply_ready) unless the leader's term is over or the
+  // commit index passed it meanwhile; flushed now, so no other install can come between.
+  flush(self);
+  if (loaded_) {
+    reap(self, std::move(*loaded_));
+    loaded_.reset();
+    loaded_snap_.reset();
+  }
+}
+
+void group_process::reap(process& self, kv_state s) {
+  reaper_.add(std::move(s));
+  if (reaper_.empty() || reaping_) return;
+  reaping_ = true;
+  self.send(self.pid(), term::tuple({a("$raft_free_step")}));
+}
+
+void group_process::free_step(process& self) {
+  reaping_ = false;
+  if (reaper_.step(free_step_entries)) return;
+  reaping_ = true;
+  self.send(self.pid(), term::tuple({a("$raft_free_step")}));
 }
 
 term group_process::status() const {

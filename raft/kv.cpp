@@ -215,29 +215,167 @@ std::string kv_serializer::take() {
 }
 
 bool kv_machine::restore(const std::string& bytes) {
-  auto r = etf::decode(std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
+  kv_loader l(bytes);
+  auto p = kv_loader::progress::more;
+  while (p == kv_loader::progress::more) p = l.step(std::numeric_limits<std::size_t>::max());
+  if (p != kv_loader::progress::done) return false;
+  replace(l.take());  // the old state freed here, at once
+  return true;
+}
+
+kv_state kv_machine::replace(kv_state s) {
+  kv_state old;
+  if (serializers_.empty()) {
+    old.data = std::move(data_);
+    old.locks = std::move(locks_);
+  } else {
+    detach_serializers();  // they keep the old maps, and free them when they end
+  }
+  data_ = std::move(s.data);
+  locks_ = std::move(s.locks);
+  return old;
+}
+
+namespace {
+bool load_lock(const term& l, std::map<std::string, lock_state>& locks) {
+  if (!l.is_tuple(4) || !l.element(1).is_pid() || !token(l.element(2)) || !positive_int(l.element(3))) return false;
+  const auto key = kv_machine::lock_key(l.element(0));
+  locks.insert_or_assign(locks.end(), key,
+                         lock_state{l.element(0), l.element(1), static_cast<std::uint64_t>(l.element(2).small()),
+                                    l.element(3).small()});
+  return true;
+}
+constexpr etf::decode_options bare{.expect_version = false};
+}  // namespace
+
+kv_loader::kv_loader(std::string_view bytes, std::shared_ptr<const void> keep) : bytes_(bytes), keep_(std::move(keep)) {}
+
+kv_loader::progress kv_loader::step(std::size_t max_entries) {
+  if (bad_) return progress::bad;
+  const auto fail = [&] {
+    bad_ = true;
+    return progress::bad;
+  };
+  const auto span = [&] {
+    return std::span(reinterpret_cast<const std::uint8_t*>(bytes_.data()) + pos_, bytes_.size() - pos_);
+  };
+  if (phase_ == 0) {
+    if (!header()) return whole() ? progress::done : fail();
+    bool listed = false;
+    if (!list_header(listed)) return whole() ? progress::done : fail();
+    phase_ = listed ? 1 : 3;
+  }
+  while (phase_ == 1 && left_ > 0 && max_entries > 0) {
+    auto r = etf::decode_prefix(span(), bare);
+    if (!r || !r.value.is_tuple(2)) return fail();
+    pos_ += r.offset;
+    // Keys come in term order from a serializer: the hint makes each insert O(1).
+    state_.data.insert_or_assign(state_.data.end(), r.value.element(0), r.value.element(1));
+    --left_, --max_entries;
+  }
+  if (phase_ == 1 && left_ == 0) {
+    if (!tail()) return fail();
+    phase_ = 3;
+  }
+  if (phase_ == 3) {
+    bool listed = false;
+    if (!list_header(listed)) return fail();
+    phase_ = listed ? 4 : 6;
+  }
+  while (phase_ == 4 && left_ > 0 && max_entries > 0) {
+    auto r = etf::decode_prefix(span(), bare);
+    if (!r || !load_lock(r.value, state_.locks)) return fail();
+    pos_ += r.offset;
+    --left_, --max_entries;
+  }
+  if (phase_ == 4 && left_ == 0) {
+    if (!tail()) return fail();
+    phase_ = 6;
+  }
+  if (phase_ != 6) return progress::more;
+  if (pos_ != bytes_.size()) return fail();  // trailing bytes
+  return progress::done;
+}
+
+// 131, a tuple of arity 3, the atom kv (any atom encoding).
+bool kv_loader::header() {
+  const auto* b = reinterpret_cast<const std::uint8_t*>(bytes_.data());
+  const std::size_t n = bytes_.size();
+  if (n < 3 || b[0] != etf::version_magic) return false;
+  if (b[1] == etf::tag::small_tuple && b[2] == 3) {
+    pos_ = 3;
+  } else if (b[1] == etf::tag::large_tuple && n >= 6 && b[2] == 0 && b[3] == 0 && b[4] == 0 && b[5] == 3) {
+    pos_ = 6;
+  } else {
+    return false;
+  }
+  auto r = etf::decode_prefix(std::span(b + pos_, n - pos_), bare);
+  if (!r || !r.value.is_atom(atom("kv"))) return false;
+  pos_ += r.offset;
+  return true;
+}
+
+// NIL_EXT (listed = false) or LIST_EXT's header (the entries' count in left_); false for any other encoding.
+bool kv_loader::list_header(bool& listed) {
+  const auto* b = reinterpret_cast<const std::uint8_t*>(bytes_.data());
+  if (pos_ >= bytes_.size()) return false;
+  if (b[pos_] == etf::tag::nil) {
+    ++pos_;
+    listed = false;
+    return true;
+  }
+  if (b[pos_] != etf::tag::list || bytes_.size() - pos_ < 5) return false;
+  left_ = static_cast<std::uint32_t>(b[pos_ + 1]) << 24 | static_cast<std::uint32_t>(b[pos_ + 2]) << 16 |
+          static_cast<std::uint32_t>(b[pos_ + 3]) << 8 | b[pos_ + 4];
+  pos_ += 5;
+  listed = true;
+  return true;
+}
+
+bool kv_loader::tail() {
+  auto r = etf::decode_prefix(
+      std::span(reinterpret_cast<const std::uint8_t*>(bytes_.data()) + pos_, bytes_.size() - pos_), bare);
+  if (!r || !r.value.is_nil()) return false;
+  pos_ += r.offset;
+  return true;
+}
+
+// Any other encoding of {kv, Data, Locks}: decoded at once (a serializer never writes one).
+bool kv_loader::whole() {
+  state_ = {};
+  phase_ = 6;
+  auto r = etf::decode(std::span(reinterpret_cast<const std::uint8_t*>(bytes_.data()), bytes_.size()));
   if (!r || !is(r.value, "kv", 3)) return false;
   std::vector<term> kvs, ls;
   term t1, t2;
   if (!r.value.element(1).list_to_vector(kvs, &t1) || !t1.is_nil() || !r.value.element(2).list_to_vector(ls, &t2) ||
       !t2.is_nil())
     return false;
-  std::map<term, term> data;
-  std::map<std::string, lock_state> locks;
   for (const auto& kv : kvs) {
     if (!kv.is_tuple(2)) return false;
-    data.insert_or_assign(kv.element(0), kv.element(1));
+    state_.data.insert_or_assign(kv.element(0), kv.element(1));
   }
-  for (const auto& l : ls) {
-    if (!l.is_tuple(4) || !l.element(1).is_pid() || !token(l.element(2)) || !positive_int(l.element(3))) return false;
-    const auto key = lock_key(l.element(0));
-    locks[key] = lock_state{l.element(0), l.element(1), static_cast<std::uint64_t>(l.element(2).small()),
-                            l.element(3).small()};
-  }
-  detach_serializers();
-  data_ = std::move(data);
-  locks_ = std::move(locks);
+  for (const auto& l : ls)
+    if (!load_lock(l, state_.locks)) return false;
+  pos_ = bytes_.size();
   return true;
+}
+
+bool kv_reaper::step(std::size_t max_entries) {
+  while (max_entries > 0 && !states_.empty()) {
+    auto& s = states_.front();
+    // Erased from the smallest key: no search, and a red-black tree's rebalancing is O(1) amortized per erase.
+    while (max_entries > 0 && !s.data.empty()) s.data.erase(s.data.begin()), --max_entries;
+    while (max_entries > 0 && s.data.empty() && !s.locks.empty()) s.locks.erase(s.locks.begin()), --max_entries;
+    if (s.data.empty() && s.locks.empty()) states_.pop_front();
+  }
+  return states_.empty();
+}
+
+std::size_t kv_reaper::entries() const noexcept {
+  std::size_t n = 0;
+  for (const auto& s : states_) n += s.entries();
+  return n;
 }
 
 }  // namespace cnode::raft

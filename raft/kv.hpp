@@ -2,6 +2,7 @@
 // on every member, so every member holds the same state at the same index.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -19,6 +20,13 @@ struct lock_state {
   etf::term owner;           // the pid that holds it
   std::uint64_t token = 0;   // the Raft index of the grant: strictly increasing over every grant of the group
   std::int64_t ttl_ms = 0;
+};
+
+// A machine's whole state, apart from any machine: what a kv_loader builds and what kv_machine::replace hands back.
+struct kv_state {
+  std::map<etf::term, etf::term> data;  // keys in Erlang term order
+  std::map<std::string, lock_state> locks;
+  std::size_t entries() const noexcept { return data.size() + locks.size(); }
 };
 
 class kv_machine {
@@ -49,6 +57,10 @@ class kv_machine {
   // that are not such a state.
   std::string serialize() const;
   bool restore(const std::string& bytes);
+  // Takes `s` as the whole state at once (O(1): the maps are moved) and returns the state it held, to be freed
+  // (a kv_reaper frees it in steps). Serializers in flight keep the old state instead: then what is returned is
+  // empty and they free it when they end (the group cancels its own before an install: that snapshot is older).
+  kv_state replace(kv_state s);
 
   kv_machine() = default;
   // A copy holds the state only (no serializer follows it).
@@ -173,6 +185,50 @@ class kv_serializer {
   void detach();
   bool encode(std::size_t& max_entries);  // into step_
   void append();
+};
+
+// restore() in steps: the bytes are decoded and loaded into a kv_state of the loader's own, up to max_entries
+// entries a step, the machine untouched meanwhile; once done, take() gives the state (kv_machine::replace swaps it
+// in). The bytes must stay alive and unchanged until the loader is done or destroyed (`keep` may hold them). A state
+// as kv_serializer writes it ({kv, Data, Locks} with LIST_EXT or NIL_EXT lists) is decoded entry by entry; any other
+// encoding restore() takes (a compressed term, say) is decoded whole in the first step.
+class kv_loader {
+ public:
+  enum class progress { more, done, bad };
+  explicit kv_loader(std::string_view bytes, std::shared_ptr<const void> keep = nullptr);
+  progress step(std::size_t max_entries);
+  std::size_t loaded() const noexcept { return state_.entries(); }
+  // The state loaded (all of it once step() returned done; what was loaded so far otherwise, to free).
+  kv_state take() { return std::move(state_); }
+
+ private:
+  std::string_view bytes_;
+  std::shared_ptr<const void> keep_;
+  std::size_t pos_ = 0;
+  int phase_ = 0;  // 0: header, 1: data entries, 2: data tail, 3: locks header, 4: locks, 5: locks tail, 6: done
+  std::uint32_t left_ = 0;  // entries left in the list being read
+  bool bad_ = false;
+  kv_state state_;
+  bool header();
+  bool list_header(bool& listed);
+  bool tail();
+  bool whole();
+};
+
+// Frees states a few entries a step (each step erases up to max_entries map nodes, oldest state first), so a state
+// of any size never costs its owner one long pass at once.
+class kv_reaper {
+ public:
+  void add(kv_state s) {
+    if (s.entries()) states_.push_back(std::move(s));
+  }
+  // True once nothing is left.
+  bool step(std::size_t max_entries);
+  bool empty() const noexcept { return states_.empty(); }
+  std::size_t entries() const noexcept;
+
+ private:
+  std::deque<kv_state> states_;
 };
 
 }  // namespace cnode::raft

@@ -1,7 +1,8 @@
 // The KV state machine's snapshot bytes: kv_serializer gives serialize()'s bytes (term_to_binary of
 // {kv, Data, Locks}) however it is stepped, whatever the machine does meanwhile (writes, deletes and inserts of keys
 // before, at and after the serializer's cursor, lock grants and releases, a restore, a second serializer, the machine
-// destroyed), and restore() takes them back.
+// destroyed), and restore() takes them back. kv_loader loads them in steps while the machine goes on (requests
+// answered from its own state, a second install, a serializer meanwhile), and kv_reaper frees states in steps.
 #include <doctest.h>
 
 #include <map>
@@ -15,8 +16,11 @@
 
 using cnode::etf::atom;
 using cnode::etf::term;
+using cnode::raft::kv_loader;
 using cnode::raft::kv_machine;
+using cnode::raft::kv_reaper;
 using cnode::raft::kv_serializer;
+using cnode::raft::kv_state;
 
 namespace {
 term A(const char* s) { return term(atom(s)); }
@@ -271,4 +275,198 @@ TEST_CASE("kv snapshot: random writes, locks, restores and a second serializer b
   CHECK(checked > 300);
   CHECK(restores > 10);
   CHECK(seconds > 50);
+}
+
+namespace {
+// Loads `bytes` `per` entries a step; between steps `between` runs (requests on the machine, say).
+template <class F>
+kv_loader::progress load(kv_loader& l, std::size_t per, F&& between) {
+  auto p = kv_loader::progress::more;
+  while ((p = l.step(per)) == kv_loader::progress::more) between();
+  return p;
+}
+}  // namespace
+
+TEST_CASE("kv install: a stepped load gives restore()'s state; the machine answers from its own meanwhile") {
+  kv_machine leader;
+  std::uint64_t index = 0;
+  for (int i = 0; i < 1000; ++i) leader.apply(put(term(i), bin(named("v", i))), ++index);
+  for (const char* name : {"a", "b"}) REQUIRE(leader.apply(term::tuple({A("lock"), A(name), term(900), owner()}), ++index).granted);
+  const auto bytes = leader.serialize();
+  for (std::size_t per : {1u, 3u, 512u, 1002u, 5000u}) {
+    kv_machine m;  // a follower behind the leader: keys 0..9 and a key the leader has not
+    for (int i = 0; i < 10; ++i) m.apply(put(term(i), A("old")), i + 1);
+    m.apply(put(A("gone"), A("old")), 11);
+    kv_loader l(bytes);
+    int requests = 0;
+    const auto p = load(l, per, [&] {
+      // The state being loaded is not the machine's: gets and writes meanwhile see and change the old state.
+      CHECK(m.get(term(3)) == ok_get(A("old")));
+      CHECK(m.get(term(500)) == A("not_found"));
+      m.apply(put(term(5), A("meanwhile")), 20);
+      ++requests;
+    });
+    REQUIRE(p == kv_loader::progress::done);
+    CHECK(requests == (per >= 1002 ? 0 : static_cast<int>((1002 + per - 1) / per) - 1));
+    CHECK(l.loaded() == 1002);
+    const kv_state old = m.replace(l.take());
+    CHECK(old.data.size() == 11);
+    CHECK(old.data.at(term(5)) == (requests ? A("meanwhile") : A("old")));
+    CHECK(m.size() == 1000);
+    CHECK(m.locks().size() == 2);
+    CHECK(m.get(A("gone")) == A("not_found"));
+    CHECK(m.get(term(5)) == ok_get(bin("v5")));
+    CHECK(m.serialize() == bytes);
+    kv_machine r;
+    REQUIRE(r.restore(bytes));
+    CHECK(r.serialize() == m.serialize());
+  }
+}
+
+TEST_CASE("kv install: bad bytes are refused in some step, the machine untouched") {
+  kv_machine src;
+  for (int i = 0; i < 100; ++i) src.apply(put(term(i), term(i)), i + 1);
+  REQUIRE(src.apply(term::tuple({A("lock"), A("l"), term(900), owner()}), 200).granted);
+  const auto good = src.serialize();
+  kv_machine m;
+  m.apply(put(A("mine"), A("v")), 1);
+  std::vector<std::string> bad = {
+      "",
+      good.substr(0, good.size() - 1),  // cut short
+      good + "x",                       // trailing bytes
+      encoded(term::tuple({A("kv"), term::list({term(1)}), term::list({})})),  // an entry that is no pair
+      encoded(term::tuple({A("kv"), term::list({}), term::list({term::tuple({A("l"), A("nopid"), term(1), term(5)})})})),
+      encoded(term::tuple({A("vk"), term::list({}), term::list({})})),
+      encoded(term::tuple({A("kv"), term::list({}), term::list({}), term::list({})})),
+  };
+  // A flipped byte in an entry past the first step: found there, not before.
+  // 131, {kv (ATOM_EXT), a LIST_EXT of {I, I} (SMALL_INTEGER_EXT: 6 bytes each): entry 50's tuple tag made unknown.
+  std::string flipped = good;
+  const std::size_t at = 3 + 5 + 5 + 6 * 50;
+  REQUIRE(static_cast<std::uint8_t>(flipped[at]) == cnode::etf::tag::small_tuple);
+  flipped[at] = static_cast<char>(0xff);
+  bad.push_back(flipped);
+  for (const auto& b : bad) {
+    kv_loader l(b);
+    CHECK(load(l, 7, [] {}) == kv_loader::progress::bad);
+    CHECK(l.step(7) == kv_loader::progress::bad);  // and stays so
+    CHECK_FALSE(m.restore(b));
+  }
+  {
+    kv_loader l(flipped);
+    CHECK(l.step(7) == kv_loader::progress::more);
+  }
+  CHECK(m.size() == 1);
+  CHECK(m.get(A("mine")) == ok_get(A("v")));
+  // Other encodings restore() takes (a compressed term) are loaded whole, in one step.
+  std::vector<term> pairs;
+  for (int i = 0; i < 200; ++i) pairs.push_back(term::tuple({term(i), bin(std::string(40, 'z'))}));
+  auto z = cnode::etf::encode(term::tuple({A("kv"), term::list(std::move(pairs)), term::list({})}),
+                              {.compression_level = 6});
+  REQUIRE(z.size() > 1);
+  REQUIRE(z[1] == cnode::etf::tag::compressed);
+  kv_loader lz(std::string_view(reinterpret_cast<const char*>(z.data()), z.size()));
+  CHECK(lz.step(1) == kv_loader::progress::done);
+  kv_machine mz;
+  mz.replace(lz.take());
+  CHECK(mz.get(term(1)) == ok_get(bin(std::string(40, 'z'))));
+  CHECK(mz.size() == 200);
+}
+
+TEST_CASE("kv install: a second install replaces the first mid-way; a serializer in flight keeps its capture") {
+  kv_machine a, b;
+  for (int i = 0; i < 300; ++i) a.apply(put(term(i), A("a")), i + 1);
+  for (int i = 200; i < 700; ++i) b.apply(put(term(i), A("b")), i + 1);
+  REQUIRE(b.apply(term::tuple({A("lock"), A("lb"), term(900), owner()}), 800).granted);
+  const auto bytes_a = a.serialize(), bytes_b = b.serialize();
+  kv_machine m;
+  for (int i = 0; i < 50; ++i) m.apply(put(term(i), A("m")), i + 1);
+  const auto want_m = m.serialize();
+  kv_serializer capture(m);  // the member's own snapshot, begun before the installs
+  REQUIRE_FALSE(capture.step(5));
+  kv_reaper reaper;
+  kv_loader first(bytes_a);
+  REQUIRE(first.step(100) == kv_loader::progress::more);
+  m.apply(put(term(7), A("meanwhile")), 60);
+  REQUIRE_FALSE(capture.step(5));
+  // A newer snapshot arrives: the first load is dropped, what it loaded freed in steps.
+  reaper.add(first.take());
+  CHECK(reaper.entries() == 100);
+  kv_loader second(bytes_b);
+  int steps = 0;
+  REQUIRE(load(second, 64, [&] {
+            ++steps;
+            reaper.step(16);
+            m.apply(put(term(1000 + steps), A("meanwhile")), 60 + steps);
+            capture.step(1);
+          }) == kv_loader::progress::done);
+  // The serializer is still walking the old state: replace leaves it that state, and hands back nothing to free.
+  const kv_state old = m.replace(second.take());
+  CHECK(old.entries() == 0);
+  CHECK(m.serialize() == bytes_b);
+  m.apply(put(term(5), A("after")), 900);
+  while (!capture.step(5)) {
+  }
+  CHECK(capture.take() == want_m);
+  while (!reaper.step(16)) {
+  }
+  CHECK(reaper.empty());
+  CHECK(m.get(term(5)) == ok_get(A("after")));
+  CHECK(m.get(term(250)) == ok_get(A("b")));
+  CHECK(m.get(term(7)) == A("not_found"));
+  CHECK(m.size() == 501);
+  // Without a serializer in flight the old state comes back whole, for the reaper.
+  kv_loader third(bytes_a);
+  REQUIRE(load(third, 1000, [] {}) == kv_loader::progress::done);
+  kv_state back = m.replace(third.take());
+  CHECK(back.data.size() == 501);
+  CHECK(back.locks.size() == 1);
+  reaper.add(std::move(back));
+  std::size_t before = reaper.entries(), stepped = 0;
+  while (!reaper.step(100)) {
+    ++stepped;
+    CHECK(reaper.entries() == before - 100 * stepped);
+  }
+  CHECK(stepped == 5);
+  CHECK(m.serialize() == bytes_a);
+}
+
+TEST_CASE("kv install: random states loaded in random steps between random requests match restore()") {
+  std::mt19937 rng(777);
+  auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<unsigned>(n)); };
+  kv_reaper reaper;
+  for (int round = 0; round < 200; ++round) {
+    kv_machine src;
+    std::uint64_t index = 0;
+    for (int i = pick(300); i > 0; --i) {
+      term k = pick(2) ? term(pick(500)) : bin(named("k", pick(500)));
+      src.apply(put(k, pick(3) ? term(i) : term::tuple({A("v"), bin(std::string(static_cast<std::size_t>(pick(90)), 'x'))})), ++index);
+    }
+    for (int i = pick(5); i > 0; --i) src.apply(term::tuple({A("lock"), term(pick(9)), term(900), owner()}), ++index);
+    const auto bytes = src.serialize();
+    kv_machine m;
+    for (int i = pick(100); i > 0; --i) m.apply(put(term(pick(500)), A("old")), i);
+    const auto old_bytes = m.serialize();
+    kv_machine mirror;  // what m must hold: the old state plus the requests meanwhile
+    REQUIRE(mirror.restore(old_bytes));
+    kv_loader l(bytes);
+    auto p = kv_loader::progress::more;
+    while ((p = l.step(1 + static_cast<std::size_t>(pick(40)))) == kv_loader::progress::more) {
+      const term k = term(pick(500));
+      const term c = pick(2) ? put(k, A("w")) : del(k);
+      m.apply(c, 1000);
+      mirror.apply(c, 1000);
+      CHECK(m.get(k) == mirror.get(k));
+      reaper.step(1 + static_cast<std::size_t>(pick(30)));
+    }
+    REQUIRE(p == kv_loader::progress::done);
+    kv_state old = m.replace(l.take());
+    kv_machine was;
+    was.replace(std::move(old));
+    CHECK(was.serialize() == mirror.serialize());
+    reaper.add(was.replace({}));
+    CHECK(m.serialize() == bytes);
+  }
+  while (!reaper.step(100)) {
+  }
 }
