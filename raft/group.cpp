@@ -242,15 +242,17 @@ void group_process::handle(process& self, const term& m) {
   if (m.is_tuple(4) && m.element(0).is_atom(atom("$raft")) && m.element(2).is_atom()) {
     const std::string from(m.element(2).atom_value().text());
     if (installing_ && is_resend(m.element(3))) return;  // dropped before its bytes are copied out of the message
-    auto msg = decode(m.element(3), from, self.node().name());
+    term snap_bytes;  // an install_snapshot's state bytes, not copied out here (install_step copies them in steps)
+    auto msg = decode(m.element(3), from, self.node().name(), &snap_bytes);
     if (!msg) {
       log::warning("raft: group {}: a malformed message from {} dropped", g_.name, from);
       return;
     }
     // A snapshot the core would take is loaded in steps first (begin_install); one that is not a KV state is
     // refused then, before the core takes it. One at or below the commit index holds nothing new: the core answers it.
+    // (The core takes no snapshot at or below its commit index: it does not need the bytes of one.)
     if (msg->type == msg_type::install_snapshot && msg->snap->meta.index > core_->commit_index())
-      return begin_install(self, std::move(*msg));
+      return begin_install(self, std::move(*msg), std::move(snap_bytes));
     if (trace_ && msg->type == msg_type::append_reply) {
       const auto at = std::find(g_.members.begin(), g_.members.end(), from);
       trace_->event('A', static_cast<std::uint64_t>(at - g_.members.begin()) + 1, msg->index, msg->success);
@@ -723,20 +725,31 @@ bool group_process::is_resend(const term& t) const {
   return s.element(0) == term(meta.index) && s.element(1) == term(meta.term);
 }
 
-void group_process::begin_install(process& self, message msg) {
+void group_process::begin_install(process& self, message msg, term bytes) {
   // The leader sends the snapshot again (once per election timeout) while it has no answer: the one in flight stands.
   if (installing_ && installing_->msg.snap->meta.index == msg.snap->meta.index &&
       installing_->msg.snap->meta.term == msg.snap->meta.term)
     return;
   if (installing_) reap(self, installing_->loader.take());  // a newer one: what was loaded of the older goes
-  auto snap = msg.snap;
-  installing_.emplace(install{std::move(msg), kv_loader(snap->data, snap), ++install_generation_});
+  auto held = std::make_shared<const term>(std::move(bytes));  // not moved again: a short binary's bytes are inline
+  const auto b = held->bytes();
+  const std::string_view view(reinterpret_cast<const char*>(b.data()), b.size());
+  installing_.emplace(install{std::move(msg), held, kv_loader(view, held), {}, ++install_generation_});
+  installing_->data.reserve(view.size());  // pages are touched only as the steps copy into them
   install_step(self, installing_->generation);
 }
 
 void group_process::install_step(process& self, std::uint64_t generation) {
   if (!installing_ || installing_->generation != generation) return;  // replaced or finished meanwhile
-  switch (installing_->loader.step(install_step_entries)) {
+  auto& in = *installing_;
+  // The core's copy of the bytes (kept to persist and to send on), install_copy_bytes a step.
+  const auto b = in.bytes->bytes();
+  const std::size_t n = std::min(install_copy_bytes, b.size() - in.data.size());
+  in.data.append(reinterpret_cast<const char*>(b.data()) + in.data.size(), n);
+  auto p = in.loaded ? kv_loader::progress::done : in.loader.step(install_step_entries);
+  in.loaded = p == kv_loader::progress::done;
+  if (in.loaded && in.data.size() < b.size()) p = kv_loader::progress::more;
+  switch (p) {
     case kv_loader::progress::more:
       self.send(self.pid(), term::tuple({a("$raft_install_step"), term(generation)}));
       return;
@@ -748,8 +761,12 @@ void group_process::install_step(process& self, std::uint64_t generation) {
       return;
     case kv_loader::progress::done: break;
   }
-  message msg = std::move(installing_->msg);
-  kv_state state = installing_->loader.take();
+  message msg = std::move(in.msg);
+  auto snap = std::make_shared<snapshot>();
+  snap->meta = msg.snap->meta;
+  snap->data = std::move(in.data);
+  msg.snap = std::move(snap);
+  kv_state state = in.loader.take();
   installing_.reset();
   if (loaded_) reap(self, std::move(*loaded_));
   loaded_ = std::move(state);

@@ -173,14 +173,18 @@ class group_process {
   index_t snap_build_index_ = 0;
   static constexpr std::size_t snapshot_step_entries = 512;
   void snapshot_step(process& self);
-  // A snapshot from the leader is decoded and loaded (kv_loader) install_step_entries entries per
-  // $raft_install_step message, into a state apart from kv_, before the core sees it; once loaded (and so known to
-  // be a KV state) the core takes the message, and its ready swaps the state in at once (kv_machine::replace). The
-  // old state goes to reaper_, freed free_step_entries map nodes per $raft_free_step message.
+  // A snapshot from the leader is decoded and loaded (kv_loader) install_step_entries entries, and its bytes copied
+  // out of the message install_copy_bytes, per $raft_install_step message, into a state apart from kv_, before the
+  // core sees it; once loaded (and so known to be a KV state) the core takes the message, and its ready swaps the
+  // state in at once (kv_machine::replace). The old state goes to reaper_, freed free_step_entries map nodes per
+  // $raft_free_step message.
   struct install {
-    message msg;  // the install_snapshot, held until its state is loaded
-    kv_loader loader;
+    message msg;  // the install_snapshot (its snap's data empty), held until its state is loaded
+    std::shared_ptr<const term> bytes;  // the binary of the message that holds the state's bytes
+    kv_loader loader;  // over *bytes
+    std::string data;  // *bytes copied so far: the core's snapshot
     std::uint64_t generation = 0;  // of the $raft_install_step messages that drive this one
+    bool loaded = false;
   };
   std::optional<install> installing_;
   std::uint64_t install_generation_ = 0;
@@ -188,8 +192,9 @@ class group_process {
   std::shared_ptr<const snapshot> loaded_snap_;
   kv_reaper reaper_;
   bool reaping_ = false;  // a $raft_free_step is on its way
-  static constexpr std::size_t install_step_entries = 512, free_step_entries = 4096;
-  void begin_install(process& self, message msg);
+  static constexpr std::size_t install_step_entries = 512, free_step_entries = 4096,
+                               install_copy_bytes = std::size_t{1} << 18;
+  void begin_install(process& self, message msg, term bytes);
   bool is_resend(const term& wire) const;
   void install_step(process& self, std::uint64_t generation);
   void reap(process& self, kv_state s);

@@ -25,7 +25,7 @@ term encode_snapshot(const snapshot& s) {
   return term::tuple({term(s.meta.index), term(s.meta.term), term::list(std::move(ms)), term::binary(s.data)});
 }
 
-std::shared_ptr<const snapshot> decode_snapshot(const term& t) {
+std::shared_ptr<const snapshot> decode_snapshot(const term& t, term* bytes) {
   if (!t.is_tuple(4) || !t.element(3).is_binary()) return nullptr;
   auto s = std::make_shared<snapshot>();
   if (!u64(t.element(0), s->meta.index) || !u64(t.element(1), s->meta.term)) return nullptr;
@@ -35,6 +35,10 @@ std::shared_ptr<const snapshot> decode_snapshot(const term& t) {
   for (const auto& m : ms) {
     if (!m.is_atom()) return nullptr;
     s->meta.members.emplace_back(m.atom_value().text());
+  }
+  if (bytes) {
+    *bytes = t.element(3);
+    return s;
   }
   const auto b = t.element(3).bytes();
   s->data.assign(reinterpret_cast<const char*>(b.data()), b.size());
@@ -53,7 +57,7 @@ term encode(const message& m) {
                       m.snap ? encode_snapshot(*m.snap) : term()});
 }
 
-std::optional<message> decode(const term& t, const std::string& from, const std::string& to) {
+std::optional<message> decode(const term& t, const std::string& from, const std::string& to, term* snapshot_bytes) {
   if (!t.is_tuple(14) || !t.element(0).is_small()) return std::nullopt;
   const auto type = t.element(0).small();
   if (type < 0 || type > static_cast<std::int64_t>(msg_type::install_snapshot)) return std::nullopt;
@@ -78,7 +82,7 @@ std::optional<message> decode(const term& t, const std::string& from, const std:
     m.entries.push_back(std::move(x));
   }
   if (m.type == msg_type::install_snapshot) {
-    m.snap = decode_snapshot(t.element(13));
+    m.snap = decode_snapshot(t.element(13), snapshot_bytes);
     if (!m.snap) return std::nullopt;
   } else if (!t.element(13).is_nil()) {
     return std::nullopt;

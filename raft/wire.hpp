@@ -10,6 +10,10 @@
 namespace cnode::raft {
 
 term encode(const message& m);
-std::optional<message> decode(const term& t, const std::string& from, const std::string& to);
+// snapshot_bytes: where an install_snapshot's state bytes go. Null: copied into m.snap->data. Else the binary term
+// that holds them is put there and m.snap->data is left empty (the shell copies them in steps: a snapshot of a large
+// state is 100 MB and more).
+std::optional<message> decode(const term& t, const std::string& from, const std::string& to,
+                              term* snapshot_bytes = nullptr);
 
 }  // namespace cnode::raft
