@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "dist/wake_hold.hpp"
 #include "cnode/host.hpp"
 #include "cnode/log.hpp"
 #include "dist/tls.hpp"
@@ -62,6 +63,8 @@ constexpr const char* usage = R"(usage: cnode [options]
   --max-partial-bytes N   bytes held for fragmented messages still incomplete, all peers together; the
                           connection whose fragment would cross it is closed (default: 536870912, 512 MiB)
   --dist-atom-cache       offer DIST_HDR_ATOM_CACHE: atoms sent before go as cache references, both ways
+                          (default: off; docs/dist.md has the measurements)
+  --dist-batch-sends      what a process sends in one run wakes its connection's writer once, at the run's end
                           (default: off; docs/dist.md has the measurements)
   --max-mailbox N         a process with more than N messages waiting is killed (reason killed) (default: off)
   --max-mailbox-action A  kill | log: kill the process, or log once that it crossed N (default: kill)
@@ -218,6 +221,8 @@ options parse(int argc, char** argv, const option_list& service_options) {
       o.max_partial = number(a, value(), 0xffffffffffffUL);
     } else if (a == "--dist-atom-cache") {
       o.atom_cache = true;
+    } else if (a == "--dist-batch-sends") {
+      cnode::dist::writer_wake_hold::enable(true);
     } else if (a == "--max-mailbox") {
       o.mailbox.max = number(a, value(), 0xffffffffUL);
     } else if (a == "--max-mailbox-action") {

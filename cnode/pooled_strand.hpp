@@ -13,6 +13,7 @@
 #include <boost/asio/execution.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/io_context_strand.hpp>
+#include "dist/wake_hold.hpp"
 
 namespace cnode {
 
@@ -30,10 +31,17 @@ class pooled_strand {
 
   // possibly blocking (dispatch): at once if this thread is already in the strand, or can enter it now; never
   // blocking (post): queued.
+  //
+  // Each handler runs under a dist::writer_wake_hold: what the process sends in that run wakes its connections'
+  // writers once, when the run ends, on this thread (dist/connection.hpp).
   template <typename F>
   void execute(F&& f) const {
-    if (never_) strand_.post(std::forward<F>(f), std::allocator<void>());
-    else strand_.dispatch(std::forward<F>(f), std::allocator<void>());
+    auto held = [f = std::forward<F>(f)]() mutable {
+      dist::writer_wake_hold hold;
+      std::move(f)();
+    };
+    if (never_) strand_.post(std::move(held), std::allocator<void>());
+    else strand_.dispatch(std::move(held), std::allocator<void>());
   }
   bool running_in_this_thread() const noexcept { return strand_.running_in_this_thread(); }
   boost::asio::io_context::executor_type inner_executor() const noexcept { return strand_.context().get_executor(); }

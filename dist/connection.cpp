@@ -119,7 +119,44 @@ bool connection::enqueue_locked(out_packet packet, std::uint64_t key) {
   return true;
 }
 
+namespace {
+bool wake_holds_enabled = false;  // set once, before any thread but main runs
+thread_local int wake_hold_depth = 0;
+thread_local std::vector<std::shared_ptr<connection>> held_wakes;
+}  // namespace
+
+void writer_wake_hold::enable(bool on) noexcept { wake_holds_enabled = on; }
+
+writer_wake_hold::writer_wake_hold() noexcept { ++wake_hold_depth; }
+
+writer_wake_hold::~writer_wake_hold() {
+  if (--wake_hold_depth != 0) return;
+  // A writer woken here may run at once and send, and what it runs may hold and release again: take the list first.
+  while (!held_wakes.empty()) {
+    auto c = std::move(held_wakes.back());
+    held_wakes.pop_back();
+    try {
+      c->wake_writer_now();
+    } catch (...) {
+      // Only an allocation can fail here. The writer was marked awake and will not be woken by a later send:
+      // close the connection rather than leave its packets queued for ever.
+      try {
+        c->close(error::handler_failed);
+      } catch (...) {
+      }
+    }
+  }
+}
+
 void connection::wake_writer() {
+  if (wake_hold_depth > 0 && wake_holds_enabled && !strand_.running_in_this_thread()) {
+    held_wakes.push_back(shared_from_this());
+    return;
+  }
+  wake_writer_now();
+}
+
+void connection::wake_writer_now() {
   // The writer parked on the strand while holding mu_, so the writer_sleeping_ its waker saw means it is parked
   // once the strand is free. Resuming it is a call: the packet goes on the wire from this thread, no hand-over.
   if (strand_.running_in_this_thread()) {

@@ -33,6 +33,7 @@
 #include "dist/inbound.hpp"
 #include "dist/parking.hpp"
 #include "dist/transport.hpp"
+#include "dist/wake_hold.hpp"
 
 namespace cnode::dist {
 
@@ -202,6 +203,8 @@ class connection : public std::enable_shared_from_this<connection> {
   // mu_ held. True when the writer was parked: the caller calls wake_writer() once mu_ is let go.
   [[nodiscard]] bool enqueue_locked(out_packet packet, std::uint64_t key = 0);
   void wake_writer();  // mu_ not held; from any thread
+  void wake_writer_now();
+  friend class writer_wake_hold;
   void place(queued q, std::vector<piece>& pieces);  // writer: into the batch, a new stream, or behind one
   void take_fragment(std::size_t i, std::vector<piece>& pieces);
   void cancel_waiter(std::uint64_t id);

@@ -716,3 +716,52 @@ TEST_CASE("connection: small packets go in shared runs, in order with whole pack
     CHECK_FALSE(a->try_send_small(p, frags, 1));
   }
 }
+
+TEST_CASE("connection: under a writer_wake_hold a sender's packets wait for the hold's end, then go in one write") {
+  writer_wake_hold::enable(true);
+  struct off_again {
+    ~off_again() { writer_wake_hold::enable(false); }
+  } restore;
+  asio::io_context io;
+  socket_pair sp(io);
+  connection_options opt;
+  opt.net_ticktime = 60s;
+  auto ha = std::make_shared<recorder>(), hb = std::make_shared<recorder>();
+  auto a = connection::create(std::move(sp.a), visible_peer("b@h"), "a@h", opt, ha);
+  auto b = connection::create(std::move(sp.b), visible_peer("a@h"), "b@h", opt, hb);
+  a->start();
+  b->start();
+  io.poll();  // both writers park
+  REQUIRE(a->stats().writes == 0);
+  {
+    writer_wake_hold outer;
+    {
+      writer_wake_hold inner;
+      auto p1 = payload(10, 1);
+  REQUIRE(a->try_send(p1, 1));
+    }
+    // The inner hold's end is not the outermost: nothing woke the writer.
+    auto p2 = payload(20, 2);
+  REQUIRE(a->try_send(p2, 1));
+    auto p3 = payload(30, 3);
+  REQUIRE(a->try_send(p3, 1));
+    io.restart();
+    io.poll();  // a woken writer would have written here (its write completes within poll on loopback)
+    CHECK(a->stats().writes == 0);
+    CHECK(a->stats().queued_bytes > 0);
+    CHECK(hb->packets.empty());
+  }
+  REQUIRE(run_until(io, [&] { return hb->packets.size() == 3; }, 5000ms));
+  CHECK(a->stats().writes == 1);  // the three packets in one write
+  CHECK(hb->packets[0] == payload(10, 1));
+  CHECK(hb->packets[2] == payload(30, 3));
+  // Without a hold the first send wakes the writer at once.
+  auto p4 = payload(5, 4);
+  REQUIRE(a->try_send(p4, 1));
+  io.restart();
+  io.poll();
+  CHECK(a->stats().writes >= 2);
+  a->close();
+  b->close();
+  run_until(io, [&] { return ha->down.has_value() && hb->down.has_value(); }, 2000ms);
+}

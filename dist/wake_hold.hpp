@@ -1,0 +1,20 @@
+#pragma once
+
+namespace cnode::dist {
+
+// While one is alive on a thread, a sender there that finds a connection's writer asleep does not wake it at once:
+// the connection is remembered, and the outermost hold wakes each remembered writer when it ends, after what the
+// thread's code sent meanwhile has gathered. The runtime holds one around every handler of a process, so what a
+// process sends in one run goes out in one write, from its own thread, rather than a wake (and, with several
+// threads, another thread's write) for its first message. Nesting is counted; the end never throws.
+// Off unless enabled (`--dist-batch-sends`, before the node starts): with it off a hold changes nothing.
+class writer_wake_hold {
+ public:
+  static void enable(bool on) noexcept;
+  writer_wake_hold() noexcept;
+  ~writer_wake_hold();
+  writer_wake_hold(const writer_wake_hold&) = delete;
+  writer_wake_hold& operator=(const writer_wake_hold&) = delete;
+};
+
+}  // namespace cnode::dist
