@@ -65,7 +65,7 @@ constexpr const char* usage = R"(usage: cnode [options]
   --dist-atom-cache       offer DIST_HDR_ATOM_CACHE: atoms sent before go as cache references, both ways
                           (default: off; docs/dist.md has the measurements)
   --dist-batch-sends      what a process sends in one run wakes its connection's writer once, at the run's end
-                          (default: off; docs/dist.md has the measurements)
+  --no-dist-batch-sends   (default: on with 2 threads or more, off with one; docs/dist.md has the measurements)
   --max-mailbox N         a process with more than N messages waiting is killed (reason killed) (default: off)
   --max-mailbox-action A  kill | log: kill the process, or log once that it crossed N (default: kill)
   --threads N             I/O threads (default: 1 on 2 cores or fewer, else the number of cores)
@@ -105,6 +105,7 @@ struct options {
   std::size_t max_message = 128 * 1024 * 1024;
   std::size_t max_partial = 512 * 1024 * 1024;
   bool atom_cache = false;
+  std::optional<bool> batch_sends;  // unset: on with 2 threads or more
   node::mailbox_limit mailbox;
   unsigned threads = 0;
   unsigned busy_wait_us = 0;
@@ -222,7 +223,9 @@ options parse(int argc, char** argv, const option_list& service_options) {
     } else if (a == "--dist-atom-cache") {
       o.atom_cache = true;
     } else if (a == "--dist-batch-sends") {
-      cnode::dist::writer_wake_hold::enable(true);
+      o.batch_sends = true;
+    } else if (a == "--no-dist-batch-sends") {
+      o.batch_sends = false;
     } else if (a == "--max-mailbox") {
       o.mailbox.max = number(a, value(), 0xffffffffUL);
     } else if (a == "--max-mailbox-action") {
@@ -343,6 +346,9 @@ int main(int argc, char** argv) {
   if (o.cookie) log::warning("--cookie puts the cookie on the command line, where ps shows it: prefer --cookie-file");
   cfg.embedded_epmd = o.embedded_epmd;
   cfg.threads = o.threads;
+  // Before any thread but this one runs. With one thread the process and the writer share it anyway: the hold
+  // would only move the write to the run's end (docs/dist.md).
+  cnode::dist::writer_wake_hold::enable(o.batch_sends.value_or((o.threads ? o.threads : default_threads()) >= 2));
   cfg.busy_wait = std::chrono::microseconds(o.busy_wait_us);
   cfg.connect = o.connect;
   cfg.stop_timeout = std::chrono::milliseconds(o.stop_timeout_ms);
