@@ -27,8 +27,9 @@ namespace {
 constexpr std::uint32_t arena_bias = 1u << 31;
 constexpr std::size_t node_prefix = 8;
 // Block sizes bound what a subterm kept alive can pin: at most one block, 64 KiB. The first block a decode starts
-// is 4 KiB, then blocks double while the same decode fills them (arena_scope starts each decode over at 4 KiB).
-constexpr std::size_t arena_first = std::size_t{4} << 10;
+// is 4 KiB, then blocks double while the same decode fills them (arena_scope starts each decode over at 4 KiB and
+// closes an open block larger than that), so a small term never shares a block larger than 4 KiB.
+constexpr std::size_t arena_first = node_arena::first_block_size;
 constexpr std::size_t arena_block_max = std::size_t{64} << 10;
 
 // A few freed blocks kept per thread for the next decode: a stream of terms decoded and dropped on one thread (the
@@ -42,9 +43,10 @@ constexpr std::size_t keep_stages = 5;
 struct block_keeper {
   arena_block* kept[keep_stages] = {};
   bool dead = false;
-  // A kept block of at least `size` bytes (the one of its stage, or of a later one), taken out; nullptr if none.
-  [[gnu::always_inline]] arena_block* take(std::size_t size) noexcept {
-    for (std::size_t i = keep_stage(size); i < keep_stages; ++i)
+  // A kept block of at least `size` bytes (the one of its stage, or of a later one up to stage `last`), taken out;
+  // nullptr if none.
+  [[gnu::always_inline]] arena_block* take(std::size_t size, std::size_t last = keep_stages - 1) noexcept {
+    for (std::size_t i = keep_stage(size); i <= last && i < keep_stages; ++i)
       if (arena_block* b = kept[i]; b && b->size >= size) {
         kept[i] = nullptr;
         return b;
@@ -158,6 +160,7 @@ void node_arena::retire() noexcept {
   const std::uint32_t drop = arena_bias - count_;
   if (block_->live.fetch_sub(drop, std::memory_order_acq_rel) == drop) free_block(block_);
   block_ = nullptr;
+  block_size_ = 0;
   cur_ = end_ = nullptr;
   count_ = 0;
 }
@@ -166,18 +169,20 @@ void* node_arena::allocate(std::size_t bytes) {
   if (static_cast<std::size_t>(end_ - cur_) < bytes) [[unlikely]] {
     if (bytes > arena_block_max / 4 || dead_) return heap_node(bytes);
     tl_arena_owner.armed = true;  // constructs the owner, whose destructor retires the block at the thread's end
-    // The first block a decode needs is as large as the one it replaces (a stream of terms of the same kind then
-    // needs as many blocks per term as one of them fills), then blocks double.
-    const std::size_t want = next_size_ ? next_size_ : block_ ? std::size_t{block_->size} : arena_first;
+    // The first block a decode needs is a first block (4 KiB, of the keeper's first stage: never a larger kept
+    // one, which small terms carved after this decode would then share and pin), then blocks double.
+    const bool first = next_size_ == 0;
+    const std::size_t want = first ? arena_first : next_size_;
     std::size_t size = (std::max(want, bytes + sizeof(arena_block)) + 15) & ~std::size_t{15};
-    retire();  // after reading its size: this may free it
-    void* m = tl_keeper.take(size);
+    retire();
+    void* m = tl_keeper.take(size, first ? keep_stage(size) : keep_stages - 1);
     if (m)
       size = static_cast<arena_block*>(m)->size;
     else
       m = ::operator new(size);
     next_size_ = std::min(size * 2, arena_block_max);
     block_ = new (m) arena_block{{arena_bias}, static_cast<std::uint32_t>(size)};
+    block_size_ = static_cast<std::uint32_t>(size);
     cur_ = static_cast<char*>(m) + sizeof(arena_block);
     end_ = static_cast<char*>(m) + size;
   }

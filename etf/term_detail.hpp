@@ -128,8 +128,15 @@ class node_arena {
     *reinterpret_cast<arena_block**>(p) = block_;  // the node's prefix: its block
     return p + 8;
   }
-  // A decode starts: the next block it needs is a first block again (4 KiB), however large the last one was.
-  void begin() noexcept { next_size_ = 0; }
+  // A decode starts: the next block it needs is a first block again (4 KiB), however large the last one was; an
+  // open block larger than a first block (the tail of a large term's decode) is closed, so that a small term carved
+  // after a large one, and kept, pins a block no larger than a first block, as it did when each decode had its own.
+  void begin() noexcept {
+    next_size_ = 0;
+    if (block_size_ > first_block_size) [[unlikely]]
+      retire();
+  }
+  static constexpr std::uint32_t first_block_size = std::uint32_t{4} << 10;
   // At the thread's end: the block retired; what is allocated after that comes from the heap.
   void shut() noexcept;
 
@@ -139,6 +146,7 @@ class node_arena {
   char* cur_ = nullptr;
   char* end_ = nullptr;
   std::uint32_t count_ = 0;  // nodes carved from block_
+  std::uint32_t block_size_ = 0;  // block_'s size (0: none)
   bool dead_ = false;
   std::size_t next_size_ = 0;  // the next block's size; 0: the first block's
 };

@@ -227,6 +227,33 @@ TEST_CASE("scratch stacks shrink back after a deep term") {
   MESSAGE("heap in use " << before << " -> " << after << " bytes");
   CHECK(after < before + 4 * detail::scratch_keep_bytes);
 }
+// A small term decoded right after a large one, and kept, pins an arena block of at most 4 KiB (a first block), not
+// the large decode's last block (up to 64 KiB): decode starts close an open block larger than a first block
+// (etf/term_detail.hpp node_arena::begin). 200 rounds of a large term decoded and dropped, then a small one kept.
+TEST_CASE("a small term kept after a large decode pins a first block at most") {
+  auto in_use = [] {
+    const struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+  };
+  std::vector<term> big_elems;
+  for (int i = 0; i < 5'000; ++i) big_elems.push_back(term::tuple({term(i), term(i + 1)}));
+  const bytes big = encode(term::list(big_elems));
+  const bytes small = encode(term::tuple({term(atom("ok")), term(7), term::tuple({term(1), term(2)})}));
+  std::vector<term> kept;
+  kept.reserve(200);
+  { (void)decode(big).value; }  // the thread's kept blocks at their size
+  const std::size_t before = in_use();
+  for (int i = 0; i < 200; ++i) {
+    { REQUIRE(decode(big)); }
+    decode_result r = decode(small);
+    REQUIRE(r);
+    kept.push_back(std::move(r.value));
+  }
+  const std::size_t per_kept = (in_use() - before) / kept.size();
+  MESSAGE("heap per kept small term " << per_kept << " bytes");
+  CHECK(per_kept <= 6 * 1024);
+  for (const term& k : kept) CHECK(encode(k) == small);
+}
 #endif
 
 TEST_CASE("a million levels of nesting: decode, encode, compare, destroy") {
